@@ -1,0 +1,8 @@
+"""``python -m lamina`` runs the CLI."""
+
+from __future__ import annotations
+
+from lamina.cli.main import main
+
+if __name__ == "__main__":
+    main()

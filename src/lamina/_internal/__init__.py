@@ -1,0 +1,3 @@
+"""lamina._internal."""
+
+from __future__ import annotations

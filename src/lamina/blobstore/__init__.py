@@ -1,0 +1,3 @@
+"""lamina.blobstore."""
+
+from __future__ import annotations

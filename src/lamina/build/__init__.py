@@ -1,0 +1,3 @@
+"""lamina.build."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""lamina.cli."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""lamina.dockerfile."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""lamina.image."""
+
+from __future__ import annotations

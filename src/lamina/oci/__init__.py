@@ -1,0 +1,3 @@
+"""lamina.oci."""
+
+from __future__ import annotations

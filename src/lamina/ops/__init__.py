@@ -1,0 +1,3 @@
+"""lamina.ops."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""lamina.registry."""
+
+from __future__ import annotations

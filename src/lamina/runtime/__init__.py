@@ -1,0 +1,3 @@
+"""lamina.runtime."""
+
+from __future__ import annotations

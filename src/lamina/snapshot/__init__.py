@@ -1,0 +1,3 @@
+"""lamina.snapshot."""
+
+from __future__ import annotations

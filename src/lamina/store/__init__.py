@@ -1,0 +1,3 @@
+"""lamina.store."""
+
+from __future__ import annotations

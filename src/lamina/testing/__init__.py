@@ -1,0 +1,3 @@
+"""lamina.testing."""
+
+from __future__ import annotations

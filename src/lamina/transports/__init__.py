@@ -1,0 +1,3 @@
+"""lamina.transports."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""lamina.unionfs."""
+
+from __future__ import annotations
