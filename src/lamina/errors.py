@@ -42,7 +42,7 @@ class LaminaError(Exception):
         return self.message
 
     def with_context(self, context: str) -> LaminaError:
-        """Return this error with ``context: `` prefixed to its message (mutates and returns self)."""
+        """Prefix ``context: `` to the message; mutates and returns self."""
         self.message = f"{context}: {self.message}"
         self.args = (self.message,)
         return self

@@ -1,0 +1,83 @@
+"""Platforms (os/architecture/variant) as in the OCI image index."""
+
+from __future__ import annotations
+
+import platform as _platform
+from dataclasses import dataclass
+from typing import Any
+
+from lamina.errors import InvalidManifest, UsageError
+
+_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Platform:
+    """An OCI platform. ``str()`` gives ``os/arch[/variant]``."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+    os_version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """Parse ``linux/amd64`` or ``linux/arm64/v8``; raise UsageError otherwise."""
+        parts = text.strip().lower().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise UsageError(
+                f"invalid platform {text!r}", hint="use os/arch[/variant], e.g. linux/amd64"
+            )
+        return cls(
+            os=parts[0], architecture=parts[1], variant=parts[2] if len(parts) == 3 else None
+        )
+
+    @classmethod
+    def host(cls) -> Platform:
+        """The platform this process runs on."""
+        machine = _platform.machine()
+        arch = _ARCH.get(machine, machine)
+        return cls(os="linux", architecture=arch, variant="v8" if arch == "arm64" else None)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Platform:
+        """From an index descriptor's ``platform`` object."""
+        if not isinstance(obj, dict):
+            raise InvalidManifest("platform must be an object")
+        os_, arch = obj.get("os"), obj.get("architecture")
+        if not isinstance(os_, str) or not isinstance(arch, str):
+            raise InvalidManifest("platform needs string 'os' and 'architecture'")
+        variant = obj.get("variant")
+        osv = obj.get("os.version")
+        return cls(
+            os=os_,
+            architecture=arch,
+            variant=variant if isinstance(variant, str) else None,
+            os_version=osv if isinstance(osv, str) else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object form."""
+        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        if self.os_version:
+            out["os.version"] = self.os_version
+        return out
+
+    def matches(self, other: Platform) -> bool:
+        """True if ``other`` satisfies this platform (a missing variant matches any)."""
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        return self.variant is None or other.variant is None or self.variant == other.variant
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
