@@ -1,0 +1,91 @@
+"""Readers that hash and count what passes through them and check it against expectations.
+
+Invariant: a :class:`VerifyingReader` raises :class:`~lamina.errors.DigestMismatch` as soon as
+more than the expected size has been read, and at end of stream if the size or digest differ;
+callers therefore never commit unverified content as long as they read to EOF before commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import IO, Protocol
+
+from lamina.errors import DigestMismatch
+from lamina.oci.digest import Digest
+
+
+class Readable(Protocol):
+    """Anything with ``read(n)``."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class VerifyingReader:
+    """Wrap ``raw``; hash with ``expected``'s algorithm (sha256 if None) and count bytes."""
+
+    def __init__(
+        self,
+        raw: Readable | IO[bytes],
+        expected: Digest | None = None,
+        size: int | None = None,
+        *,
+        what: str = "blob",
+    ) -> None:
+        self._raw = raw
+        self.expected = expected
+        self.expected_size = size
+        self._hasher = hashlib.new(expected.algorithm if expected else "sha256")
+        self.count = 0
+        self._what = what
+        self._done = False
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Read up to ``n`` bytes, verifying at EOF."""
+        data = self._raw.read(n)
+        if data:
+            self.count += len(data)
+            if self.expected_size is not None and self.count > self.expected_size:
+                raise DigestMismatch(
+                    f"{self._what}: more than the declared {self.expected_size} bytes"
+                )
+            self._hasher.update(data)
+        elif n != 0:
+            self._finish()
+        return data
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        """``readinto`` in terms of ``read`` (lets io.BufferedReader wrap this)."""
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        """io protocol."""
+        return True
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.expected_size is not None and self.count != self.expected_size:
+            raise DigestMismatch(
+                f"{self._what}: size {self.count} does not match the declared {self.expected_size}"
+            )
+        if self.expected is not None and self.digest() != self.expected:
+            raise DigestMismatch(
+                f"{self._what}: content has digest {self.digest()}, expected {self.expected}"
+            )
+
+    def drain(self, chunk: int = 1 << 20) -> None:
+        """Read (and discard) the rest of the stream, verifying it."""
+        while self.read(chunk):
+            pass
+
+    def digest(self) -> Digest:
+        """The digest of what has been read so far."""
+        return Digest(self._hasher.name, self._hasher.hexdigest())
+
+    @property
+    def verified(self) -> bool:
+        """True once EOF was reached and everything matched."""
+        return self._done
