@@ -3,6 +3,8 @@
 Invariant: a :class:`VerifyingReader` raises :class:`~lamina.errors.DigestMismatch` as soon as
 more than the expected size has been read, and at end of stream if the size or digest differ;
 callers therefore never commit unverified content as long as they read to EOF before commit.
+
+Imports ``lamina.oci.digest``, a leaf module that the layering test ranks with ``_internal``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,50 @@
+# Two entry points (see README): `make demo` runs the main job, `make test` runs the suite.
+# Both install what they need on a fresh Debian 12 machine (apt packages as root, a venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := busybox-static skopeo umoci runc fuse-overlayfs docker-registry attr \
+	ca-certificates tar
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test deps apt venv lint typecheck unit bench clean
+
+demo: deps
+	./scripts/demo.sh
+
+test: deps lint typecheck
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider tests
+
+deps: apt venv
+
+# Installs only what is missing, so a warm machine pays nothing.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing apt packages:$$missing (run as root)"; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: venv
+	$(BIN)/mypy --strict src/lamina
+
+bench: deps
+	$(BIN)/python bench/bench_store.py
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

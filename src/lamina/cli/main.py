@@ -1,0 +1,155 @@
+"""Entry point and lazy command table.
+
+Invariant: start-up imports only click and this module; each command's module (and through it
+the heavy parts of lamina) is imported when that command runs, so ``lamina images`` never pays
+for the builder, the registry client or rich.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lamina.errors import LaminaError
+
+#: command name -> (module, attribute, short help, hidden)
+COMMANDS: dict[str, tuple[str, str, str, bool]] = {
+    "images": ("lamina.cli.image_cmd", "images", "List images in the store.", False),
+    "tag": ("lamina.cli.image_cmd", "tag", "Add a name to an image.", False),
+    "rmi": ("lamina.cli.image_cmd", "rmi", "Remove images.", False),
+    "inspect": ("lamina.cli.image_cmd", "inspect", "Show low-level image information.", False),
+    "history": ("lamina.cli.image_cmd", "history", "Show an image's history.", False),
+    "load": ("lamina.cli.archive_cmd", "load", "Load an image archive into the store.", False),
+    "save": ("lamina.cli.archive_cmd", "save", "Save images to an archive.", False),
+    "import": ("lamina.cli.archive_cmd", "import_", "Import a rootfs tarball as an image.", False),
+    "export": ("lamina.cli.archive_cmd", "export", "Export an image's filesystem as a tar.", False),
+    "pull": (
+        "lamina.cli.archive_cmd",
+        "pull",
+        "Copy an image from a transport into the store.",
+        False,
+    ),
+    "copy": ("lamina.cli.archive_cmd", "copy", "Copy an image between transports.", False),
+    "system": ("lamina.cli.system_cmd", "system", "Manage the store (df, prune, check).", False),
+    "dockerfile": ("lamina.cli.dockerfile_cmd", "group", "Dockerfile debugging tools.", True),
+}
+
+
+class Context:
+    """What every command gets: global options, resolved once."""
+
+    def __init__(self, root: Path, driver: str | None, debug: bool) -> None:
+        self.root = root
+        self.driver = driver
+        self.debug = debug
+        self._store: Any = None
+
+    def store(self) -> Any:
+        """The local store, opened on first use."""
+        if self._store is None:
+            from lamina.store import Store
+
+            self._store = Store(self.root, driver=self.driver)
+        return self._store
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n, spec in COMMANDS.items() if not spec[3])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module = importlib.import_module(spec[0])
+        cmd = getattr(module, spec[1])
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help from the table, so `lamina --help` imports no command module.
+        rows = [(n, COMMANDS[n][2]) for n in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def default_root(euid: int, env: dict[str, str] | os._Environ[str]) -> Path:
+    """/var/lib/lamina for root, $XDG_DATA_HOME/lamina (or ~/.local/share/lamina) otherwise."""
+    if euid == 0:
+        return Path("/var/lib/lamina")
+    base = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME", "/"), ".local", "share")
+    return Path(base) / "lamina"
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    envvar="LAMINA_ROOT",
+    help="Store root (default /var/lib/lamina as root, XDG data dir otherwise).",
+)
+@click.option(
+    "--storage-driver",
+    type=click.Choice(["overlay", "vfs"]),
+    envvar="LAMINA_STORAGE_DRIVER",
+    help="Layer storage driver (default: auto).",
+)
+@click.option("--debug", is_flag=True, help="Log debug output and show tracebacks.")
+@click.version_option(package_name="lamina", prog_name="lamina")
+@click.pass_context
+def cli(ctx: click.Context, root: Path | None, storage_driver: str | None, debug: bool) -> None:
+    """lamina: daemonless, rootless container images and containers."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="lamina: %(levelname)s: %(message)s" if debug else "lamina: %(message)s",
+    )
+    ctx.obj = Context(
+        root=(root or default_root(os.geteuid(), os.environ)).absolute(),
+        driver=storage_driver,
+        debug=debug,
+    )
+
+
+def _report(exc: LaminaError) -> None:
+    click.echo(f"lamina: error: {exc}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; map lamina errors to one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="lamina", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("lamina: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except LaminaError as exc:
+        if debug:
+            raise
+        _report(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    except OSError as exc:
+        if debug:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        click.echo(f"lamina: error:{where}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
