@@ -103,12 +103,46 @@ def open_decompressed(raw: Any, what: str = "layer") -> tuple[BinaryIO, str]:
     elif kind == "zstd":
         import zstandard
 
-        inner = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+        inner = _ZstdReader(buffered)
         errors = (*errors, zstandard.ZstdError)
     else:
         return cast(BinaryIO, buffered), "none"
     reader = _Decompressed(inner, counter, what, errors)
     return cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), kind
+
+
+class _ZstdReader:
+    """Multi-frame zstd decoding that notices a truncated final frame.
+
+    (zstandard's ``stream_reader`` returns a clean EOF for a frame cut short.) Input is fed
+    in small pieces because ``decompress`` has no output limit: an RLE block of 4 bytes can
+    expand to 128 KiB, so 1 KiB of input bounds one call's output to about 32 MiB.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        import zstandard
+
+        self._raw = raw
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._d = self._new()
+        self._fed = False
+        self._pending = b""
+
+    def read(self, n: int) -> bytes:
+        while not self._pending:
+            chunk = self._raw.read(1024)
+            if not chunk:
+                if self._fed and not self._d.eof:
+                    raise EOFError("zstd stream ends inside a frame")
+                return b""
+            while chunk:
+                if self._d.eof:
+                    self._d = self._new()
+                self._fed = True
+                self._pending += self._d.decompress(chunk)
+                chunk = self._d.unused_data if self._d.eof else b""
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
 
 
 class _GzipWriter:
@@ -139,7 +173,8 @@ class _ZstdWriter:
     def __init__(self, out: IO[bytes], level: int) -> None:
         import zstandard
 
-        self._w = zstandard.ZstdCompressor(level=level).stream_writer(out, closefd=False)
+        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        self._w = cctx.stream_writer(out, closefd=False)
 
     def write(self, data: bytes | memoryview) -> int:
         return int(self._w.write(data))
