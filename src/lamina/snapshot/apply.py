@@ -1,0 +1,373 @@
+"""Apply an (uncompressed) OCI layer tar to a directory, safely (image-spec "Applying Changesets").
+
+Two targets:
+
+- ``mode="overlay"``: ``target`` is the empty overlay2 ``diff`` dir of this layer alone. OCI
+  whiteouts become overlay whiteouts: ``.wh.name`` -> a 0/0 character device ``name`` (or, for
+  rootless when ``mknod`` is refused, an empty file with ``user.overlay.whiteout`` and its
+  parent marked ``user.overlay.opaque=x``, the kernel's "xwhiteout" form); ``.wh..wh..opq`` ->
+  ``trusted.overlay.opaque=y`` on the directory (``user.overlay.opaque`` when rootless, for
+  mounts with ``userxattr``).
+- ``mode="merged"``: ``target`` is a full rootfs (lower layers already applied). ``.wh.name``
+  deletes ``name``; an opaque marker deletes the directory's lower children. Whiteouts apply to
+  lower layers only: entries this layer writes are never deleted by its own whiteouts, in
+  whatever order they appear in the tar.
+
+Safety invariants (every operation stays inside ``target``):
+
+- Parents are walked one component at a time with ``openat(O_NOFOLLOW|O_DIRECTORY)``. A parent
+  component that is a symlink or a non-directory written *by this layer* raises
+  :class:`~lamina.errors.UnsafeArchive` (a well-formed layer never has entries under its own
+  symlinks). One left by a *lower* layer (merged mode) is replaced by a directory — exactly what
+  the overlay mount of the same layers shows (an upper directory hides a lower non-directory) —
+  so both modes give identical trees.
+- The final component is never followed: an entry over an existing symlink replaces the link.
+  Existing entries are replaced, except directory over directory (merged, keeping children).
+- Hard links must point at a path this layer wrote (as overlay2, whose ``diff`` holds only this
+  layer); they link the entry itself, never what a symlink points to.
+- ``trusted.overlay.*``/``user.overlay.*`` xattrs in the tar are dropped (they would let a
+  layer forge overlay redirects); xattrs the kernel refuses are skipped and reported.
+- Devices need root and are skipped (and reported) otherwise; a 0/0 character device in a tar
+  is skipped in both modes (it would silently act as a whiteout in overlay mode). FIFOs are
+  created for everyone.
+- Setuid/setgid bits are kept. The store keeps ``overlay2/`` at 0700/0710 so nobody else can
+  reach such files through a layer's ``diff`` dir.
+
+Ownership is set when running as root (not rootless); rootless files belong to the caller.
+Directory modes and mtimes are applied at the end (deepest first), so read-only directories
+and children do not disturb them. Not atomic: on error the target is left partly written, and
+the caller (the store) discards it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from lamina.errors import UnsafeArchive
+from lamina.oci import whiteout
+from lamina.snapshot.tarstream import BLK, CHR, DIR, FIFO, LINK, SYMLINK, Member, TarReader
+
+log = logging.getLogger(__name__)
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CACHE_MAX = 512
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyResult:
+    """What :func:`apply_layer` did: tar bytes consumed, members seen, members skipped."""
+
+    size: int
+    entries: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def skipped_devices(self) -> int:
+        """How many device nodes were skipped (not root)."""
+        return sum(1 for _p, reason in self.skipped if reason.startswith("device"))
+
+
+def apply_layer(
+    stream: BinaryIO,
+    target: Path,
+    *,
+    mode: Literal["overlay", "merged"],
+    rootless: bool | None = None,
+) -> ApplyResult:
+    """Apply the uncompressed layer tar ``stream`` to ``target`` (see the module docstring).
+
+    ``rootless=None`` means "rootless unless euid is 0". Reads ``stream`` to EOF; the caller
+    closes it. Raises UnsafeArchive for hostile or corrupt layers.
+    """
+    if mode not in ("overlay", "merged"):
+        raise ValueError(f"unknown apply mode {mode!r}")
+    applier = _Applier(target, mode, os.geteuid() != 0 if rootless is None else rootless)
+    try:
+        reader = TarReader(stream, f"applying layer to {target}")
+        entries = 0
+        for member in reader:
+            entries += 1
+            applier.apply(member, reader)
+        applier.finish()
+        if applier.skipped:
+            log.warning("applying layer to %s: skipped %d entries", target, len(applier.skipped))
+        return ApplyResult(size=reader.consumed, entries=entries, skipped=applier.skipped)
+    finally:
+        applier.close()
+
+
+class _Applier:
+    def __init__(self, target: Path, mode: str, rootless: bool) -> None:
+        self.mode = mode
+        self.rootless = rootless
+        self.chown = os.geteuid() == 0 and not rootless
+        self.devices = os.geteuid() == 0
+        self.opaque_key = ("user" if rootless else "trusted") + ".overlay.opaque"
+        self.root_fd = os.open(target, DIR_FLAGS)
+        self.cache: dict[str, int] = {"": self.root_fd}
+        self.written: set[str] = set()
+        self.dirs: dict[str, tuple[int, int]] = {}  # path -> (mode, mtime_ns), applied last
+        self.skipped: list[tuple[str, str]] = []
+        self.what = f"applying layer to {target}"
+
+    def close(self) -> None:
+        for fd in self.cache.values():
+            os.close(fd)
+        self.cache = {}
+
+    # -- parents ---------------------------------------------------------------------------
+    def _forget_dirs(self, under: str | None = None) -> None:
+        """Drop cached dir fds: all but the root, or ``under`` and everything below it."""
+        prefix = f"{under}/"
+        for key in [
+            k for k in self.cache if k and (under is None or k == under or k.startswith(prefix))
+        ]:
+            os.close(self.cache.pop(key))
+        if under is not None:
+            for key in [k for k in self.dirs if k == under or k.startswith(prefix)]:
+                del self.dirs[key]
+
+    def _mark(self, path: str) -> None:
+        """Record ``path`` and its ancestors as written by this layer."""
+        while path and path not in self.written:
+            self.written.add(path)
+            path = path.rpartition("/")[0]
+
+    def dir_fd(self, path: str) -> int:
+        """An fd for directory ``path``, creating missing dirs (0755); never follows a link."""
+        fd = self.cache.get(path)
+        if fd is not None:
+            return fd
+        parent, _, name = path.rpartition("/")
+        pfd = self.dir_fd(parent)
+        try:
+            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        except FileNotFoundError:
+            os.mkdir(name, 0o755, dir_fd=pfd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+            self._mark(path)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            if self.mode == "overlay" or path in self.written:
+                raise UnsafeArchive(
+                    f"{self.what}: {path!r} is not a directory in this layer "
+                    "(a symlink or file); refusing to write beneath it"
+                ) from None
+            # A lower layer's symlink/file: an upper directory hides it (overlay semantics).
+            os.unlink(name, dir_fd=pfd)
+            os.mkdir(name, 0o755, dir_fd=pfd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+            self._mark(path)
+            self.skipped.append((path, "replaced a lower-layer non-directory by a directory"))
+        self.cache[path] = fd
+        return fd
+
+    def remove(self, pfd: int, name: str, path: str) -> None:
+        """Remove ``name`` (any type, recursively, never following links) if it exists."""
+        try:
+            st = os.lstat(name, dir_fd=pfd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._forget_dirs(path)
+            shutil.rmtree(name, dir_fd=pfd)
+        else:
+            os.unlink(name, dir_fd=pfd)
+
+    # -- entries ---------------------------------------------------------------------------
+    def apply(self, m: Member, reader: TarReader) -> None:
+        """Apply one member (its data is read from ``reader``)."""
+        if len(self.cache) > _CACHE_MAX:  # only here: fds held below stay valid per entry
+            self._forget_dirs()
+        parent, _, base = m.path.rpartition("/")
+        if not m.path:
+            if m.type != DIR:
+                raise UnsafeArchive(f"{self.what}: root entry is not a directory")
+            self._dir_meta(self.root_fd, m, "")
+            return
+        if whiteout.is_whiteout(base):
+            self._whiteout(parent, base, m.path)
+            return
+        if m.type == CHR and m.devmajor == 0 and m.devminor == 0:
+            self.skipped.append((m.path, "character device 0/0 (an overlay whiteout) in a tar"))
+            return
+        if m.type in (CHR, BLK) and not self.devices:
+            self.skipped.append((m.path, "device node needs root"))
+            return
+        pfd = self.dir_fd(parent)
+        if m.type == DIR:
+            self._mkdir(pfd, base, m)
+        elif m.type == LINK:
+            self._hardlink(pfd, base, m)
+        elif m.type == SYMLINK:
+            self._create(pfd, base, m, lambda: os.symlink(m.linkname, base, dir_fd=pfd))
+            self._meta_path(pfd, base, m, symlink=True)
+        elif m.type in (CHR, BLK, FIFO):
+            kind = {CHR: stat.S_IFCHR, BLK: stat.S_IFBLK, FIFO: stat.S_IFIFO}[m.type]
+            dev = os.makedev(m.devmajor, m.devminor)
+            self._create(pfd, base, m, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
+            self._meta_path(pfd, base, m, symlink=False)
+        else:
+            self._file(pfd, base, m, reader)
+        self._mark(m.path)
+
+    def _create(self, pfd: int, base: str, m: Member, make: Callable[[], object]) -> None:
+        """Run ``make()``; if the name exists, remove it (never following it) and retry."""
+        try:
+            make()
+        except FileExistsError:
+            self.remove(pfd, base, m.path)
+            make()
+
+    def _file(self, pfd: int, base: str, m: Member, reader: TarReader) -> None:
+        try:
+            fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
+        except FileExistsError:
+            self.remove(pfd, base, m.path)
+            fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
+        try:
+            reader.copy_to_fd(fd)
+            if self.chown:
+                os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, m.mode)
+            self._xattrs(fd, m)
+            os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
+        finally:
+            os.close(fd)
+
+    def _mkdir(self, pfd: int, base: str, m: Member) -> None:
+        try:
+            os.mkdir(base, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(base, dir_fd=pfd).st_mode):
+                self.remove(pfd, base, m.path)
+                os.mkdir(base, 0o700, dir_fd=pfd)
+        fd = self.dir_fd(m.path)
+        self._dir_meta(fd, m, m.path)
+
+    def _dir_meta(self, fd: int, m: Member, path: str) -> None:
+        if self.chown:
+            os.fchown(fd, m.uid, m.gid)
+        self._xattrs(fd, m)
+        self.dirs[path] = (m.mode, m.mtime_ns)
+
+    def _hardlink(self, pfd: int, base: str, m: Member) -> None:
+        if m.linkname not in self.written or m.linkname == m.path:
+            raise UnsafeArchive(
+                f"{self.what}: hard link {m.path!r} -> {m.linkname!r}: the target is not an "
+                "earlier entry of this layer"
+            )
+        tparent, _, tbase = m.linkname.rpartition("/")
+        tfd = self.dir_fd(tparent)
+        try:
+            self._create(
+                pfd,
+                base,
+                m,
+                lambda: os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False),
+            )
+        except OSError as exc:  # EPERM for a directory, ENOENT if it was whited out
+            raise UnsafeArchive(
+                f"{self.what}: hard link {m.path!r} -> {m.linkname!r}: {exc.strerror}"
+            ) from None
+
+    def _meta_path(self, pfd: int, base: str, m: Member, *, symlink: bool) -> None:
+        """Ownership, mode and times of a node that cannot be opened (symlink, device, FIFO)."""
+        if self.chown:
+            os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if not symlink:  # we just created it as a non-link: following is harmless
+            os.chmod(base, m.mode, dir_fd=pfd)
+        if m.xattrs:
+            proc = f"/proc/self/fd/{pfd}/{base}"
+            for key, value in sorted(m.xattrs.items()):
+                self._setxattr(proc, key, value, m.path, follow=False)
+        os.utime(base, ns=(m.mtime_ns, m.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _xattrs(self, fd: int, m: Member) -> None:
+        for key, value in sorted(m.xattrs.items()):
+            self._setxattr(fd, key, value, m.path, follow=True)
+
+    def _setxattr(
+        self, target: int | str, key: str, value: bytes, path: str, *, follow: bool
+    ) -> None:
+        if key.startswith(_OVERLAY_XATTRS):
+            self.skipped.append((path, f"xattr {key} (overlay metadata) dropped"))
+            return
+        try:
+            os.setxattr(target, key, value, follow_symlinks=follow)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES, errno.EINVAL):
+                raise
+            self.skipped.append((path, f"xattr {key}: {exc.strerror}"))
+
+    # -- whiteouts -------------------------------------------------------------------------
+    def _whiteout(self, parent: str, base: str, path: str) -> None:
+        if whiteout.is_opaque(base):
+            self._opaque(parent)
+            return
+        if base.startswith(whiteout.META_PREFIX):
+            self.skipped.append((path, "unsupported .wh..wh. meta entry"))
+            return
+        name = whiteout.whiteout_target(base)
+        if name is None:
+            raise UnsafeArchive(f"{self.what}: invalid whiteout name {path!r}")
+        victim = f"{parent}/{name}" if parent else name
+        if victim in self.written:
+            return  # whiteouts hide lower layers only
+        pfd = self.dir_fd(parent)
+        if self.mode == "merged":
+            self.remove(pfd, name, victim)
+            return
+        self.remove(pfd, name, victim)
+        try:
+            os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
+        except PermissionError:
+            if not self.rootless:
+                raise
+            os.close(os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd))
+            os.setxattr(f"/proc/self/fd/{pfd}/{name}", "user.overlay.whiteout", b"y")
+            with contextlib.suppress(OSError):
+                if os.getxattr(pfd, self.opaque_key) == b"y":
+                    return
+            os.setxattr(pfd, self.opaque_key, b"x")
+
+    def _opaque(self, parent: str) -> None:
+        fd = self.dir_fd(parent)
+        if parent:
+            self._mark(parent)
+        if self.mode == "overlay":
+            if not parent:
+                raise UnsafeArchive(f"{self.what}: opaque marker on the root directory")
+            os.setxattr(fd, self.opaque_key, b"y")
+        else:
+            self._purge(fd, parent)
+
+    def _purge(self, fd: int, path: str) -> None:
+        """Delete everything under ``path`` that this layer did not write."""
+        for name in sorted(os.listdir(fd)):
+            child = f"{path}/{name}" if path else name
+            if child not in self.written:
+                self.remove(fd, name, child)
+            elif stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
+                self._purge(self.dir_fd(child), child)
+
+    # -- end -------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Set directory modes and times, deepest first (children do not touch them after)."""
+        for path in sorted(self.dirs, key=lambda p: (-p.count("/") - bool(p), p)):
+            mode, mtime_ns = self.dirs[path]
+            fd = self.dir_fd(path)
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
