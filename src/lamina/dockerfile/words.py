@@ -15,7 +15,10 @@ import json
 import re
 
 #: Go's ``unicode.IsSpace`` set.
-GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _GO_SPACE_SET = frozenset(GO_SPACE)
 #: BuildKit's ``reWhitespace`` (ASCII blanks, no newline).
 WHITESPACE_RE = re.compile(r"[\t\v\f\r ]+")
