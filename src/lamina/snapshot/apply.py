@@ -64,6 +64,11 @@ _CACHE_MAX = 512
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
+def _short(path: str) -> str:
+    """``path`` for messages: long (hostile) names are cut in the middle."""
+    return path if len(path) <= 160 else f"{path[:60]}...{path[-60:]}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyResult:
     """What :func:`apply_layer` did: tar bytes consumed, members seen, members skipped."""
@@ -162,7 +167,7 @@ class _Applier:
                 raise
             if self.mode == "overlay" or path in self.written:
                 raise UnsafeArchive(
-                    f"{self.what}: {path!r} is not a directory in this layer "
+                    f"{self.what}: {_short(path)!r} is not a directory in this layer "
                     "(a symlink or file); refusing to write beneath it"
                 ) from None
             # A lower layer's symlink/file: an upper directory hides it (overlay semantics).
@@ -265,9 +270,9 @@ class _Applier:
 
     def _hardlink(self, pfd: int, base: str, m: Member) -> None:
         if m.linkname not in self.written or m.linkname == m.path:
+            link = f"hard link {_short(m.path)!r} -> {_short(m.linkname)!r}"
             raise UnsafeArchive(
-                f"{self.what}: hard link {m.path!r} -> {m.linkname!r}: the target is not an "
-                "earlier entry of this layer"
+                f"{self.what}: {link}: the target is not an earlier entry of this layer"
             )
         tparent, _, tbase = m.linkname.rpartition("/")
         tfd = self.dir_fd(tparent)
@@ -279,9 +284,8 @@ class _Applier:
                 lambda: os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False),
             )
         except OSError as exc:  # EPERM for a directory, ENOENT if it was whited out
-            raise UnsafeArchive(
-                f"{self.what}: hard link {m.path!r} -> {m.linkname!r}: {exc.strerror}"
-            ) from None
+            link = f"hard link {_short(m.path)!r} -> {_short(m.linkname)!r}"
+            raise UnsafeArchive(f"{self.what}: {link}: {exc.strerror}") from None
 
     def _meta_path(self, pfd: int, base: str, m: Member, *, symlink: bool) -> None:
         """Ownership, mode and times of a node that cannot be opened (symlink, device, FIFO)."""
@@ -322,7 +326,7 @@ class _Applier:
             return
         name = whiteout.whiteout_target(base)
         if name is None:
-            raise UnsafeArchive(f"{self.what}: invalid whiteout name {path!r}")
+            raise UnsafeArchive(f"{self.what}: invalid whiteout name {_short(path)!r}")
         victim = f"{parent}/{name}" if parent else name
         if victim in self.written:
             return  # whiteouts hide lower layers only

@@ -1,0 +1,224 @@
+"""Deterministic layer tars from a directory tree or an overlay upper dir (image-spec changesets).
+
+:func:`write_layer` streams a tar to ``out`` and returns its diff_id (sha256 of the tar) and size.
+
+Determinism invariants (same tree -> same bytes):
+- Order: depth first, each directory's children sorted bytewise by name (``filepath.Walk``
+  order), so a parent always precedes its children. No entry for the root itself.
+- PAX format, numeric uid/gid only (uname/gname empty), whole-second mtimes clamped to
+  ``epoch`` (SOURCE_DATE_EPOCH) when given, atime/ctime never recorded, xattrs sorted by name.
+  The archive ends with two zero blocks and no record padding.
+- Hard links are detected by (st_dev, st_ino) and emitted as links to the first path in order.
+- For ``kind="overlay-upper"``: a 0/0 character device (or a file marked
+  ``*.overlay.whiteout``) becomes an empty regular file ``.wh.<name>`` (mode 0600, owner and
+  mtime of the whiteout, as ``docker save`` shows); a directory with ``*.overlay.opaque=y`` gets a
+  ``<dir>/.wh..wh..opq`` marker (mode = the dir's permission bits, its owner, mtime 0). The
+  overlay's own ``trusted.overlay.*``/``user.overlay.*`` xattrs are never copied.
+
+Files are streamed through a 1 MiB buffer, never held whole. A file whose size changes while it
+is read raises :class:`~lamina.errors.StorageError` (the caller retries or fails). ``out`` is
+written sequentially and never closed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from lamina.errors import StorageError
+from lamina.oci import whiteout
+from lamina.oci.digest import Digest
+
+BUFSIZE = 1 << 20
+OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WrittenLayer:
+    """The result of writing a layer tar: its diff_id and uncompressed size in bytes."""
+
+    diff_id: Digest
+    size: int
+
+
+def read_xattrs(path: str | Path) -> dict[str, bytes]:
+    """All xattrs of ``path`` (not following a symlink) except overlay metadata, sorted."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out: dict[str, bytes] = {}
+    for name in sorted(names):
+        if name.startswith(OVERLAY_XATTR_PREFIXES):
+            continue
+        try:
+            out[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+    return out
+
+
+def overlay_xattr(path: str | Path, name: str) -> bytes | None:
+    """``trusted.overlay.<name>`` or ``user.overlay.<name>`` of ``path`` (no follow), or None."""
+    for ns in ("trusted", "user"):
+        try:
+            return os.getxattr(path, f"{ns}.overlay.{name}", follow_symlinks=False)
+        except OSError:
+            continue
+    return None
+
+
+def is_overlay_whiteout(path: str | Path, st: os.stat_result) -> bool:
+    """True for a 0/0 character device or an "xwhiteout" (file with ``*.overlay.whiteout``)."""
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+        return True
+    return (
+        stat.S_ISREG(st.st_mode) and st.st_size == 0 and overlay_xattr(path, "whiteout") is not None
+    )
+
+
+class TarEmitter:
+    """Writes tar entries to ``out`` while hashing; shared by the tree and diff writers."""
+
+    def __init__(self, out: BinaryIO, epoch: int | None) -> None:
+        self._out = out
+        self._epoch = epoch
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._links: dict[tuple[int, int], str] = {}
+        self._buf = bytearray(BUFSIZE)
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._out.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    def _mtime(self, seconds: float) -> int:
+        t = int(seconds)
+        return min(t, self._epoch) if self._epoch is not None else t
+
+    def _header(self, info: tarfile.TarInfo, xattrs: dict[str, bytes]) -> None:
+        info.uname = info.gname = ""
+        info.pax_headers = {
+            f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
+            for k, v in sorted(xattrs.items())
+        }
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def entry(self, full: str, rel: str, st: os.stat_result, *, copy_xattrs: bool = True) -> None:
+        """Emit ``rel`` described by ``st`` (file content read from ``full``)."""
+        info = tarfile.TarInfo(rel)
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.mtime = self._mtime(st.st_mtime)
+        xattrs = read_xattrs(full) if copy_xattrs else {}
+        fmt = stat.S_IFMT(st.st_mode)
+        if fmt != stat.S_IFDIR and st.st_nlink > 1:
+            first = self._links.setdefault((st.st_dev, st.st_ino), rel)
+            if first != rel:
+                info.type, info.linkname = tarfile.LNKTYPE, first
+                self._header(info, xattrs)
+                return
+        if fmt == stat.S_IFDIR:
+            info.type = tarfile.DIRTYPE
+        elif fmt == stat.S_IFLNK:
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(full)
+        elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+            info.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif fmt == stat.S_IFIFO:
+            info.type = tarfile.FIFOTYPE
+        elif fmt == stat.S_IFREG:
+            info.size = st.st_size
+            self._header(info, xattrs)
+            self._file_data(full, st.st_size)
+            return
+        else:  # sockets cannot be archived (tar and Docker skip them)
+            return
+        self._header(info, xattrs)
+
+    def _file_data(self, full: str, size: int) -> None:
+        view = memoryview(self._buf)
+        fd = os.open(full, _OPEN_FLAGS)
+        try:
+            left = size
+            while left:
+                n = os.readv(fd, [view[: min(left, BUFSIZE)]])
+                if n == 0:
+                    raise StorageError(f"snapshotting {full}: file shrank while being read")
+                self._write(view[:n])
+                left -= n
+            if os.read(fd, 1):
+                raise StorageError(f"snapshotting {full}: file grew while being read")
+        finally:
+            os.close(fd)
+        pad = -size % 512
+        if pad:
+            self._write(bytes(pad))
+
+    def whiteout(self, rel_parent: str, name: str, st: os.stat_result) -> None:
+        """Emit ``.wh.<name>`` in ``rel_parent`` (empty file, mode 0600, whiteout's owner)."""
+        wh = whiteout.whiteout_name(name)
+        info = tarfile.TarInfo(f"{rel_parent}/{wh}" if rel_parent else wh)
+        info.mode = 0o600
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.mtime = self._mtime(st.st_mtime)
+        self._header(info, {})
+
+    def opaque(self, rel_dir: str, st: os.stat_result) -> None:
+        """Emit ``<rel_dir>/.wh..wh..opq`` (mode = dir permission bits, dir owner, mtime 0)."""
+        info = tarfile.TarInfo(f"{rel_dir}/{whiteout.OPAQUE}")
+        info.mode = stat.S_IMODE(st.st_mode) & 0o777
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.mtime = 0
+        self._header(info, {})
+
+    def close(self) -> WrittenLayer:
+        """Write the end-of-archive marker and return the diff_id and size."""
+        self._write(bytes(1024))
+        return WrittenLayer(diff_id=Digest.from_hasher(self._hash), size=self._size)
+
+
+def iter_tree(root: str, rel: str = "") -> Iterator[tuple[str, str, os.stat_result]]:
+    """Yield (full path, relative path, lstat) depth first, children sorted bytewise by name."""
+    base = os.path.join(root, rel) if rel else root
+    names = sorted(os.listdir(os.fsencode(base)))
+    for bname in names:
+        name = os.fsdecode(bname)
+        child = f"{rel}/{name}" if rel else name
+        full = os.path.join(root, child)
+        st = os.lstat(full)
+        yield full, child, st
+        if stat.S_ISDIR(st.st_mode):
+            yield from iter_tree(root, child)
+
+
+def write_layer(
+    source: Path,
+    out: BinaryIO,
+    *,
+    kind: Literal["dir", "overlay-upper"],
+    epoch: int | None = None,
+) -> WrittenLayer:
+    """Stream the tar of ``source`` to ``out``; see the module invariants. Never closes ``out``."""
+    if kind not in ("dir", "overlay-upper"):
+        raise ValueError(f"unknown layer source kind {kind!r}")
+    emitter = TarEmitter(out, epoch)
+    root = os.fspath(source)
+    upper = kind == "overlay-upper"
+    for full, rel, st in iter_tree(root):
+        if upper and is_overlay_whiteout(full, st):
+            parent, _, name = rel.rpartition("/")
+            emitter.whiteout(parent, name, st)
+            continue
+        emitter.entry(full, rel, st)
+        if upper and stat.S_ISDIR(st.st_mode) and overlay_xattr(full, "opaque") == b"y":
+            emitter.opaque(rel, st)
+    return emitter.close()
