@@ -101,7 +101,7 @@ class StoreLayer(BlobLayer):
         return self._open_regenerated_tar()
 
     def _open_regenerated_tar(self) -> BinaryIO:
-        from lamina.snapshot import write_layer
+        from lamina.snapshot.writer import write_layer
 
         img = self._store_image
         record = self.layer_record()
@@ -117,7 +117,8 @@ class StoreLayer(BlobLayer):
         f = os.fdopen(fd, "w+b")
         try:
             os.unlink(name)
-            diff_id, _size = write_layer(img._layers.diff_dir(record), f, kind=kind, epoch=None)
+            written = write_layer(img._layers.diff_dir(record), f, kind=kind, epoch=None)
+            diff_id = written.diff_id
             if diff_id != self.diff_id():
                 raise StoreCorrupt(
                     f"layer {self.diff_id()}: regenerated tar has diff_id {diff_id}",

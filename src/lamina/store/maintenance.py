@@ -230,7 +230,7 @@ def _leftover_paths(store: Store) -> Iterable[Path]:
 def disk_usage(store: Store) -> dict[str, int]:
     """Counts and byte sizes: images, layers, blobs and what prune would reclaim."""
     table = store.images.load()
-    named = {c for r in table.images.values() if r.names for c in r.layers}
+    named = {c for r in table.iter_records() if r.names for c in r.layers}
     sizes: dict[Digest, int] = {}
     for chain in store.layers.db.iter_chains():
         with contextlib.suppress(LaminaError):
