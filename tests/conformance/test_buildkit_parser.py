@@ -81,7 +81,7 @@ def test_line_numbers() -> None:
 
 def _heredoc_records(doc_path: Path) -> list[tuple[int, Any, Any]]:
     facts = json.loads(
-        (doc_path / [p.name for p in doc_path.iterdir() if p.suffix == ".json"][0]).read_text()
+        (doc_path / next(p.name for p in doc_path.iterdir() if p.suffix == ".json")).read_text()
     )
     doc = parse((doc_path / "Dockerfile").read_bytes())
     out = []
