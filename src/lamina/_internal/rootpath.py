@@ -65,7 +65,7 @@ def _walk(root_fd: int, name: str, max_hops: int) -> tuple[int, list[str], str |
     decides. The returned fd is owned by the caller. ``last`` is None when the result is the
     root itself.
     """
-    pending = split_path(name)[::-1]  # a stack: next component on top
+    pending = _raw_components(name)[::-1]  # a stack: next component on top; ".." kept
     stack: list[int] = [os.dup(root_fd)]
     comps: list[str] = []
     hops = 0
@@ -120,9 +120,11 @@ def _raw_components(target: str) -> list[str]:
 def resolve_in_root(root: Path, name: str, *, max_hops: int = MAX_HOPS) -> Path:
     """The path ``name`` denotes when ``root`` is ``/``, with every symlink resolved.
 
-    Missing trailing components are allowed (the result names where they *would* be); a missing
-    or non-directory component in the middle raises the ``OSError`` from the walk. The final
-    component is followed if it is a symlink. The result is always ``root`` or below it.
+    ``..`` is applied to the path resolved so far (after symlinks), as the kernel does, and
+    is clamped at ``root``. Missing trailing components are allowed (the result names where
+    they *would* be); a missing or non-directory component in the middle raises the
+    ``OSError`` from the walk. The final component is followed if it is a symlink. The result
+    is always ``root`` or below it.
     """
     root_fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
     try:
@@ -131,8 +133,8 @@ def resolve_in_root(root: Path, name: str, *, max_hops: int = MAX_HOPS) -> Path:
         for _ in range(max_hops + 1):
             fd, comps, last = _walk(root_fd, current, max_hops)
             try:
-                if last is None or last == "..":
-                    parts = comps if last is None else comps[:-1]
+                if last is None:
+                    parts = comps
                     break
                 try:
                     st = os.lstat(last, dir_fd=fd)

@@ -27,9 +27,9 @@ Safety invariants (every operation stays inside ``target``):
   layer); they link the entry itself, never what a symlink points to.
 - ``trusted.overlay.*``/``user.overlay.*`` xattrs in the tar are dropped (they would let a
   layer forge overlay redirects); xattrs the kernel refuses are skipped and reported.
-- Devices need root and are skipped (and reported) otherwise; a 0/0 character device in a tar
-  is skipped in both modes (it would silently act as a whiteout in overlay mode). FIFOs are
-  created for everyone.
+- Devices need root (and not ``rootless``) and are skipped (and reported) otherwise; a 0/0
+  character device in a tar is skipped in both modes (it would silently act as a whiteout in
+  overlay mode). FIFOs are created for everyone.
 - Setuid/setgid bits are kept. The store keeps ``overlay2/`` at 0700/0710 so nobody else can
   reach such files through a layer's ``diff`` dir.
 
@@ -117,7 +117,7 @@ class _Applier:
         self.mode = mode
         self.rootless = rootless
         self.chown = os.geteuid() == 0 and not rootless
-        self.devices = os.geteuid() == 0
+        self.devices = os.geteuid() == 0 and not rootless
         self.opaque_key = ("user" if rootless else "trusted") + ".overlay.opaque"
         self.root_fd = os.open(target, DIR_FLAGS)
         self.cache: dict[str, int] = {"": self.root_fd}
