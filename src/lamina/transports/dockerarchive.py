@@ -8,7 +8,8 @@ both, as it is for ``docker load`` and containers/image. Paths in it are archive
 followed but never out of the archive. ``:NAME:TAG`` selects the entry with that RepoTag,
 ``:@N`` the N-th entry; with neither, the archive must hold one image.
 
-Like containers/image, a loaded image is presented as a Docker schema 2 manifest whose layers
+Like containers/image, a loaded image is presented as a Docker schema 2 manifest (the same bytes
+skopeo generates, so ``skopeo inspect`` and lamina agree on the digest) whose layers
 are the *uncompressed* tars (digest == diff_id, size == tar size) under the media type
 ``application/vnd.docker.image.rootfs.diff.tar.gzip`` (which Docker uses for every layer), and
 whose config descriptor points at the config bytes unchanged (so the image id is kept). A
@@ -27,6 +28,7 @@ format has no directories for, and every loader prefers ``manifest.json``.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,9 +174,7 @@ class DockerArchiveSource(BlobSource):
             self.files.open, entry["Config"], follow=True
         )
         layers = [self._layer(path, d) for path, d in zip(entry["Layers"], diff_ids, strict=True)]
-        manifest = Manifest(
-            media_type=mediatype.DOCKER_MANIFEST, config=config_desc, layers=tuple(layers)
-        ).to_json()
+        manifest = docker_manifest_bytes(config_desc, layers)
         desc = Descriptor.of_bytes(mediatype.DOCKER_MANIFEST, manifest)
         return SourceImage(self, manifest, desc)
 
@@ -201,6 +201,25 @@ class DockerArchiveSource(BlobSource):
         if opener is None:
             raise NotFound(f"{self.what}: no blob {desc.digest}")
         return opener()
+
+
+def docker_manifest_bytes(config: Descriptor, layers: list[Descriptor]) -> bytes:
+    """The schema 2 manifest for an archived image, byte-identical to the one containers/image
+    (skopeo, podman) generates for the same archive, so both report the same digest.
+
+    That is Go's ``json.Marshal`` of its struct: fields in declaration order, compact.
+    """
+
+    def desc(d: Descriptor) -> dict[str, Any]:
+        return {"mediaType": d.media_type, "size": d.size, "digest": str(d.digest)}
+
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mediatype.DOCKER_MANIFEST,
+        "config": desc(config),
+        "layers": [desc(d) for d in layers],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _measure(opener: Callable[[], BinaryIO]) -> int:

@@ -164,6 +164,7 @@ class TarFiles:
         members: dict[str, _Member] = {}
         raw = os.fdopen(os.dup(self._fd), "rb")
         try:
+            raw.seek(0)  # the fd shares its offset with the stream that sniffed it
             with tarfile.open(fileobj=raw, mode="r:") as tar:
                 for info in tar:
                     self._add(members, info)
