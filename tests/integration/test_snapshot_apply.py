@@ -1,0 +1,211 @@
+"""Round trips (tree -> tar -> tree), overlay vs merged application, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lamina.snapshot.apply import apply_layer
+from lamina.snapshot.tarstream import TarReader
+from lamina.snapshot.writer import write_layer
+from lamina.testing.layers import (
+    EPOCH,
+    build_tar,
+    directory,
+    file,
+    opaque_in,
+    symlink,
+    tree_manifest,
+    whiteout_of,
+)
+
+# vfs_cap_data v2 granting cap_net_bind_service (bit 10) in the permitted set.
+CAP_NET_BIND = b"\x01\x00\x00\x02" + b"\x00\x04\x00\x00" + bytes(12)
+
+
+def _touch_all(root: Path, t: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            os.utime(os.path.join(dirpath, n), (t, t), follow_symlinks=False)
+    os.utime(root, (t, t))
+
+
+def make_rich_tree(root: Path) -> Path:
+    """A tree with every entry type and attribute a layer can carry (needs root)."""
+    root.mkdir()
+    (root / "etc").mkdir()
+    (root / "tmp").mkdir(mode=0o1777)
+    os.chmod(root / "tmp", 0o1777)
+    (root / "root").mkdir(mode=0o700)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "bin").mkdir()
+    (root / "bin/su").write_bytes(b"\x7fELF fake su")
+    os.chmod(root / "bin/su", 0o4755)
+    (root / "bin/wall").write_bytes(b"wall")
+    os.chown(root / "bin/wall", 0, 5)
+    os.chmod(root / "bin/wall", 0o2755)
+    (root / "bin/ping").write_bytes(b"ping")
+    os.setxattr(root / "bin/ping", "security.capability", CAP_NET_BIND)
+    (root / "bin/sh").symlink_to("/bin/busybox")
+    (root / "bin/rel").symlink_to("../etc/passwd")
+    (root / "dangling").symlink_to("/nowhere/at/all")
+    (root / "home/user").mkdir(parents=True)
+    (root / "home/user/notes").write_text("mine")
+    os.chown(root / "home/user", 1000, 1000)
+    os.chown(root / "home/user/notes", 1000, 1000)
+    os.setxattr(root / "home/user/notes", "user.comment", b"\x00binary\xff")
+    os.setxattr(root / "home/user", "user.dirnote", b"d")
+    (root / "data").mkdir()
+    (root / "data/big").write_bytes(os.urandom(3 * (1 << 20) + 123))
+    (root / "data/empty").write_bytes(b"")
+    os.link(root / "data/big", root / "data/big-link")
+    os.link(root / "etc/passwd", root / "passwd-link")
+    deep = root / ("long-" * 30) / ("name-" * 30)
+    deep.mkdir(parents=True)
+    (deep / "ünïcödé-file").write_text("u")
+    (root / os.fsdecode(b"raw-\xff-name")).write_text("raw")
+    os.mknod(root / "null", 0o666 | 0o020000, os.makedev(1, 3))
+    os.mkfifo(root / "fifo", 0o640)
+    _touch_all(root, EPOCH - 3600)
+    return root
+
+
+def roundtrip(src: Path, dst: Path, **kw: object) -> tuple[bytes, object]:
+    buf = io.BytesIO()
+    info = write_layer(src, buf, kind="dir", **kw)  # type: ignore[arg-type]
+    dst.mkdir()
+    result = apply_layer(io.BytesIO(buf.getvalue()), dst, mode="merged")
+    assert result.size == len(buf.getvalue()) == info.size
+    assert result.skipped == []
+    return buf.getvalue(), info
+
+
+@pytest.mark.needs_root
+def test_roundtrip_preserves_everything(tmp_path: Path) -> None:
+    src = make_rich_tree(tmp_path / "src")
+    data, info = roundtrip(src, tmp_path / "dst")
+    assert tree_manifest(tmp_path / "dst") == tree_manifest(src)
+    dst = tmp_path / "dst"
+    assert os.getxattr(dst / "bin/ping", "security.capability") == CAP_NET_BIND
+    assert os.stat(dst / "data/big").st_ino == os.stat(dst / "data/big-link").st_ino
+    assert info.diff_id.hex == hashlib.sha256(data).hexdigest()  # type: ignore[attr-defined]
+
+
+@pytest.mark.needs_root
+def test_writer_is_deterministic_and_clamps_to_epoch(tmp_path: Path) -> None:
+    src = make_rich_tree(tmp_path / "src")
+    first, second = io.BytesIO(), io.BytesIO()
+    a = write_layer(src, first, kind="dir", epoch=EPOCH - 7200)
+    b = write_layer(src, second, kind="dir", epoch=EPOCH - 7200)
+    assert a == b and first.getvalue() == second.getvalue()
+    members = list(TarReader(io.BytesIO(first.getvalue())))
+    assert {m.mtime_ns for m in members} == {(EPOCH - 7200) * 10**9}
+    paths = [m.path for m in members]
+    assert paths.index("etc") < paths.index("etc/passwd")
+    assert all(m.uid in (0, 1000) for m in members)
+    unclamped = write_layer(src, io.BytesIO(), kind="dir", epoch=EPOCH)
+    assert unclamped.diff_id != a.diff_id
+
+
+@pytest.mark.needs_root
+def test_exact_digest_of_a_fixed_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "t"
+    tree.mkdir()
+    layer = build_tar(
+        [directory("etc"), file("etc/hostname", b"lamina\n"), symlink("etc/mtab", "/proc/mounts")]
+    )
+    apply_layer(io.BytesIO(layer), tree, mode="merged")
+    out = io.BytesIO()
+    info = write_layer(tree, out, kind="dir", epoch=EPOCH)
+    assert str(info.diff_id) == EXPECTED_FIXED_DIGEST
+    assert info.size == len(out.getvalue()) == 3072
+    listing = subprocess.run(
+        ["tar", "--numeric-owner", "-tvf", "-"],
+        input=out.getvalue(),
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert listing.split("\n")[1].split()[:3] == ["-rw-r--r--", "0/0", "7"]
+
+
+EXPECTED_FIXED_DIGEST = "sha256:5afa7815a87a031867c5993ac2b797d66c60bc2047a538c9db8186f637a8bebc"
+
+
+# -- overlay vs merged -------------------------------------------------------------------------
+BASE = [
+    directory("a"),
+    file("a/x", b"x"),
+    file("a/y", b"y"),
+    directory("b"),
+    file("b/old", b"old"),
+    directory("b/olddir"),
+    file("b/olddir/f", b"f"),
+    directory("c"),
+    directory("c/sub"),
+    file("c/sub/deep", b"deep"),
+    directory("d"),
+    file("d/keep", b"keep"),
+    symlink("lnk", "/a"),
+    directory("tmp", mode=0o1777),
+]
+TOP = [
+    directory("a", mode=0o750),
+    whiteout_of("a/x"),
+    directory("b"),
+    file("b/new", b"new"),  # before the opaque marker: must survive it
+    opaque_in("b"),
+    file("c", b"c is a file now"),
+    directory("e"),
+    file("e/f", b"kept"),
+    whiteout_of("e/f"),  # same-layer whiteout after its sibling: a no-op
+    directory("d"),
+    whiteout_of("d/never-existed"),
+    directory("lnk"),
+    file("lnk/inside", b"dir replaced the lower symlink"),
+]
+
+
+@pytest.fixture
+def overlay_mount(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False, capture_output=True)
+
+
+def _mount(lowers: list[Path], mnt: Path, extra: str = "") -> None:
+    opts = "lowerdir=" + ":".join(str(p) for p in lowers) + extra
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(mnt)], check=True)
+
+
+@pytest.mark.needs_root
+@pytest.mark.needs_overlay
+@pytest.mark.parametrize("rootless", [False, True])
+def test_overlay_mount_equals_merged_apply(
+    tmp_path: Path, overlay_mount: Path, rootless: bool
+) -> None:
+    layers = [build_tar(BASE), build_tar(TOP)]
+    diffs = []
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    for i, layer in enumerate(layers):
+        diff = tmp_path / f"l{i}/diff"
+        diff.mkdir(parents=True)
+        apply_layer(io.BytesIO(layer), diff, mode="overlay", rootless=rootless)
+        apply_layer(io.BytesIO(layer), merged, mode="merged", rootless=rootless)
+        diffs.append(diff)
+    key = "user.overlay.opaque" if rootless else "trusted.overlay.opaque"
+    assert os.getxattr(diffs[1] / "b", key) == b"y"
+    _mount(diffs[::-1], overlay_mount, ",userxattr" if rootless else "")
+    assert tree_manifest(overlay_mount) == tree_manifest(merged)
+    names = {r[0] for r in tree_manifest(merged)}
+    assert "a/x" not in names and "a/y" in names
+    assert {"b/new"} == {n for n in names if n.startswith("b/")}
+    assert "e/f" in names and "c/sub" not in names and "lnk/inside" in names
+    assert (merged / "c").read_text() == "c is a file now"
