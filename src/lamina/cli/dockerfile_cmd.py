@@ -40,9 +40,7 @@ def dump_cmd(file: str) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE")
 @click.option("--target", default=None, help="Stage to check against (default: last).")
-def check_cmd(
-    ctx: click.Context, file: str, build_args: tuple[str, ...], target: str | None
-) -> None:
+def check_cmd(file: str, build_args: tuple[str, ...], target: str | None) -> None:
     """Print build-check warnings for FILE."""
     from lamina.dockerfile import parse
     from lamina.dockerfile.lint import lint
