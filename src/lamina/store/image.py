@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from lamina._internal.compression import open_compressor
 from lamina._internal.lock import flocked
@@ -105,7 +105,9 @@ class StoreLayer(BlobLayer):
 
         img = self._store_image
         record = self.layer_record()
-        kind = "dir" if img._layers.backend.copies and record.parent is None else "overlay-upper"
+        kind: Literal["dir", "overlay-upper"] = (
+            "dir" if img._layers.backend.copies else "overlay-upper"
+        )
         if img._layers.backend.copies and record.parent is not None:
             raise StoreCorrupt(
                 f"layer {self.descriptor.digest}: no cached blob and the vfs driver keeps only "

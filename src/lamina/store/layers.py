@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal, cast
 
 from lamina._internal.fileio import read_regular
 from lamina._internal.lock import flocked
@@ -181,8 +181,8 @@ class LayerStore:
             copy_tree(self.diff_dir(self.get(parent)), diff)
         else:
             diff.mkdir(mode=0o755)
-        mode = "merged" if self.backend.copies else "overlay"
-        result = apply_layer(reader, diff, mode=mode)  # type: ignore[arg-type]
+        mode: Literal["merged", "overlay"] = "merged" if self.backend.copies else "overlay"
+        result = apply_layer(cast(BinaryIO, reader), diff, mode=mode)
         reader.drain(CHUNK)
         (tmp / "work").mkdir(mode=0o700)
         return result.size
