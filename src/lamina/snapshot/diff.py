@@ -7,8 +7,8 @@ Equality rule (documented, like Docker's naive diff, plus one content check):
 - Entries differ if their type, permission bits (incl. setuid/setgid/sticky), uid, gid or
   xattrs (overlay metadata excluded) differ; symlinks if their targets differ; devices if their
   numbers differ; regular files if their size or ``st_mtime_ns`` differ.
-- Directory mtimes are ignored (they change whenever a child does; parents of changes are
-  written anyway).
+- Directories also differ if their ``st_mtime_ns`` differs (as Docker's ``ChangesDirs``: a
+  directory whose listing changed is reported ``C`` and carried in the layer with its new time).
 - When size and mtime agree, content is compared byte by byte only if ``since_ns`` is given and
   the upper file's ctime is later than it (``since_ns`` = when the upper copy was finished, so
   any later write, even one that restored the mtime with ``touch -r``, bumped the ctime). Without
@@ -80,6 +80,8 @@ def same_entry(
     if fmt == stat.S_IFLNK and os.readlink(lfull) != os.readlink(ufull):
         return False
     if fmt in (stat.S_IFCHR, stat.S_IFBLK) and lst.st_rdev != ust.st_rdev:
+        return False
+    if fmt == stat.S_IFDIR and lst.st_mtime_ns != ust.st_mtime_ns:
         return False
     if fmt == stat.S_IFREG:
         if (lst.st_size, lst.st_mtime_ns) != (ust.st_size, ust.st_mtime_ns):
