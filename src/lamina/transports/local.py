@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO, ClassVar, cast
 
 from lamina import reference
 from lamina._internal.verify import VerifyingReader
-from lamina.errors import InvalidReference, UsageError
+from lamina.errors import InvalidReference, NotFound, UsageError
 from lamina.image.model import Image, ImageIndex
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from lamina.store import Store
 
 _ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{4,64}")
+_FULL_ID_RE = re.compile(r"sha256:[a-f0-9]{64}|[a-f0-9]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +46,20 @@ class LocalRef(ImageRef):
     name: str
     is_name: bool = True
     store: Store | None = field(default=None, compare=False, repr=False)
+    #: what the user typed: a name like ``abcd`` may also be an image id prefix (Docker tries
+    #: the name first, then ids)
+    typed: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, details: str, *, store: Store | None = None) -> LocalRef:
         """Parse an image name (normalised) or an id / digest (read-only)."""
+        if _FULL_ID_RE.fullmatch(details):
+            return cls(details, False, store, details)
         try:
-            return cls(str(reference.parse(details)), True, store)
+            return cls(str(reference.parse(details)), True, store, details)
         except InvalidReference:
             if _ID_RE.fullmatch(details):
-                return cls(details, False, store)
+                return cls(details, False, store, details)
             raise
 
     def details(self) -> str:
@@ -67,7 +73,13 @@ class LocalRef(ImageRef):
 
     def open(self) -> Image | ImageIndex:
         """The stored image (blobs and layers stay in the store)."""
-        return cast(Image, self._store().get_image(self.name))
+        store = self._store()
+        try:
+            return cast(Image, store.get_image(self.name))
+        except NotFound:
+            if self.typed is None or not _ID_RE.fullmatch(self.typed):
+                raise
+            return cast(Image, store.get_image(self.typed))
 
     def destination(self) -> LocalDestination:
         """A destination that stores and names the image at commit."""
