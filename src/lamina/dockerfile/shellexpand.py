@@ -6,6 +6,7 @@ Callers use ``Lexer``; this module is its private half and may change without no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ _SPECIAL_NAMES = frozenset("@*#?-$!0")
 _GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
     chr(c) for c in range(0x2000, 0x200B)
 )
+_SPACE_RE = re.compile("[" + re.escape("".join(sorted(_GO_SPACE))) + "]")
 _HEREDOC_BLANKS = frozenset(" \t\r")
 
 
@@ -62,8 +64,12 @@ class _Words:
             self.finish()
 
     def add_split(self, text: str) -> None:
-        for ch in text:
-            self.add_char(ch)
+        """Add expansion text: each run of whitespace ends the current word (if non-empty)."""
+        for k, part in enumerate(_SPACE_RE.split(text)):
+            if k and self.in_word and self.size:
+                self.finish()
+            if part:
+                self.add_raw(part)
 
     def add_raw(self, text: str) -> None:
         self.current.append(text)
