@@ -16,7 +16,7 @@ from lamina.dockerfile.ast import Heredoc
 from lamina.dockerfile.words import is_space
 
 _HEREDOC_RE = re.compile(r"^(\d*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")
-_OPENER_RE = re.compile(r"^\d*<<-?\s*\Z")
+_OPENER_RE = re.compile(r"^\d*<<-?\Z")
 _LEADING_TABS_RE = re.compile(r"^\t+", re.MULTILINE)
 
 #: Instructions whose shell form may carry heredocs.
@@ -36,12 +36,14 @@ def _lex_words(src: str, *, raw_quotes: bool, raw_escapes: bool, join_opener: bo
     words: list[str] = []
     word: list[str] = []
     started = False
+    absorbing = False  # inside the blanks after a ``<<`` opener
     i = 0
     n = len(src)
     while i < n:
         ch = src[i]
         if is_space(ch):
-            if join_opener and started and _OPENER_RE.match("".join(word)):
+            if absorbing or (join_opener and started and _OPENER_RE.match("".join(word))):
+                absorbing = True
                 word.append(ch)
                 i += 1
                 continue
@@ -52,6 +54,7 @@ def _lex_words(src: str, *, raw_quotes: bool, raw_escapes: bool, join_opener: bo
             i += 1
             continue
         started = True
+        absorbing = False
         if ch == "'":
             end = src.find("'", i + 1)
             if end < 0:

@@ -54,11 +54,27 @@ def split_whitespace(s: str) -> list[str]:
     return WHITESPACE_RE.split(s)
 
 
+_SPACE_CLASS = "".join(re.escape(c) for c in GO_SPACE)
+_PLAIN_RUNS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {}
+
+
+def _plain_runs(escape: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Regexes for runs of ordinary characters outside quotes and inside double quotes."""
+    runs = _PLAIN_RUNS.get(escape)
+    if runs is None:
+        esc = re.escape(escape)
+        runs = (re.compile(f"[^{_SPACE_CLASS}'\"{esc}]+"), re.compile(f'[^"{esc}]+'))
+        _PLAIN_RUNS[escape] = runs
+    return runs
+
+
 def parse_words(rest: str, escape: str = "\\") -> list[str]:
     """BuildKit's ``parseWords``: split on whitespace outside quotes, keeping quotes and escapes.
 
     An escape character at the very end is dropped; an unterminated quote runs to the end.
+    Ordinary characters are consumed in regex runs, so the cost is linear with a small constant.
     """
+    plain, dquoted = _plain_runs(escape)
     words: list[str] = []
     word: list[str] = []
     blank_ok = False
@@ -68,20 +84,22 @@ def parse_words(rest: str, escape: str = "\\") -> list[str]:
     n = len(rest)
     while i < n:
         ch = rest[i]
-        if not in_word:
-            if ch in _GO_SPACE_SET:
-                i += 1
-                continue
-            in_word = True
         if not quote:
+            m = plain.match(rest, i)
+            if m is not None:
+                word.append(m.group())
+                in_word = True
+                i = m.end()
+                continue
             if ch in _GO_SPACE_SET:
-                if blank_ok or word:
+                if in_word and (blank_ok or word):
                     words.append("".join(word))
                 word = []
                 blank_ok = False
                 in_word = False
                 i += 1
                 continue
+            in_word = True
             if ch in "'\"":
                 quote = ch
                 blank_ok = True
@@ -94,6 +112,19 @@ def parse_words(rest: str, escape: str = "\\") -> list[str]:
                 ch = rest[i]
             word.append(ch)
             i += 1
+            continue
+        if quote == '"':
+            m = dquoted.match(rest, i)
+        else:
+            end = rest.find("'", i)
+            m = None
+            if end != i:
+                word.append(rest[i : end if end >= 0 else n])
+                i = end if end >= 0 else n
+                continue
+        if m is not None:
+            word.append(m.group())
+            i = m.end()
             continue
         if ch == quote:
             quote = ""
