@@ -1,4 +1,4 @@
-"""BuildKit instruction-level conformance: ../shared/conformance/buildkit-instructions/cases.json."""
+"""BuildKit instruction conformance: ../shared/conformance/buildkit-instructions/cases.json."""
 
 from __future__ import annotations
 
