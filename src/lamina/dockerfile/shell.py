@@ -17,9 +17,10 @@ Invariants: expansion is pure (no I/O, no global state) and the only exception i
 ``DockerfileError``, with BuildKit's message prefixed by ``failed to process "<word>"``. Every
 expanded word is capped at ``max_length`` characters and ``${`` nesting at ``max_depth``, so a
 hostile environment cannot make it build gigabytes or overflow the stack. Pattern modifiers run
-in polynomial time (see ``shellpattern``). Deviation: BuildKit (at some versions) shares one word
-buffer between nested expansions, which can drop text before a ``${x:-y}`` in ``process_words``;
-this lexer keeps each nesting level separate.
+in O(len(value) * len(pattern)) time (see ``shellpattern``) and are refused past 2**28 steps.
+
+Deviation: BuildKit (at some versions) shares one word buffer between nested expansions, which
+can drop text before a ``${x:-y}`` in ``process_words``; this lexer keeps each level separate.
 """
 
 from __future__ import annotations

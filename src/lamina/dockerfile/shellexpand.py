@@ -15,7 +15,8 @@ from lamina.errors import DockerfileError
 
 __all__ = ["Expansion", "LexOptions"]
 
-_MAX_PATTERN_WORK = 1 << 31
+_MAX_PATTERN_WORK = 1 << 28
+"""Refuse a pattern modifier when len(value) * len(pattern) exceeds this (worst-case work)."""
 _SPECIAL_NAMES = frozenset("@*#?-$!0")
 _GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
     chr(c) for c in range(0x2000, 0x200B)
