@@ -18,6 +18,8 @@ The tree::
     │   └── StoreCorrupt
     ├── UnionFSError                  mount / unmount failures
     ├── ContainerError                containers and runtimes
+    │   ├── CommandNotFound           the command is not in the rootfs (exit 127, as Docker)
+    │   └── CommandNotExecutable      the command is not executable (exit 126, as Docker)
     └── BuildError                    stage, line
 
 Invariants: messages are lowercase and carry context first ("loading x: reading blob y: ...");
@@ -150,6 +152,18 @@ class ContainerError(LaminaError):
     """A container operation failed."""
 
     exit_code = 125
+
+
+class CommandNotFound(ContainerError):
+    """The container's command does not exist in its rootfs (or on its PATH)."""
+
+    exit_code = 127
+
+
+class CommandNotExecutable(ContainerError):
+    """The container's command exists but cannot be executed (mode, directory)."""
+
+    exit_code = 126
 
 
 class BuildError(LaminaError):

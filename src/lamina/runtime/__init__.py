@@ -1,3 +1,58 @@
-"""lamina.runtime."""
+"""lamina.runtime: run a process in a rootfs through runc/crun, or natively.
+
+Knows nothing of layers, images or the store: it takes a rootfs *path*. Typical use::
+
+    spec = ContainerSpec(rootfs=rootfs, process=ProcessSpec(args=("sh", "-c", "echo hi")))
+    bundle = write_bundle(bundle_dir, spec, container_id=cid)
+    runtime = select_runtime(None, state_dir=store_root / "runtime")
+    status = runtime.run(bundle, cid, stdout=log)
+
+Modules: :mod:`spec` (ContainerSpec -> config.json), :mod:`defaults` (Docker's tables),
+:mod:`bundle` (bundle dirs, mount points, command lookup), :mod:`user` (USER resolution),
+:mod:`idmap` (user-namespace maps), :mod:`etcfiles` (hosts/resolv.conf/hostname content),
+:mod:`model` (the Runtime protocol), :mod:`oci_runtime` (runc/crun), :mod:`native` (+
+:mod:`nsinit`, :mod:`mounts`, :mod:`linux`), :mod:`selection` (select_runtime).
+"""
 
 from __future__ import annotations
+
+from lamina.runtime.bundle import Bundle, open_bundle, resolve_command, write_bundle
+from lamina.runtime.idmap import IDMapping, single_id_mappings, subid_mappings
+from lamina.runtime.model import ContainerState, Runtime
+from lamina.runtime.native import NativeRuntime
+from lamina.runtime.oci_runtime import OCIRuntime
+from lamina.runtime.selection import select_runtime
+from lamina.runtime.spec import (
+    BindMount,
+    ContainerSpec,
+    EtcFiles,
+    ProcessSpec,
+    Rlimit,
+    TmpfsMount,
+    build_config,
+)
+from lamina.runtime.user import ExecUser, resolve_user
+
+__all__ = [
+    "BindMount",
+    "Bundle",
+    "ContainerSpec",
+    "ContainerState",
+    "EtcFiles",
+    "ExecUser",
+    "IDMapping",
+    "NativeRuntime",
+    "OCIRuntime",
+    "ProcessSpec",
+    "Rlimit",
+    "Runtime",
+    "TmpfsMount",
+    "build_config",
+    "open_bundle",
+    "resolve_command",
+    "resolve_user",
+    "select_runtime",
+    "single_id_mappings",
+    "subid_mappings",
+    "write_bundle",
+]

@@ -1,0 +1,243 @@
+"""The native runtime: namespaces + pivot_root from Python, for hosts without runc or crun.
+
+The work happens in a helper process (:mod:`lamina.runtime.nsinit`, started with
+``sys.executable -P -m``), so the caller never forks itself nor changes its own namespaces.
+This class keeps the state: ``<state_root>/<id>/state.json`` (``pid``, ``starttime``,
+``bundle``) and ``exit.json`` (written by the helper when the container's process exits).
+
+Status: ``stopped`` once ``exit.json`` exists or the recorded pid is gone or reused (the
+start time in ``/proc/<pid>/stat`` is compared), ``running`` while it lives, ``creating``
+before the pid is known.
+
+Requires root (mount and pid namespaces without a user namespace). Compared with runc it has
+no cgroups (no resource limits), no seccomp/AppArmor, no user namespaces and no terminal
+allocation (give it a pty as stdio instead); ``/sys/fs/cgroup`` shows cgroup2 read-only.
+Everything else in the config (mounts, devices, masked and read-only paths, hostname, network
+none/host, rlimits, capabilities, uid/gid/groups, no_new_privs) is applied.
+
+Invariants: the host's mount table is never changed (see :mod:`lamina.runtime.mounts`); the
+container's processes die with its pid 1 (pid namespace) and with the helper (parent-death
+signal); ``delete`` is idempotent and leaves no state directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal as _signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lamina._internal.fileio import write_atomic
+from lamina.errors import CommandNotExecutable, CommandNotFound, ContainerError
+from lamina.runtime.bundle import Bundle
+from lamina.runtime.linux import process_starttime
+from lamina.runtime.model import BaseRuntime, ContainerState, Stdio, wait_status
+
+#: seconds to wait for a killed container to disappear
+KILL_TIMEOUT = 10.0
+
+
+def _helper(*args: str) -> list[str]:
+    return [sys.executable, "-P", "-m", "lamina.runtime.nsinit", *args]
+
+
+def _read_channel(fd: int) -> dict[str, Any]:
+    """Merge the JSON lines of the channel until EOF; closes ``fd``."""
+    info: dict[str, Any] = {}
+    with os.fdopen(fd, "rb") as f:
+        for line in f:
+            with contextlib.suppress(ValueError):
+                info.update(json.loads(line))
+    return info
+
+
+def _raise_for(info: dict[str, Any], what: str) -> None:
+    if "error" not in info:
+        return
+    message = f"{what}: {info['error']}"
+    if info.get("errno") == errno.ENOENT and str(info["error"]).startswith("exec:"):
+        raise CommandNotFound(message)
+    if info.get("errno") in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM) and str(
+        info["error"]
+    ).startswith("exec:"):
+        raise CommandNotExecutable(message)
+    raise ContainerError(message)
+
+
+class NativeRuntime(BaseRuntime):
+    """Runs bundles with Linux namespaces directly (see the module docstring)."""
+
+    name = "native"
+
+    def __init__(self, state_root: Path) -> None:
+        self.state_root = state_root
+
+    def __repr__(self) -> str:
+        return f"NativeRuntime({str(self.state_root)!r})"
+
+    def _dir(self, container_id: str) -> Path:
+        if not container_id or "/" in container_id or container_id in (".", ".."):
+            raise ContainerError(f"invalid container id {container_id!r}")
+        return self.state_root / container_id
+
+    def exists(self, container_id: str) -> bool:
+        """True while the state directory exists."""
+        return (self._dir(container_id) / "state.json").exists()
+
+    def state(self, container_id: str) -> ContainerState:
+        """The recorded state, with the status checked against the live process."""
+        d = self._dir(container_id)
+        try:
+            doc = json.loads((d / "state.json").read_bytes())
+        except FileNotFoundError:
+            raise ContainerError(f"container {container_id} does not exist") from None
+        pid = int(doc.get("pid", 0))
+        status: Any = "creating"
+        if (d / "exit.json").exists():
+            status = "stopped"
+        elif pid:
+            try:
+                alive = process_starttime(pid) == int(doc["starttime"])
+            except (OSError, ValueError):
+                alive = False
+            status = "running" if alive else "stopped"
+        return ContainerState(id=container_id, status=status, pid=pid, bundle=Path(doc["bundle"]))
+
+    def exit_status(self, container_id: str) -> int | None:
+        """The process's exit status once it has exited (detached containers), else None."""
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            doc = json.loads((self._dir(container_id) / "exit.json").read_bytes())
+            return int(doc["status"])
+        return None
+
+    def kill(self, container_id: str, sig: int = _signal.SIGTERM) -> None:
+        """Signal the container's pid 1; ContainerError unless it is running."""
+        st = self.state(container_id)
+        if st.status != "running":
+            raise ContainerError(f"killing container {container_id}: it is {st.status}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(st.pid, sig)
+
+    def _launch(
+        self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio,
+        detach: bool,
+    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:  # fmt: skip
+        d = self._dir(container_id)
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            raise ContainerError(f"container {container_id} already exists") from None
+        doc: dict[str, Any] = {"id": container_id, "pid": 0, "bundle": str(bundle.path)}
+        write_atomic(d / "state.json", json.dumps(doc).encode(), durable=False)
+        r, w = os.pipe()
+        try:
+            argv = _helper("run", str(bundle.path), str(d), str(w), "1" if detach else "0")
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=(w,))
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        info = _read_channel(r)
+        if "pid" in info:
+            doc.update(pid=info["pid"], starttime=info["starttime"])
+            write_atomic(d / "state.json", json.dumps(doc).encode(), durable=False)
+        return proc, info
+
+    def _run(
+        self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio
+    ) -> int:
+        try:
+            proc, info = self._launch(
+                bundle, container_id, stdin=stdin, stdout=stdout, stderr=stderr, detach=False
+            )
+            try:
+                code = wait_status(proc.wait())
+            except BaseException:
+                self._kill_and_wait(container_id)
+                proc.wait()
+                raise
+            _raise_for(info, f"running container {container_id}")
+            return code
+        finally:
+            shutil.rmtree(self._dir(container_id), ignore_errors=True)
+
+    def _start_detached(
+        self, bundle: Bundle, container_id: str, *, stdout: Stdio, stderr: Stdio
+    ) -> None:
+        proc, info = self._launch(
+            bundle, container_id, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            detach=True,
+        )  # fmt: skip
+        proc.wait()
+        _raise_for(info, f"starting container {container_id}")
+
+    def _exec(
+        self, container_id: str, process: dict[str, Any], *, stdin: Stdio, stdout: Stdio,
+        stderr: Stdio,
+    ) -> int:  # fmt: skip
+        d = self._dir(container_id)
+        doc = json.loads((d / "state.json").read_bytes())
+        with tempfile.NamedTemporaryFile("w", prefix="process-", suffix=".json", dir=d) as f:
+            json.dump(process, f)
+            f.flush()
+            r, w = os.pipe()
+            try:
+                argv = _helper("exec", str(doc["pid"]), str(doc["starttime"]), f.name, str(w))
+                proc = subprocess.Popen(
+                    argv, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=(w,)
+                )
+            except BaseException:
+                os.close(r)
+                raise
+            finally:
+                os.close(w)
+            info = _read_channel(r)
+            try:
+                code = wait_status(proc.wait())
+            except BaseException:
+                if "pid" in info:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(info["pid"]), _signal.SIGKILL)
+                proc.wait()
+                raise
+        _raise_for(info, f"exec in container {container_id}")
+        return code
+
+    def _kill_and_wait(self, container_id: str) -> None:
+        deadline = time.monotonic() + KILL_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                st = self.state(container_id)
+            except ContainerError:
+                return
+            if st.status != "running":
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(st.pid, _signal.SIGKILL)
+            time.sleep(0.02)
+        raise ContainerError(f"killing container {container_id}: still running after SIGKILL")
+
+    def _delete(self, container_id: str, *, force: bool) -> None:
+        d = self._dir(container_id)
+        if not d.exists():
+            return
+        if (d / "state.json").exists():
+            st = self.state(container_id)
+            if st.status == "running":
+                if not force:
+                    raise ContainerError(
+                        f"deleting container {container_id}: it is running",
+                        hint="stop it first, or force the removal",
+                    )
+                self._kill_and_wait(container_id)
+        shutil.rmtree(d, ignore_errors=True)

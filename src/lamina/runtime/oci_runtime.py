@@ -1,0 +1,239 @@
+"""Delegation to an OCI runtime binary (runc or crun) through bundles.
+
+Every call passes ``--root <state_root>``, a lamina-owned state directory (the caller puts it
+in its store, e.g. ``<store>/runtime/runc``), so lamina's containers never mix with Docker's
+or podman's under ``/run/runc``.
+
+Mapping of :class:`~lamina.runtime.model.Runtime` to the runtime CLI (the same for both):
+
+=================  =====================================================================
+``run``            ``run --bundle B ID`` with the caller's stdio; the runtime deletes the
+                   container when the process exits
+``start_detached`` ``run --detach --bundle B ID`` (stdin /dev/null; stdout/stderr passed)
+``exec``           ``exec --process P.json ID``
+``kill``           ``kill ID SIGNUM``
+``delete``         ``delete [--force] ID``
+``state``          ``state ID`` (JSON on stdout)
+=================  =====================================================================
+
+Errors: a failing control command raises ContainerError carrying the runtime's last stderr
+line as context; whether a container exists is decided by its state directory, not by text.
+
+:func:`probe` runs ``/bin/true`` in a throw-away bundle (the host's ``/usr`` bound read-only)
+to learn whether a runtime works on this host: crun 1.8.1 refuses hybrid cgroup v1/v2 hosts
+("cgroups in hybrid mode not supported"). The answer is cached in memory and in
+``<state_root>/probe.json``, keyed by the binary's path, size and mtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal as _signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lamina._internal.fileio import write_atomic
+from lamina.errors import ContainerError
+from lamina.runtime.bundle import Bundle, write_bundle
+from lamina.runtime.model import BaseRuntime, ContainerState, Stdio, wait_status
+from lamina.runtime.spec import BindMount, ContainerSpec, ProcessSpec
+
+#: seconds a control command (state, kill, delete) may take
+CONTROL_TIMEOUT = 60
+
+_probe_cache: dict[tuple[str, int, int], bool] = {}
+
+
+class OCIRuntime(BaseRuntime):
+    """runc or crun, driven through its command line. Thread-safe: no mutable state."""
+
+    def __init__(self, name: str, binary: str | Path, state_root: Path) -> None:
+        self.name = name
+        self.binary = str(binary)
+        self.state_root = state_root
+
+    def __repr__(self) -> str:
+        return f"OCIRuntime({self.name!r}, {self.binary!r}, {str(self.state_root)!r})"
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.state_root), *args]
+
+    def _control(self, what: str, container_id: str, *args: str) -> str:
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        proc = subprocess.run(
+            self._argv(*args),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=CONTROL_TIMEOUT,
+            check=False,
+        )
+        if proc.returncode != 0:
+            detail = _last_line(proc.stderr) or f"exit status {proc.returncode}"
+            raise ContainerError(f"{what} container {container_id} with {self.name}: {detail}")
+        return proc.stdout.decode("utf-8", "replace")
+
+    def exists(self, container_id: str) -> bool:
+        """True when the state directory holds ``container_id``."""
+        _check_id(container_id)
+        return (self.state_root / container_id).is_dir()
+
+    def state(self, container_id: str) -> ContainerState:
+        """``state ID``, parsed. Raises ContainerError when missing or unparsable."""
+        if not self.exists(container_id):
+            raise ContainerError(f"container {container_id} does not exist")
+        out = self._control("reading state of", container_id, "state", container_id)
+        try:
+            doc = json.loads(out)
+            return ContainerState(
+                id=str(doc["id"]),
+                status=doc["status"],
+                pid=int(doc.get("pid") or 0),
+                bundle=Path(doc["bundle"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ContainerError(f"reading state of container {container_id}: {exc}") from exc
+
+    def kill(self, container_id: str, sig: int = _signal.SIGTERM) -> None:
+        """``kill ID SIGNUM``."""
+        if not self.exists(container_id):
+            raise ContainerError(f"killing container {container_id}: it does not exist")
+        self._control("killing", container_id, "kill", container_id, str(int(sig)))
+
+    def _delete(self, container_id: str, *, force: bool) -> None:
+        if not self.exists(container_id):
+            return
+        args = ["delete", "--force", container_id] if force else ["delete", container_id]
+        self._control("deleting", container_id, *args)
+
+    def _run(
+        self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio
+    ) -> int:
+        _check_id(container_id)
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        argv = self._argv("run", "--bundle", str(bundle.path), container_id)
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        try:
+            return wait_status(proc.wait())
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, timeout in a caller): take the container down.
+            proc.send_signal(_signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=CONTROL_TIMEOUT)
+            with contextlib.suppress(ContainerError, subprocess.TimeoutExpired):
+                self._delete(container_id, force=True)
+            raise
+
+    def _start_detached(
+        self, bundle: Bundle, container_id: str, *, stdout: Stdio, stderr: Stdio
+    ) -> None:
+        _check_id(container_id)
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        argv = self._argv("run", "--detach", "--bundle", str(bundle.path), container_id)
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, check=False,
+            timeout=CONTROL_TIMEOUT,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise ContainerError(
+                f"starting container {container_id} with {self.name}: "
+                f"exit status {proc.returncode}",
+                hint="the runtime's message went to the container's stderr",
+            )
+
+    def _exec(
+        self, container_id: str, process: dict[str, Any], *, stdin: Stdio, stdout: Stdio,
+        stderr: Stdio,
+    ) -> int:  # fmt: skip
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="process-", suffix=".json", dir=self.state_root
+        ) as f:
+            json.dump(process, f)
+            f.flush()
+            argv = self._argv("exec", "--process", f.name, container_id)
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+            try:
+                return wait_status(proc.wait())
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+
+
+def _check_id(container_id: str) -> None:
+    ok = container_id and container_id[0].isalnum() and len(container_id) <= 128
+    if not ok or not all(c.isalnum() or c in "_.-" for c in container_id):
+        raise ContainerError(f"invalid container id {container_id!r}")
+
+
+def _last_line(data: bytes) -> str:
+    lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _probe_rootfs(rootfs: Path) -> tuple[BindMount, ...]:
+    """Lay out ``rootfs`` to reach the host's ``/usr`` (and ``/bin``, ``/lib*``) read-only."""
+    binds = [BindMount(source=Path("/usr"), destination="/usr", readonly=True)]
+    for name in ("bin", "lib", "lib64", "lib32", "sbin"):
+        host = Path("/", name)
+        if host.is_symlink():
+            (rootfs / name).symlink_to(os.readlink(host))
+        elif host.is_dir():
+            binds.append(BindMount(source=host, destination=f"/{name}", readonly=True))
+    for b in binds:
+        (rootfs / b.destination.lstrip("/")).mkdir(exist_ok=True)
+    return tuple(binds)
+
+
+def probe(name: str, binary: str | Path, state_root: Path) -> bool:
+    """True when ``binary`` can run ``/bin/true`` here. Cached (memory + probe.json)."""
+    st = os.stat(binary)
+    key = (str(binary), st.st_size, st.st_mtime_ns)
+    if key in _probe_cache:
+        return _probe_cache[key]
+    record = state_root / "probe.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        doc = json.loads(record.read_bytes())
+        if tuple(doc["key"]) == key:
+            _probe_cache[key] = bool(doc["ok"])
+            return _probe_cache[key]
+    state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ok = _run_probe(name, binary, state_root)
+    _probe_cache[key] = ok
+    write_atomic(record, json.dumps({"key": list(key), "ok": ok}).encode(), durable=False)
+    return ok
+
+
+def _run_probe(name: str, binary: str | Path, state_root: Path) -> bool:
+    with tempfile.TemporaryDirectory(prefix="probe-", dir=state_root) as tmp:
+        rootfs = Path(tmp, "rootfs")
+        rootfs.mkdir()
+        spec = ContainerSpec(
+            rootfs=rootfs,
+            process=ProcessSpec(args=("/usr/bin/true",), env=("PATH=/usr/bin:/bin",)),
+            binds=_probe_rootfs(rootfs),
+            hostname="probe",
+        )
+        container_id = f"lamina-probe-{os.getpid()}"
+        bundle = write_bundle(Path(tmp, "bundle"), spec, container_id=container_id)
+        runtime = OCIRuntime(name, binary, state_root)
+        try:
+            status = runtime.run(
+                bundle, container_id, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        except (ContainerError, OSError, subprocess.SubprocessError):
+            status = -1
+        finally:
+            with contextlib.suppress(ContainerError, OSError, subprocess.SubprocessError):
+                runtime.delete(container_id, force=True)
+        return status == 0
+
+
+def find_binary(name: str) -> str | None:
+    """The path of ``name`` on PATH (and in /usr/sbin, /usr/bin), or None."""
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/usr/bin")
