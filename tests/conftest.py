@@ -7,7 +7,6 @@ capability, so nothing may skip there.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,9 +43,7 @@ def write_layer_file(path: Path, entries: list[Entry], compression: str = "gzip"
     """Write ``entries`` as a (compressed) tar at ``path`` and describe it as a FileLayer."""
     with path.open("wb") as f:
         writer = open_compressor(f, compression)
-        buf = io.BytesIO()
-        write_tar(entries, buf)
-        writer.write(buf.getvalue())
+        write_tar(entries, writer)  # streamed: big pattern files never sit in memory
         writer.close()
     return file_layer(path)
 

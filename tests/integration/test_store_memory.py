@@ -1,0 +1,39 @@
+"""Loading a big layer streams: the peak RSS of a loading process stays under 80 MB."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+
+LOAD = """
+    import resource, sys
+    from pathlib import Path
+    from conftest import build_image
+    from lamina.store import Store
+    from lamina.testing.layers import file
+    root, work = sys.argv[1:3]
+    img = build_image(Path(work), [[file("big", (bytes(range(256)) * 13, 400_000_000))]])
+    store = Store(Path(root), driver="vfs")
+    store.put_image(img, ["big"])
+    with store.get_image("big").layers()[0].open_uncompressed() as f:
+        while f.read(1 << 20):
+            pass
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_big_layer_load_has_bounded_memory(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(LOAD), str(tmp_path / "root"), str(tmp_path)],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        timeout=600,
+    )
+    peak_kib = int(out.stdout.decode().strip())
+    assert peak_kib < 80 * 1024, f"peak RSS {peak_kib} KiB"
