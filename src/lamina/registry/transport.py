@@ -216,7 +216,7 @@ class Transport:
             return self._send(method, url, dict(headers or {}), content, context, stream=stream)
         scope_set = frozenset(scopes)
         sent: str | None = None
-        for _ in range(3):
+        for attempt in range(3):
             token_req = self.auth.token_request(scope_set)
             if token_req is not None:
                 self._fetch_token(token_req, context)
@@ -229,14 +229,14 @@ class Transport:
             )
             if resp.status_code == 401:
                 challenge = resp.headers.get("WWW-Authenticate")
-                if self.auth.on_unauthorized(challenge, sent):
+                if self.auth.on_unauthorized(challenge, sent) and attempt < 2:
                     resp.close()
                     continue
                 raise self.error(resp, context, had_credentials=sent is not None)
             if follow_redirects and resp.status_code in _REDIRECTS and method in ("GET", "HEAD"):
                 return self._follow(resp, method, all_headers, context, stream)
             return resp
-        raise AuthError(f"{context}: authentication with {self.host} did not succeed", status=401)
+        raise AssertionError("unreachable")
 
     def _follow(
         self,

@@ -110,12 +110,17 @@ class _Signer:
 
 @dataclass
 class TokenServer:
-    """Issues registry bearer tokens; records each request's scopes and account."""
+    """Issues registry bearer tokens; records each request's scopes and account.
+
+    Fault knobs: ``garbage`` answers with HTML instead of JSON; ``expire_next`` issues that many
+    tokens that are already expired (while claiming a 300 s lifetime).
+    """
 
     signer: _Signer
     users: dict[str, str]
     anonymous_pull: bool = True
     garbage: bool = False
+    expire_next: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
     _server: http.server.ThreadingHTTPServer | None = None
@@ -134,8 +139,12 @@ class TokenServer:
             allowed = actions.split(",") if account else ["pull"]
             access.append({"type": kind, "name": name, "actions": allowed})
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": account or "", "aud": SERVICE, "exp": now + 300}
-        claims |= {"nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        exp = now + 300
+        if self.expire_next > 0:  # an already-expired token (the registry will answer 401)
+            self.expire_next -= 1
+            exp = now - 120  # the registry allows 60 s of clock skew
+        claims = {"iss": ISSUER, "sub": account or "", "aud": SERVICE, "exp": exp}
+        claims |= {"nbf": now - 300, "iat": now, "jti": uuid.uuid4().hex, "access": access}
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self.signer.cert_der_b64]}
         signing_input = (
             f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
