@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from lamina.errors import AuthError, RegistryError
+from lamina.errors import RegistryError
 from lamina.registry.auth import AuthState, Credential, Scope, TokenRequest
 from lamina.registry.endpoint import is_loopback, plain_http_allowed
 from lamina.registry.redaction import redact_url
