@@ -209,3 +209,35 @@ def test_overlay_mount_equals_merged_apply(
     assert {"b/new"} == {n for n in names if n.startswith("b/")}
     assert "e/f" in names and "c/sub" not in names and "lnk/inside" in names
     assert (merged / "c").read_text() == "c is a file now"
+
+
+def test_trees_deeper_than_path_max_roundtrip(tmp_path: Path) -> None:
+    """400 levels of 12-character names (>4800 bytes): written and applied with dir fds."""
+    src = tmp_path / "src"
+    src.mkdir()
+    fd = os.open(src, os.O_RDONLY)
+    for _ in range(400):
+        os.mkdir("level-abcdef", dir_fd=fd)
+        nfd = os.open("level-abcdef", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+        f.write(b"bottom")
+    os.close(fd)
+    buf = io.BytesIO()
+    write_layer(src, buf, kind="dir")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    result = apply_layer(io.BytesIO(buf.getvalue()), dst, mode="merged")
+    assert result.entries == 401
+    again = io.BytesIO()
+    write_layer(dst, again, kind="dir")
+    assert again.getvalue() == buf.getvalue()
+
+
+def test_too_deep_member_is_refused(tmp_path: Path) -> None:
+    from lamina.errors import UnsafeArchive
+
+    layer = build_tar([file("/".join(["d"] * 600), b"x")])
+    with pytest.raises(UnsafeArchive, match="nested 600 deep"):
+        apply_layer(io.BytesIO(layer), tmp_path, mode="merged")

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_CACHE_MAX = 512
+_CACHE_MAX = 256
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
@@ -132,16 +132,13 @@ class _Applier:
         self.cache = {}
 
     # -- parents ---------------------------------------------------------------------------
-    def _forget_dirs(self, under: str | None = None) -> None:
-        """Drop cached dir fds: all but the root, or ``under`` and everything below it."""
+    def _forget_dirs(self, under: str) -> None:
+        """Drop cached dir fds and pending dir metadata for ``under`` and everything below."""
         prefix = f"{under}/"
-        for key in [
-            k for k in self.cache if k and (under is None or k == under or k.startswith(prefix))
-        ]:
+        for key in [k for k in self.cache if k and (k == under or k.startswith(prefix))]:
             os.close(self.cache.pop(key))
-        if under is not None:
-            for key in [k for k in self.dirs if k == under or k.startswith(prefix)]:
-                del self.dirs[key]
+        for key in [k for k in self.dirs if k == under or k.startswith(prefix)]:
+            del self.dirs[key]
 
     def _mark(self, path: str) -> None:
         """Record ``path`` and its ancestors as written by this layer."""
@@ -150,18 +147,29 @@ class _Applier:
             path = path.rpartition("/")[0]
 
     def dir_fd(self, path: str) -> int:
-        """An fd for directory ``path``, creating missing dirs (0755); never follows a link."""
+        """An fd for directory ``path``, creating missing dirs (0755); never follows a link.
+
+        Iterative: starts from the deepest cached ancestor and opens one component at a time.
+        """
         fd = self.cache.get(path)
         if fd is not None:
             return fd
-        parent, _, name = path.rpartition("/")
-        pfd = self.dir_fd(parent)
+        comps = path.split("/")
+        k = len(comps) - 1
+        while k and "/".join(comps[:k]) not in self.cache:
+            k -= 1
+        fd = self.cache["/".join(comps[:k])]
+        for i in range(k, len(comps)):
+            sub = "/".join(comps[: i + 1])
+            fd = self._open_child(fd, comps[i], sub)
+            self.cache[sub] = fd
+        return fd
+
+    def _open_child(self, pfd: int, name: str, path: str) -> int:
         try:
-            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+            return os.open(name, DIR_FLAGS, dir_fd=pfd)
         except FileNotFoundError:
-            os.mkdir(name, 0o755, dir_fd=pfd)
-            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
-            self._mark(path)
+            pass
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
@@ -172,12 +180,10 @@ class _Applier:
                 ) from None
             # A lower layer's symlink/file: an upper directory hides it (overlay semantics).
             os.unlink(name, dir_fd=pfd)
-            os.mkdir(name, 0o755, dir_fd=pfd)
-            fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
-            self._mark(path)
             self.skipped.append((path, "replaced a lower-layer non-directory by a directory"))
-        self.cache[path] = fd
-        return fd
+        os.mkdir(name, 0o755, dir_fd=pfd)
+        self._mark(path)
+        return os.open(name, DIR_FLAGS, dir_fd=pfd)
 
     def remove(self, pfd: int, name: str, path: str) -> None:
         """Remove ``name`` (any type, recursively, never following links) if it exists."""
@@ -195,7 +201,8 @@ class _Applier:
     def apply(self, m: Member, reader: TarReader) -> None:
         """Apply one member (its data is read from ``reader``)."""
         if len(self.cache) > _CACHE_MAX:  # only here: fds held below stay valid per entry
-            self._forget_dirs()
+            for key in [k for k in self.cache if k and not m.path.startswith(f"{k}/")]:
+                os.close(self.cache.pop(key))
         parent, _, base = m.path.rpartition("/")
         if not m.path:
             if m.type != DIR:

@@ -33,6 +33,8 @@ BLOCK = 512
 BUFSIZE = 1 << 20
 #: Largest PAX or GNU long-name header accepted (xattrs and ACLs are far smaller).
 MAX_EXTENDED = 1 << 20
+#: Deepest member path accepted, in components.
+MAX_DEPTH = 512
 
 REG, AREG, CONT = b"0", b"\0", b"7"
 LINK, SYMLINK, CHR, BLK, DIR, FIFO = b"1", b"2", b"3", b"4", b"5", b"6"
@@ -63,11 +65,18 @@ class Member:
 
 
 def clean_name(name: str, what: str) -> str:
-    """Clean a member name as described in the module docstring; raise UnsafeArchive."""
+    """Clean a member name as described in the module docstring; raise UnsafeArchive.
+
+    Names deeper than :data:`MAX_DEPTH` components are refused too (no real image comes close;
+    Docker cannot extract them either, as they exceed ``PATH_MAX``).
+    """
     try:
-        return "/".join(split_path(name, strict=True))
+        parts = split_path(name, strict=True)
     except ValueError as exc:
         raise UnsafeArchive(f"{what}: unsafe member name {name[:200]!r}: {exc}") from None
+    if len(parts) > MAX_DEPTH:
+        raise UnsafeArchive(f"{what}: member name nested {len(parts)} deep (limit {MAX_DEPTH})")
+    return "/".join(parts)
 
 
 def _parse_pax(data: bytes, what: str) -> dict[str, bytes]:

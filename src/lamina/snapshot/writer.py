@@ -186,18 +186,41 @@ class TarEmitter:
         return WrittenLayer(diff_id=Digest.from_hasher(self._hash), size=self._size)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def iter_tree(root: str, rel: str = "") -> Iterator[tuple[str, str, os.stat_result]]:
-    """Yield (full path, relative path, lstat) depth first, children sorted bytewise by name."""
-    base = os.path.join(root, rel) if rel else root
-    names = sorted(os.listdir(os.fsencode(base)))
-    for bname in names:
-        name = os.fsdecode(bname)
-        child = f"{rel}/{name}" if rel else name
-        full = os.path.join(root, child)
-        st = os.lstat(full)
-        yield full, child, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from iter_tree(root, child)
+    """Yield (access path, relative path, lstat) depth first, children sorted bytewise by name.
+
+    Walks with one directory fd at a time (``openat`` down with ``O_NOFOLLOW``, ``..`` back up)
+    and without recursion, so trees deeper than ``PATH_MAX`` or the recursion limit work and
+    symlinks are never followed. The access path is ``/proc/self/fd/<dirfd>/<name>``: valid
+    only until the generator is resumed. ``rel`` starts the walk at that subdirectory.
+    """
+    fd = os.open(os.path.join(root, rel) if rel else root, _DIR_FLAGS)
+    stack: list[tuple[str, list[str], int]] = [(rel, sorted(os.listdir(fd), key=os.fsencode), 0)]
+    try:
+        while stack:
+            base, names, i = stack[-1]
+            if i == len(names):
+                stack.pop()
+                if stack:
+                    up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+                    os.close(fd)
+                    fd = up
+                continue
+            stack[-1] = (base, names, i + 1)
+            name = names[i]
+            child = f"{base}/{name}" if base else name
+            st = os.lstat(name, dir_fd=fd)
+            yield f"/proc/self/fd/{fd}/{name}", child, st
+            if stat.S_ISDIR(st.st_mode):
+                down = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = down
+                stack.append((child, sorted(os.listdir(fd), key=os.fsencode), 0))
+    finally:
+        os.close(fd)
 
 
 def write_layer(
