@@ -167,12 +167,14 @@ def test_refcounted_removal(store: Store, make_image: MakeImage) -> None:
     _, top2 = chain_ids(two.config().diff_ids)
     top1_dir = store.layout.layer_dir(store.get_layer(top1).cache_id)
     assert len(os.listdir(store.layout.links)) == 3
+    assert store.get_layer(base).refcount == 2 and store.get_layer(top1).refcount == 1
     events = store.remove_image("one")
     assert events == [("Untagged", "one:latest"), ("Deleted", str(one.manifest().config.digest))]
     assert store.layers.db.has(base) and store.layers.db.has(top2)
     assert not store.layers.db.has(top1) and not top1_dir.exists()
     assert len(os.listdir(store.layout.links)) == 2
     assert not store.blobs.has(one.digest()) and store.blobs.has(two.digest())
+    assert store.get_layer(base).refcount == 1
     assert store.check() == []
     store.remove_image("two")
     assert overlay2_entries(store) == ["l"] and os.listdir(store.layout.links) == []

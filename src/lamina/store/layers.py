@@ -39,8 +39,11 @@ from lamina.store.layout import (
     new_short_id,
 )
 from lamina.unionfs.backend import Backend
+from lamina.unionfs.overlay import in_user_namespace
 
 CHUNK = 1 << 20
+#: How long a loader waits for another process applying the same layer (big layers are slow).
+APPLY_WAIT = 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +52,7 @@ class LayerDirs:
 
     ``lower`` are the diff dirs below the layer, top first (``lower_links`` the same as
     ``overlay2/l/<short>`` paths, shorter for mount options); ``upper`` is the layer's diff.
+    With a copying backend (vfs) ``upper`` alone already holds the full merged tree.
     """
 
     lower: list[Path]
@@ -147,7 +151,7 @@ class LayerStore:
         if expected_diff_id is None:
             return self._create_unlocked(parent, reader, store_lock)
         chain = chain_id(parent, expected_diff_id)
-        with flocked(self.layout.apply_locks / lock_name(str(chain))):
+        with flocked(self.layout.apply_locks / lock_name(str(chain)), timeout=APPLY_WAIT):
             existing = self.db.get(chain)
             if existing is not None:
                 reader.drain(CHUNK)
@@ -182,7 +186,8 @@ class LayerStore:
         else:
             diff.mkdir(mode=0o755)
         mode: Literal["merged", "overlay"] = "merged" if self.backend.copies else "overlay"
-        result = apply_layer(cast(BinaryIO, reader), diff, mode=mode)
+        rootless = in_user_namespace()
+        result = apply_layer(cast(BinaryIO, reader), diff, mode=mode, rootless=rootless)
         reader.drain(CHUNK)
         (tmp / "work").mkdir(mode=0o700)
         return result.size

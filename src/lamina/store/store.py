@@ -19,6 +19,7 @@ reports both as removable and ``gc`` removes them; retrying the load succeeds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,8 +119,14 @@ class Store:
             )
 
     def get_layer(self, chain: Digest) -> LayerRecord:
-        """The record of a layer; NotFound if absent."""
-        return self.layers.get(chain)
+        """The record of a layer with ``refcount`` = how many images use it; NotFound if absent.
+
+        Counts are derived from images.json on each call, never stored (they cannot drift).
+        """
+        record = self.layers.get(chain)
+        table = self.images.load()
+        count = sum(1 for r in table.images.values() if chain in r.layers)
+        return dataclasses.replace(record, refcount=count)
 
     def layer_dirs(self, chain: Digest) -> LayerDirs:
         """Directories to mount the layer ``chain`` (lowers top first, upper, work, merged)."""
@@ -230,7 +237,7 @@ class Store:
 
             self.images.update(change)
 
-    def remove_image(self, ref: str, *, force: bool = False) -> list[tuple[str, str]]:
+    def remove_image(self, ref: str, force: bool = False) -> list[tuple[str, str]]:
         """``docker rmi``: untag a name, and delete the image once it has no name left.
 
         Returns Docker's events: ``("Untagged", name)`` and ``("Deleted", id)``. Removing by
