@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from lamina.snapshot.writer import write_layer
 from lamina.testing.layers import (
     EPOCH,
     build_tar,
+    device,
     directory,
     file,
     opaque_in,
@@ -241,3 +243,45 @@ def test_too_deep_member_is_refused(tmp_path: Path) -> None:
     layer = build_tar([file("/".join(["d"] * 600), b"x")])
     with pytest.raises(UnsafeArchive, match="nested 600 deep"):
         apply_layer(io.BytesIO(layer), tmp_path, mode="merged")
+
+
+UNPRIVILEGED_APPLY = """
+import io, os, sys
+from pathlib import Path
+from lamina.snapshot.apply import apply_layer
+os.chdir(sys.argv[1])  # as root: the ancestors of tmp_path are closed to nobody
+os.setgid(65534)
+os.setuid(65534)
+result = apply_layer(io.BytesIO(sys.stdin.buffer.read()), Path("."), mode=sys.argv[2])
+print(len(result.skipped))
+"""
+
+
+def _apply_as_nobody(layer: bytes, target: Path, mode: str) -> int:
+    target.mkdir(parents=True, exist_ok=True)
+    os.chown(target, 65534, 65534)
+    out = subprocess.run(
+        [sys.executable, "-c", UNPRIVILEGED_APPLY, str(target), mode],
+        input=layer,
+        capture_output=True,
+        check=True,
+    )
+    return int(out.stdout)
+
+
+@pytest.mark.needs_root
+@pytest.mark.needs_overlay
+def test_unprivileged_apply_mounts_with_userxattr(tmp_path: Path, overlay_mount: Path) -> None:
+    """Applied by uid 65534 (no chown, no devices, user.overlay.*), mounted with userxattr."""
+    layers = [build_tar([*BASE, device("dev-null", 1, 3)]), build_tar(TOP)]
+    diffs = [tmp_path / f"l{i}" for i in range(2)]
+    assert _apply_as_nobody(layers[0], diffs[0], "overlay") == 1  # the device
+    assert _apply_as_nobody(layers[1], diffs[1], "overlay") == 0
+    assert os.getxattr(diffs[1] / "b", "user.overlay.opaque") == b"y"
+    assert os.lstat(diffs[1] / "a/x").st_uid == 65534
+    merged = tmp_path / "merged"
+    for layer in layers:
+        _apply_as_nobody(layer, merged, "merged")
+    _mount(diffs[::-1], overlay_mount, ",userxattr")
+    assert tree_manifest(overlay_mount) == tree_manifest(merged)
+    assert {r[3] for r in tree_manifest(merged)} == {65534}
