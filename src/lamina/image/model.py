@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import BinaryIO, Protocol
 
 from lamina.oci.config import ImageConfig
@@ -66,7 +67,7 @@ class Image(Protocol):
         """The parsed config."""
         ...
 
-    def layers(self) -> list[Layer]:
+    def layers(self) -> Sequence[Layer]:
         """The layers, base first."""
         ...
 
