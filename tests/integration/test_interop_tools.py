@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_layer_file
 from lamina import transports
 from lamina._internal.compression import open_compressor
 from lamina.errors import UnsafeArchive
@@ -28,6 +27,7 @@ from lamina.snapshot.apply import apply_layer
 from lamina.snapshot.writer import write_layer
 from lamina.testing.layers import (
     EPOCH,
+    Entry,
     directory,
     file,
     hardlink,
@@ -36,6 +36,7 @@ from lamina.testing.layers import (
     symlink,
     tree_manifest,
     whiteout_of,
+    write_tar,
 )
 
 pytestmark = pytest.mark.needs_tools
@@ -48,6 +49,15 @@ def run(*args: str | Path) -> str:
     proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"{args[0]} failed: {proc.stderr}"
     return proc.stdout
+
+
+def write_layer_file(path: Path, entries: list[Entry], compression: str = "gzip") -> FileLayer:
+    """Write ``entries`` as a (compressed) layer file and describe it."""
+    with path.open("wb") as out:
+        writer = open_compressor(out, compression)
+        write_tar(entries, writer)
+        writer.close()
+    return file_layer(path)
 
 
 def busybox_layer(tmp: Path) -> FileLayer:

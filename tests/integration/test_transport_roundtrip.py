@@ -9,6 +9,7 @@ import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def _layers(tag: str) -> list[list[object]]:
     ]
 
 
-def _index_json(path: Path) -> dict[str, object]:
+def _index_json(path: Path) -> dict[str, Any]:
     return json.loads((path / "index.json").read_text())  # type: ignore[no-any-return]
 
 
@@ -72,7 +73,7 @@ def test_oci_merges_and_replaces_entries(tmp_path: Path, make_image: MakeImage) 
     transports.copy(b, transports.parse(f"oci:{lay}:v2"))
     transports.copy(c, transports.parse(f"oci:{lay}:v1"))
     entries = _index_json(lay)["manifests"]
-    assert [(e["annotations"][REF_NAME], e["digest"]) for e in entries] == [  # type: ignore[index, union-attr]
+    assert [(e["annotations"][REF_NAME], e["digest"]) for e in entries] == [
         ("v2", str(b.digest())),
         ("v1", str(c.digest())),
     ]

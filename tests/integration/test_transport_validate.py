@@ -109,7 +109,7 @@ def test_lies_are_caught(
 ) -> None:
     img = make_image([[file("a", b"a")], [file("b", b"b")]])
     with pytest.raises(error, match=needle):
-        validate_image(Lying(img, **lie(img)))  # type: ignore[arg-type]
+        validate_image(Lying(img, **lie(img)))
 
 
 def _layer_lying(img: MemoryImage, index: int, **overrides: Any) -> Lying:
@@ -129,9 +129,9 @@ def test_layer_streams_are_hashed_independently(make_image: MakeImage, tmp_path:
         return other.open_uncompressed()
 
     with pytest.raises(DigestMismatch, match="layer 1"):
-        validate_image(_layer_lying(img, 1, open_compressed=wrong_blob))  # type: ignore[arg-type]
+        validate_image(_layer_lying(img, 1, open_compressed=wrong_blob))
     with pytest.raises(DigestMismatch, match="uncompressed tar"):
-        validate_image(_layer_lying(img, 0, open_uncompressed=wrong_tar))  # type: ignore[arg-type]
+        validate_image(_layer_lying(img, 0, open_uncompressed=wrong_tar))
 
 
 def test_compression_must_match_the_media_type(make_image: MakeImage) -> None:
@@ -144,7 +144,7 @@ def test_compression_must_match_the_media_type(make_image: MakeImage) -> None:
 
     fake._overrides["manifest"] = lambda: Manifest.from_json(raw)
     with pytest.raises(InvalidManifest, match="media type says gzip but the blob is none"):
-        validate_image(fake)  # type: ignore[arg-type]
+        validate_image(fake)
 
 
 def test_indexes_validate_every_child(tmp_path: Path, make_image: MakeImage) -> None:

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from typing import BinaryIO, TypeGuard, cast
 
 from lamina.errors import InvalidManifest, NotFound
-from lamina.image.model import Image, ImageIndex, Layer
+from lamina.image.model import Image, ImageIndex
 from lamina.image.partial import BlobImage, read_verified
 from lamina.oci import mediatype
 from lamina.oci.descriptor import Descriptor
@@ -71,10 +71,6 @@ class SourceImage(BlobImage):
         super().__init__(data, desc)
         self.source = source
         self.descriptor = desc
-
-    def layers(self) -> list[Layer]:  # type: ignore[override]
-        """The layers, base first (typed as the protocol's list of Layer)."""
-        return list(super().layers())
 
     def open_blob(self, desc: Descriptor) -> BinaryIO:
         """Delegate to the source."""
