@@ -23,7 +23,6 @@ from lamina.oci.descriptor import Descriptor
 from lamina.registry.redaction import redact_url
 from lamina.registry.response import connection_error
 
-CHUNK = 1 << 16
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 Opener = Callable[[int], httpx.Response]
@@ -67,7 +66,7 @@ class _ResumingSource:
         resp = self._opener(self.offset)
         self._skip = range_start(resp, self.offset, self._context)
         self._resp = resp
-        self._chunks = resp.iter_raw(CHUNK)
+        self._chunks = resp.iter_raw()
 
     def _drop(self) -> None:
         if self._resp is not None:
