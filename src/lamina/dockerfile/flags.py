@@ -76,8 +76,13 @@ class ParsedFlags:
         return value if isinstance(value, tuple) else ()
 
 
+_NO_FLAGS = ParsedFlags()
+
+
 def parse_flags(args: Sequence[str], spec: Mapping[str, FlagKind]) -> ParsedFlags:
     """Validate flag words (without their leading ``--`` removed) against ``spec``."""
+    if not args:
+        return _NO_FLAGS
     values: dict[str, str | bool | tuple[str, ...]] = {}
     used: list[str] = []
     for arg in args:

@@ -178,7 +178,7 @@ def _plan_stage(
             column=1,
         )
     parent = _lookup(base_name, earlier, len(earlier)) if not base_name.isdigit() else None
-    base_env = earlier[parent].resolved.env if parent is not None else image_env(base_name)
+    base_env = earlier[parent].resolved.env_map if parent is not None else image_env(base_name)
     resolved = resolve_stage(
         stage, scope, build_args=build_args, base_env=base_env, lexer=lexer, path=path
     )

@@ -16,8 +16,10 @@ Invariants: pure functions; DockerfileError (located at the instruction) is the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar
 
 from lamina.dockerfile.instructions import (
@@ -154,6 +156,7 @@ class ResolvedStage:
     args: tuple[tuple[str, str | None], ...]
     used_build_args: frozenset[str]
     from_unmatched: frozenset[str] = frozenset()
+    env_map: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 def _locate(exc: DockerfileError, instr: Instruction, path: str) -> DockerfileError:
@@ -200,6 +203,22 @@ def resolve_global(
     )
 
 
+_BLANK_RE = re.compile(r"\s")
+_SPECIAL: dict[tuple[str, bool], re.Pattern[str]] = {}
+#: ``$NAME`` / ``${NAME}``: the only forms the lexer-free fast path expands (ASCII words
+#: without quotes or escapes, where every ``$`` starts such a reference).
+_SIMPLE_REF_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _special_re(escape: str, *, dollar: bool = True) -> re.Pattern[str]:
+    """Characters that make the lexer do something: ``$`` (optionally), quotes, the escape."""
+    pattern = _SPECIAL.get((escape, dollar))
+    if pattern is None:
+        chars = ("$" if dollar else "") + "'\"" + re.escape(escape)
+        pattern = _SPECIAL[(escape, dollar)] = re.compile(f"[{chars}]")
+    return pattern
+
+
 class _Expander:
     """Expands the words of one instruction in one fixed environment, collecting misses."""
 
@@ -207,13 +226,31 @@ class _Expander:
         self.lexer = lexer
         self.env = env
         self.unmatched: set[str] = set()
+        self.special = _special_re(lexer.escape)
+        self.quoting = _special_re(lexer.escape, dollar=False)
+
+    def _lookup(self, m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        value = self.env.get(name)
+        if value is None:
+            self.unmatched.add(name)
+            return ""
+        return value
 
     def word(self, word: str) -> str:
+        if not self.special.search(word):
+            return word
+        if "$" in word and word.isascii() and not self.quoting.search(word):
+            refs = _SIMPLE_REF_RE.findall(word)
+            if len(refs) == word.count("$"):
+                return _SIMPLE_REF_RE.sub(self._lookup, word)
         res = self.lexer.process_word_with_matches(word, self.env)
         self.unmatched |= res.unmatched
         return res.result
 
     def words(self, word: str) -> list[str]:
+        if not self.special.search(word) and not _BLANK_RE.search(word):
+            return [word] if word else []
         res = self.lexer.process_word_with_matches(word, self.env)
         self.unmatched |= res.unmatched
         return list(res.words)
@@ -222,23 +259,29 @@ class _Expander:
         return tuple(self.word(w) for w in items)
 
 
+def _pair(ex: _Expander, p: KeyValue) -> KeyValue:
+    key, value = ex.word(p.key), ex.word(p.value)
+    return p if (key, value) == (p.key, p.value) else replace(p, key=key, value=value)
+
+
 def _pairs(ex: _Expander, pairs: Sequence[KeyValue]) -> tuple[KeyValue, ...]:
-    return tuple(replace(p, key=ex.word(p.key), value=ex.word(p.value)) for p in pairs)
+    return tuple(_pair(ex, p) for p in pairs)
 
 
-def _files(ex: _Expander, instr: _F) -> _F:
-    return replace(
+def _files(ex: _Expander, instr: _F, **extra: str) -> Instruction:
+    return _changed(
         instr,
         sources=ex.each(instr.sources),
         dest=ex.word(instr.dest),
         chown=ex.word(instr.chown),
         chmod=ex.word(instr.chmod),
         excludes=ex.each(instr.excludes),
+        **extra,
     )
 
 
 def _run(ex: _Expander, instr: Run) -> Run:
-    if not instr.mount_specs:
+    if not any(ex.special.search(spec) for spec in instr.mount_specs):
         return instr
     try:
         mounts = tuple(parse_mount(spec, ex.word) for spec in instr.mount_specs)
@@ -247,29 +290,36 @@ def _run(ex: _Expander, instr: Run) -> Run:
     return replace(instr, mounts=mounts)
 
 
+def _changed(instr: Instruction, **fields: object) -> Instruction:
+    """``instr`` with ``fields`` replaced, or ``instr`` itself when nothing differs."""
+    if all(getattr(instr, k) == v for k, v in fields.items()):
+        return instr
+    return replace(instr, **fields)  # type: ignore[arg-type]
+
+
 def _expand(ex: _Expander, i: Instruction) -> Instruction:
     if isinstance(i, Env | Label):
-        return replace(i, pairs=_pairs(ex, i.pairs))
+        return _changed(i, pairs=_pairs(ex, i.pairs))
     if isinstance(i, Arg):
         args = tuple(
             replace(a, key=ex.word(a.key), value=None if a.value is None else ex.word(a.value))
             for a in i.args
         )
-        return replace(i, args=args)
+        return _changed(i, args=args)
     if isinstance(i, Copy):
-        return replace(_files(ex, i), from_=ex.word(i.from_))
+        return _files(ex, i, from_=ex.word(i.from_))
     if isinstance(i, Add):
-        return replace(_files(ex, i), checksum=ex.word(i.checksum))
+        return _files(ex, i, checksum=ex.word(i.checksum))
     if isinstance(i, Expose):
-        return replace(i, ports=tuple(w for p in i.ports for w in ex.words(p)))
+        return _changed(i, ports=tuple(w for p in i.ports for w in ex.words(p)))
     if isinstance(i, User):
-        return replace(i, user=ex.word(i.user))
+        return _changed(i, user=ex.word(i.user))
     if isinstance(i, Workdir):
-        return replace(i, path=ex.word(i.path))
+        return _changed(i, path=ex.word(i.path))
     if isinstance(i, Volume):
-        return replace(i, paths=ex.each(i.paths))
+        return _changed(i, paths=ex.each(i.paths))
     if isinstance(i, StopSignal):
-        return replace(i, signal=ex.word(i.signal))
+        return _changed(i, signal=ex.word(i.signal))
     if isinstance(i, Run):
         return _run(ex, i)
     return i
@@ -284,8 +334,19 @@ def expand_instruction(
     """``instr`` with its expandable words expanded in ``env``; plus the undefined names."""
     if not isinstance(instr, _EXPANDED):
         return instr, frozenset()
-    ex = _Expander(lexer or make_lexer(), env)
-    return _expand(ex, instr), frozenset(ex.unmatched)
+    return _expand_with(_Expander(lexer or make_lexer(), env), instr, env)
+
+
+def _expand_with(
+    ex: _Expander, instr: Instruction, env: Mapping[str, str]
+) -> tuple[Instruction, frozenset[str]]:
+    """Expand with a reused expander (reset to ``env``)."""
+    if not isinstance(instr, _EXPANDED):
+        return instr, frozenset()
+    ex.env = env
+    ex.unmatched = set()
+    out = _expand(ex, instr)
+    return out, frozenset(ex.unmatched) if ex.unmatched else frozenset()
 
 
 def resolve_stage(
@@ -293,7 +354,7 @@ def resolve_stage(
     scope: GlobalScope,
     *,
     build_args: Mapping[str, str] | None = None,
-    base_env: Sequence[str] = (),
+    base_env: Sequence[str] | Mapping[str, str] = (),
     lexer: Lexer | None = None,
     path: str = "Dockerfile",
 ) -> ResolvedStage:
@@ -307,34 +368,50 @@ def resolve_stage(
             platform = lexer.process_word(platform, scope.values)
     except DockerfileError as exc:
         raise _locate(exc, stage.from_, path) from None
-    env: list[str] = list(base_env)
-    args: list[tuple[str, str | None]] = []
+    env: dict[str, str] = (
+        dict(base_env)
+        if isinstance(base_env, Mapping)
+        else dict(parse_key_value(e) for e in base_env)
+    )
+    args: dict[str, str | None] = {}
     used: set[str] = set()
     steps: list[Step] = []
+    visible: Mapping[str, str] = MappingProxyType(_visible(args, env))
+    ex = _Expander(lexer, visible)
     for instr in stage.commands:
-        visible = to_env_map(list(reversed(args)), env)
         try:
-            expanded, unmatched = expand_instruction(instr, visible, lexer)
+            expanded, unmatched = _expand_with(ex, instr, visible)
         except DockerfileError as exc:
             raise _locate(exc, instr, path) from None
         steps.append(Step(instruction=expanded, env=visible, unmatched=unmatched))
         if isinstance(expanded, Env):
             for pair in expanded.pairs:
-                env = add_env(env, pair.key, pair.value)
+                env[pair.key] = pair.value
         elif isinstance(expanded, Arg):
             for a in expanded.args:
-                args = [x for x in args if x[0] != a.key]
-                args.append((a.key, _arg_value(a, scope, build_args, used)))
+                args.pop(a.key, None)
+                args[a.key] = _arg_value(a, scope, build_args, used)
+        else:
+            continue
+        visible = MappingProxyType(_visible(args, env))
     return ResolvedStage(
         stage=stage,
         base_name=base.result,
         platform=platform,
         steps=tuple(steps),
-        env=tuple(env),
-        args=tuple(args),
+        env=tuple(f"{k}={v}" for k, v in env.items()),
+        env_map=MappingProxyType(env),
+        args=tuple(args.items()),
         used_build_args=frozenset(used),
         from_unmatched=base.unmatched,
     )
+
+
+def _visible(args: Mapping[str, str | None], env: Mapping[str, str]) -> dict[str, str]:
+    """What expansion sees: ARGs with a value, overridden by ENV (same as :func:`to_env_map`)."""
+    out = {k: v for k, v in args.items() if v is not None}
+    out.update(env)
+    return out
 
 
 def _arg_value(

@@ -146,6 +146,9 @@ def parse_words(rest: str, escape: str = "\\") -> list[str]:
 def _scan_flag_word(line: str, i: int, escape: str) -> tuple[str, bool, int]:
     """Read one flag word starting at ``i``; return (word, blank_ok, index after it)."""
     n = len(line)
+    m = _plain_runs(escape)[0].match(line, i)
+    if m is not None and (m.end() == n or line[m.end()] in _GO_SPACE_SET):
+        return m.group(), False, m.end()
     buf: list[str] = []
     blank_ok = False
     quote = ""
