@@ -24,7 +24,7 @@ def generate(instructions: int = INSTRUCTIONS, stages: int = STAGES) -> str:
     per_stage = instructions // stages
     lines = ["# syntax=docker/dockerfile:1", "ARG BASE=debian:bookworm", "ARG VERSION=1.0"]
     body = [
-        'RUN --mount=type=cache,target=/var/cache/apt apt-get update && apt-get install -y "pkg{n}"',
+        'RUN --mount=type=cache,target=/var/cache/apt apt-get install -y "pkg{n}"',
         "ENV PATH=/opt/s{s}/bin:$PATH APP_{n}=value{n}",
         "COPY --chown=1000:1000 --chmod=644 src/{n} /app/s{s}/{n}",
         "ARG OPT_{n}=${{VERSION}}-{n}",
