@@ -155,6 +155,12 @@ BASE = [
     file("d/keep", b"keep"),
     symlink("lnk", "/a"),
     directory("tmp", mode=0o1777),
+    directory("f"),
+    file("f/old", b"old"),
+    directory("g"),
+    file("g/old", b"old"),
+    directory("h"),
+    file("h/old", b"old"),
 ]
 TOP = [
     directory("a", mode=0o750),
@@ -170,6 +176,14 @@ TOP = [
     whiteout_of("d/never-existed"),
     directory("lnk"),
     file("lnk/inside", b"dir replaced the lower symlink"),
+    directory("f"),
+    file("f/new", b"new"),
+    whiteout_of("f"),  # after this layer's f: f is re-created, lower f/old hidden
+    whiteout_of("g"),
+    directory("g"),
+    file("g/new", b"new"),
+    whiteout_of("h"),
+    file("h/new", b"new"),  # no explicit dir entry for the re-created h
 ]
 
 
@@ -211,6 +225,8 @@ def test_overlay_mount_equals_merged_apply(
     assert {"b/new"} == {n for n in names if n.startswith("b/")}
     assert "e/f" in names and "c/sub" not in names and "lnk/inside" in names
     assert (merged / "c").read_text() == "c is a file now"
+    for d in "fgh":
+        assert {n for n in names if n.startswith(f"{d}/")} == {f"{d}/new"}
 
 
 def test_trees_deeper_than_path_max_roundtrip(tmp_path: Path) -> None:

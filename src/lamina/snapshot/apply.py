@@ -11,7 +11,8 @@ Two targets:
 - ``mode="merged"``: ``target`` is a full rootfs (lower layers already applied). ``.wh.name``
   deletes ``name``; an opaque marker deletes the directory's lower children. Whiteouts apply to
   lower layers only: entries this layer writes are never deleted by its own whiteouts, in
-  whatever order they appear in the tar.
+  whatever order they appear in the tar (``.wh.d`` next to a directory ``d`` of this layer
+  makes ``d`` opaque, before or after it).
 
 Safety invariants (every operation stays inside ``target``):
 
@@ -33,7 +34,9 @@ Safety invariants (every operation stays inside ``target``):
 - Setuid/setgid bits are kept. The store keeps ``overlay2/`` at 0700/0710 so nobody else can
   reach such files through a layer's ``diff`` dir.
 
-Ownership is set when running as root (not rootless); rootless files belong to the caller.
+Directories a member implies (missing parents) are created 0755, owned by the caller, with
+the member's mtime (deterministic), as Docker does (except the time). Ownership is set when
+running as root (not rootless); rootless files belong to the caller.
 Directory modes and mtimes are applied at the end (deepest first), so read-only directories
 and children do not disturb them. Not atomic: on error the target is left partly written, and
 the caller (the store) discards it.
@@ -123,6 +126,8 @@ class _Applier:
         self.cache: dict[str, int] = {"": self.root_fd}
         self.written: set[str] = set()
         self.dirs: dict[str, tuple[int, int]] = {}  # path -> (mode, mtime_ns), applied last
+        self.whited: set[str] = set()  # overlay mode: whiteouts this layer created
+        self.mtime_ns = 0  # of the current member; given to directories it implies
         self.skipped: list[tuple[str, str]] = []
         self.what = f"applying layer to {target}"
 
@@ -173,6 +178,14 @@ class _Applier:
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
+            if path in self.whited:  # "delete x, then write x/y": a fresh, opaque x
+                os.unlink(name, dir_fd=pfd)
+                os.mkdir(name, 0o755, dir_fd=pfd)
+                self._mark(path)
+                self.dirs[path] = (0o755, self.mtime_ns)
+                fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+                os.setxattr(fd, self.opaque_key, b"y")
+                return fd
             if self.mode == "overlay" or path in self.written:
                 raise UnsafeArchive(
                     f"{self.what}: {_short(path)!r} is not a directory in this layer "
@@ -183,6 +196,7 @@ class _Applier:
             self.skipped.append((path, "replaced a lower-layer non-directory by a directory"))
         os.mkdir(name, 0o755, dir_fd=pfd)
         self._mark(path)
+        self.dirs[path] = (0o755, self.mtime_ns)  # implied: deterministic, not "now"
         return os.open(name, DIR_FLAGS, dir_fd=pfd)
 
     def remove(self, pfd: int, name: str, path: str) -> None:
@@ -203,6 +217,7 @@ class _Applier:
         if len(self.cache) > _CACHE_MAX:  # only here: fds held below stay valid per entry
             for key in [k for k in self.cache if k and not m.path.startswith(f"{k}/")]:
                 os.close(self.cache.pop(key))
+        self.mtime_ns = m.mtime_ns
         parent, _, base = m.path.rpartition("/")
         if not m.path:
             if m.type != DIR:
@@ -267,6 +282,8 @@ class _Applier:
                 self.remove(pfd, base, m.path)
                 os.mkdir(base, 0o700, dir_fd=pfd)
         fd = self.dir_fd(m.path)
+        if m.path in self.whited:  # the whiteout deleted the lower dir: hide its children
+            os.setxattr(fd, self.opaque_key, b"y")
         self._dir_meta(fd, m, m.path)
 
     def _dir_meta(self, fd: int, m: Member, path: str) -> None:
@@ -336,12 +353,17 @@ class _Applier:
             raise UnsafeArchive(f"{self.what}: invalid whiteout name {_short(path)!r}")
         victim = f"{parent}/{name}" if parent else name
         if victim in self.written:
-            return  # whiteouts hide lower layers only
+            # Whiteouts hide lower layers only: what this layer wrote stays, but a directory it
+            # wrote must no longer show lower children (the same as an opaque marker).
+            if stat.S_ISDIR(os.lstat(name, dir_fd=self.dir_fd(parent)).st_mode):
+                self._opaque(victim)
+            return
         pfd = self.dir_fd(parent)
         if self.mode == "merged":
             self.remove(pfd, name, victim)
             return
         self.remove(pfd, name, victim)
+        self.whited.add(victim)
         try:
             os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
         except PermissionError:
