@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lamina import transports
-from lamina.errors import DigestMismatch, NotFound, UnsafeArchive
+from lamina.errors import DigestMismatch, NotFound, StorageError, UnsafeArchive
 from lamina.image.memory import MemoryImage
 from lamina.image.validate import validate_image, validate_index
 from lamina.oci import Descriptor, Digest, Index, Platform, mediatype
@@ -329,3 +329,40 @@ def test_destination_context_discards_without_commit(tmp_path: Path, make_image:
         assert dst.has_blob(layer.descriptor())
     assert not (tmp_path / "lay").exists()
     dst.discard()  # idempotent
+
+
+def test_destination_paths_that_cannot_be_written(tmp_path: Path, make_image: MakeImage) -> None:
+    img = make_image(_layers("a"))
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    for text in (f"oci:{tmp_path}/afile", f"oci-archive:{tmp_path}/adir"):
+        with pytest.raises(StorageError, match="cannot write"):
+            transports.copy(img, transports.parse(text))
+    assert (tmp_path / "afile").read_text() == "x" and not any((tmp_path / "adir").iterdir())
+
+
+def test_manifests_must_not_dangle(tmp_path: Path, make_image: MakeImage) -> None:
+    img = make_image(_layers("a"))
+    with transports.parse(f"oci:{tmp_path}/lay:v1").destination() as dst:
+        dst.put_blob(io.BytesIO(img.raw_config()), img.manifest().config)
+        with pytest.raises(NotFound, match="which was not written"):
+            dst.put_manifest(
+                img.raw_manifest(), Descriptor.of_bytes(img.media_type(), img.raw_manifest())
+            )
+    assert not (tmp_path / "lay").exists()
+
+
+def test_concurrent_writers_keep_each_others_entries(tmp_path: Path, make_image: MakeImage) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    imgs = [make_image(_layers(str(i)), tag=str(i)) for i in range(6)]
+    lay = tmp_path / "lay"
+    transports.copy(imgs[0], transports.parse(f"oci:{lay}:t0"))
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda i: transports.copy(imgs[i], transports.parse(f"oci:{lay}:t{i}")), range(1, 6)
+            )
+        )
+    for i, img in enumerate(imgs):
+        assert transports.parse(f"oci:{lay}:t{i}").open_image().digest() == img.digest()

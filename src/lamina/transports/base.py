@@ -24,9 +24,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, BinaryIO, ClassVar, Literal
 
 from lamina._internal.verify import Readable, VerifyingReader
-from lamina.errors import LaminaError, UsageError
+from lamina.errors import LaminaError, NotFound, StorageError, UsageError
+from lamina.oci import mediatype
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
+from lamina.oci.manifest import Index, Manifest
 from lamina.oci.platform import Platform
 
 if TYPE_CHECKING:
@@ -131,6 +133,10 @@ class Destination(ABC):
             written = self._write_blob(reader, desc.digest)
         except LaminaError as exc:
             raise exc.with_context(f"writing to {self.what}") from None
+        except OSError as exc:
+            raise StorageError(
+                f"writing to {self.what}: blob {desc.digest}: {exc.strerror or exc}"
+            ) from exc
         return replace(desc, size=written)
 
     def put_manifest(self, data: bytes, desc: Descriptor, names: tuple[str, ...] = ()) -> None:
@@ -143,9 +149,25 @@ class Destination(ABC):
         reader = VerifyingReader(io.BytesIO(data), desc.digest, desc.size, what="manifest")
         reader.drain()
         try:
+            self._check_references(data, desc)
             self._put_manifest(data, desc, names)
         except LaminaError as exc:
             raise exc.with_context(f"writing to {self.what}") from None
+        except OSError as exc:
+            raise StorageError(f"writing to {self.what}: {exc.strerror or exc}") from exc
+
+    def _check_references(self, data: bytes, desc: Descriptor) -> None:
+        """Refuse a manifest/index whose blobs were not written (no dangling entries)."""
+        if mediatype.is_index(desc.media_type):
+            refs: tuple[Descriptor, ...] = Index.from_json(data).manifests
+        else:
+            manifest = Manifest.from_json(data)
+            refs = (manifest.config, *manifest.layers)
+        for ref in refs:
+            if ref.urls:  # foreign layers live elsewhere by design
+                continue
+            if not self.has_blob(ref):
+                raise NotFound(f"{desc.digest} references {ref.digest}, which was not written")
 
     def commit(self) -> None:
         """Publish what was written. Idempotent; an error leaves nothing partial behind."""
@@ -155,9 +177,11 @@ class Destination(ABC):
             self._check_open()
             try:
                 self._commit()
-            except BaseException:
+            except BaseException as exc:
                 self._state = "discarded"
                 self._discard()
+                if isinstance(exc, OSError):
+                    raise StorageError(f"committing {self.what}: {exc.strerror or exc}") from exc
                 raise
             self._state = "committed"
 

@@ -10,20 +10,21 @@ Writing merges into an existing layout: blobs are staged in a hidden directory i
 (same filesystem, so publishing is a rename), then moved into ``blobs/``, then ``index.json``
 is replaced atomically, with entries of the same name replaced. The directory is flocked for
 the commit, so concurrent writers do not lose each other's entries. Discarding removes the
-stage, and ``DIR`` too if this destination created it.
+stage, and ``DIR`` too if this destination created it and it is still empty.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from lamina._internal.verify import VerifyingReader
-from lamina.errors import InvalidManifest, InvalidReference, NotFound
+from lamina.errors import InvalidManifest, InvalidReference, NotFound, StorageError
 from lamina.image.model import Image, ImageIndex
 from lamina.oci import canonical
 from lamina.oci.descriptor import Descriptor
@@ -110,9 +111,17 @@ class OciDestination(Destination):
         super().__init__(what)
         self.root = root
         self.name = name
-        self._created = not root.exists()
-        root.mkdir(parents=True, exist_ok=True)
-        self._stage = BlobStage(Path(tempfile.mkdtemp(prefix=".lamina-stage-", dir=root)))
+        self._created = False
+        try:
+            try:
+                root.mkdir(parents=True)
+                self._created = True
+            except FileExistsError:
+                if not root.is_dir():
+                    raise
+            self._stage = BlobStage(Path(tempfile.mkdtemp(prefix=".lamina-stage-", dir=root)))
+        except OSError as exc:
+            raise StorageError(f"{what}: cannot write to {root}: {exc.strerror or exc}") from exc
         self._entries: list[Descriptor] = []
 
     def blob_size(self, digest: Digest) -> int | None:
@@ -149,5 +158,6 @@ class OciDestination(Destination):
 
     def _discard(self) -> None:
         self._stage.remove()
-        if self._created:
-            shutil.rmtree(self.root, ignore_errors=True)
+        if self._created:  # only if still empty: a concurrent writer may have committed into it
+            with contextlib.suppress(OSError):
+                os.rmdir(self.root)

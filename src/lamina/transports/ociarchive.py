@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from lamina._internal.fileio import open_atomic
 from lamina._internal.verify import VerifyingReader
+from lamina.errors import StorageError
 from lamina.image.model import Image, ImageIndex
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
@@ -66,8 +67,13 @@ class ArchiveDestination(Destination):
     def __init__(self, target: Path, what: str) -> None:
         super().__init__(what)
         self.target = target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        stage = tempfile.mkdtemp(prefix=".lamina-stage-", dir=target.parent)
+        try:
+            if target.is_dir():
+                raise IsADirectoryError(21, "is a directory")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stage = tempfile.mkdtemp(prefix=".lamina-stage-", dir=target.parent)
+        except OSError as exc:
+            raise StorageError(f"{what}: cannot write {target}: {exc.strerror or exc}") from exc
         self.stage = BlobStage(Path(stage))
 
     def blob_size(self, digest: Digest) -> int | None:
