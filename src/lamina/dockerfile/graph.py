@@ -22,6 +22,7 @@ from lamina.dockerfile.scope import (
     PROXY_ARGS,
     GlobalScope,
     ResolvedStage,
+    locate,
     make_lexer,
     platform_args,
     resolve_global,
@@ -169,7 +170,10 @@ def _plan_stage(
     lexer: Lexer,
     path: str,
 ) -> StageNode:
-    base_name = lexer.process_word(stage.base_name, scope.values)
+    try:
+        base_name = lexer.process_word(stage.base_name, scope.values)
+    except DockerfileError as exc:
+        raise locate(exc, stage.from_, path) from None
     if not base_name:
         raise DockerfileError(
             f"base name ({stage.base_name}) should not be blank",

@@ -29,7 +29,8 @@ from lamina.dockerfile.instructions import (
     Workdir,
 )
 from lamina.dockerfile.ports import split_proto_port
-from lamina.dockerfile.scope import PLATFORM_ARGS
+from lamina.dockerfile.scope import PLATFORM_ARGS, locate
+from lamina.errors import DockerfileError
 
 RULES = (
     "StageNameCasing", "FromAsCasing", "NoEmptyContinuation", "ConsistentInstructionCasing",
@@ -239,7 +240,10 @@ def _from_rules(from_: From, unmatched: frozenset[str], graph: BuildGraph) -> It
         from lamina.dockerfile.scope import make_lexer
 
         lexer = make_lexer(graph.parsed.document.escape)
-        value = lexer.process_word(from_.base_name, scope.defaults)
+        try:
+            value = lexer.process_word(from_.base_name, scope.defaults)
+        except DockerfileError as exc:
+            raise locate(exc, from_, graph.parsed.document.path) from None
         if not value or not _REFERENCE_RE.match(value):
             msg = (
                 f"Default value for ARG {from_.base_name} results in empty or invalid"

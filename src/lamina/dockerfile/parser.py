@@ -238,10 +238,11 @@ class _Parser:
                     comments.append(comment)
                 else:
                     comments = []
-            try:
-                self.directives.feed(stripped, start)
-            except DirectiveError as exc:
-                raise self.error(str(exc), start) from exc
+            if not self.directives.done:
+                try:
+                    self.directives.feed(stripped, start)
+                except DirectiveError as exc:
+                    raise self.error(str(exc), start) from exc
             if is_comment:
                 continue
             line, end_of_line = self.trim_continuation(stripped)
@@ -310,7 +311,7 @@ class _Parser:
             raise self.error(NotStringArray.MESSAGE, start) from exc
         except _LineError as exc:
             raise self.error(str(exc), start) from exc
-        if not (can_contain_heredoc(node) and "<<" in line):
+        if "<<" not in line or not can_contain_heredoc(node):
             return node
         try:
             docs = heredocs_from_line(line)

@@ -159,7 +159,8 @@ class ResolvedStage:
     env_map: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
-def _locate(exc: DockerfileError, instr: Instruction, path: str) -> DockerfileError:
+def locate(exc: DockerfileError, instr: Instruction, path: str) -> DockerfileError:
+    """Point ``exc`` (e.g. from the shell lexer) at ``instr`` in ``path``; return it."""
     exc.path, exc.line, exc.column = path, instr.line, exc.column or 1
     return exc
 
@@ -186,11 +187,11 @@ def resolve_global(
             if arg.value is not None:
                 try:
                     res = lexer.process_word_with_matches(arg.value, defaults)
+                    values[arg.key] = lexer.process_word(arg.value, values)
                 except DockerfileError as exc:
-                    raise _locate(exc, instr, path) from None
+                    raise locate(exc, instr, path) from None
                 unmatched += [(n, instr.line) for n in sorted(res.unmatched)]
                 defaults[arg.key] = res.result
-                values[arg.key] = lexer.process_word(arg.value, values)
             if arg.key in build_args:
                 values[arg.key] = build_args[arg.key]
                 used.add(arg.key)
@@ -367,7 +368,7 @@ def resolve_stage(
         if platform is not None:
             platform = lexer.process_word(platform, scope.values)
     except DockerfileError as exc:
-        raise _locate(exc, stage.from_, path) from None
+        raise locate(exc, stage.from_, path) from None
     env: dict[str, str] = (
         dict(base_env)
         if isinstance(base_env, Mapping)
@@ -382,7 +383,7 @@ def resolve_stage(
         try:
             expanded, unmatched = _expand_with(ex, instr, visible)
         except DockerfileError as exc:
-            raise _locate(exc, instr, path) from None
+            raise locate(exc, instr, path) from None
         steps.append(Step(instruction=expanded, env=visible, unmatched=unmatched))
         if isinstance(expanded, Env):
             for pair in expanded.pairs:
