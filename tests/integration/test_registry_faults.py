@@ -58,6 +58,8 @@ class Faults:
     storage_seen: list[dict[str, str]] = field(default_factory=list)
     port: int = 0
     storage_port: int = 0
+    patches: int = 0
+    fail_patch: int = 0
 
 
 def _upstream(f: Faults, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
@@ -107,6 +109,10 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             return self._reply(401, [("WWW-Authenticate", realm)], b"")
         if "basic_gate" in f.modes and "Authorization" not in self.headers:
             return self._reply(401, [("WWW-Authenticate", 'Basic realm="proxy"')], b"")
+        if self.command == "PATCH":
+            f.patches += 1
+            if f.patches == f.fail_patch:
+                return self._reply(503, [], b"")
         if is_manifest and f.fail_count > 0:
             f.fail_count -= 1
             extra = [("Retry-After", f.retry_after)] if f.retry_after is not None else []
@@ -171,8 +177,15 @@ class StorageHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """Dropped connections are the point of some tests: do not print their tracebacks."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 def _serve(handler: type[http.server.BaseHTTPRequestHandler], host: str) -> Any:
-    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    server = QuietServer((host, 0), handler)
     threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     return server
 
@@ -304,3 +317,17 @@ def test_token_endpoint_returning_garbage(faults: Faults) -> None:
     with client(faults) as rc, pytest.raises(AuthError, match="invalid response") as info:
         rc.get_manifest("app/x", "a")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fail_patch", [1, 2])
+def test_failed_chunk_is_resent_from_the_registry_offset(faults: Faults, fail_patch: int) -> None:
+    faults.fail_patch = fail_patch
+    data = BLOB[::-1]
+    desc = Descriptor.of_bytes(mediatype.OCI_LAYER, data)
+    with client(faults, [], chunk_size=64 << 10) as rc:
+        rc.put_blob(f"app/chunks{fail_patch}", io.BytesIO(data), desc)
+        with rc.open_blob(f"app/chunks{fail_patch}", desc) as f:
+            assert f.read() == data
+    methods = [m for m, p, _ in faults.seen if "/blobs/uploads/" in p]
+    expected = ["POST", *["PATCH"] * fail_patch, "GET", "PATCH"]
+    assert methods[: len(expected)] == expected and methods[-1] == "PUT"

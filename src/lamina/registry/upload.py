@@ -76,14 +76,24 @@ def _chunk_size(transport: Transport, wanted: int, min_length: str | None) -> in
     return max(1, min(size, MAX_CHUNK))
 
 
-def _session_offset(transport: Transport, repo: str, location: str, context: str) -> int:
+def _session_offset(
+    transport: Transport, repo: str, location: str, context: str
+) -> tuple[int, str]:
+    """How many bytes the registry holds for the session, and the session's fresh URL."""
     scopes = [Scope.repository(repo, "pull", "push")]
     resp = transport.request("GET", location, scopes=scopes, context=context)
-    resp.close()
-    match = _RANGE.fullmatch(resp.headers.get("Range", "").strip())
     if resp.status_code != 204:
         raise transport.error(resp, context)
-    return int(match.group(1)) + 1 if match else 0
+    match = _RANGE.fullmatch(resp.headers.get("Range", "").strip())
+    fresh = (
+        str(resp.request.url.join(resp.headers["Location"]))
+        if "Location" in resp.headers
+        else location
+    )
+    resp.close()
+    # "0-0" is ambiguous (docker-registry sends it for an empty session too): read it as 0.
+    end = int(match.group(1)) if match else 0
+    return (end + 1 if end > 0 else 0), fresh
 
 
 def _patch(
@@ -109,7 +119,7 @@ def _patch(
         if not error.retryable or attempt + 1 == transport.options.retry.attempts:
             raise error
         transport.sleep(transport.options.retry.delay(attempt + 1))
-        sent_from = _session_offset(transport, repo, location, context)
+        sent_from, location = _session_offset(transport, repo, location, context)
         if not offset <= sent_from <= offset + len(data):
             raise error
         if sent_from == offset + len(data):
