@@ -81,6 +81,28 @@ def open_bundle(path: Path) -> Bundle:
         raise ContainerError(f"opening bundle {path}: {exc}") from exc
 
 
+def resolve_partial(rootfs: Path, name: str) -> Path:
+    """Where ``name`` is (or would be created) inside ``rootfs``, resolving existing symlinks.
+
+    Like :func:`lamina._internal.rootpath.resolve_in_root`, but a missing directory in the
+    middle is allowed: the longest existing prefix is resolved and the rest appended as is
+    (missing components cannot be symlinks). Raises OSError (ENOTDIR, ELOOP) otherwise.
+    """
+    try:
+        return resolve_in_root(rootfs, name)
+    except FileNotFoundError:
+        pass
+    parts = split_path(name)
+    for cut in range(len(parts) - 1, -1, -1):
+        try:
+            prefix = resolve_in_root(rootfs, "/".join(parts[:cut]))
+        except FileNotFoundError:
+            continue
+        if prefix.is_dir():
+            return prefix.joinpath(*parts[cut:])
+    return rootfs.joinpath(*parts)
+
+
 def _walk_parent(root_fd: int, parts: list[str], created: list[str]) -> int:
     """An fd for the directory ``parts`` below ``root_fd``, creating missing ones (recorded)."""
     fd = os.dup(root_fd)
@@ -119,7 +141,7 @@ def prepare_mountpoints(bundle: Bundle) -> list[str]:
     root_fd = os.open(rootfs, _DIR & ~os.O_NOFOLLOW)
     try:
         for dest, is_dir in mount_destinations(bundle.read_config()):
-            resolved = resolve_in_root(rootfs, dest)
+            resolved = resolve_partial(rootfs, dest)
             if os.path.lexists(resolved):
                 continue
             parts = list(resolved.relative_to(rootfs).parts)

@@ -25,6 +25,7 @@ from typing import Any
 
 from lamina._internal.rootpath import resolve_in_root
 from lamina.runtime import linux
+from lamina.runtime.bundle import resolve_partial
 
 _STDIO_LINKS = (
     ("fd", "/proc/self/fd"),
@@ -37,7 +38,7 @@ _STDIO_LINKS = (
 
 def _target(rootfs: str, dest: str, *, is_dir: bool) -> str:
     """The host path of ``dest`` inside ``rootfs``; created (dir or empty file) if missing."""
-    path = resolve_in_root(Path(rootfs), dest)
+    path = resolve_partial(Path(rootfs), dest)
     if not os.path.lexists(path):
         if is_dir:
             path.mkdir(mode=0o755, parents=True)
