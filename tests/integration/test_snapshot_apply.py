@@ -301,3 +301,19 @@ def test_unprivileged_apply_mounts_with_userxattr(tmp_path: Path, overlay_mount:
     _mount(diffs[::-1], overlay_mount, ",userxattr")
     assert tree_manifest(overlay_mount) == tree_manifest(merged)
     assert {r[3] for r in tree_manifest(merged)} == {65534}
+
+
+@pytest.mark.needs_root
+def test_redirect_entries_in_an_upper_dir_are_refused(tmp_path: Path) -> None:
+    from lamina.errors import StorageError
+
+    upper = tmp_path / "upper"
+    (upper / "moved").mkdir(parents=True)
+    os.setxattr(upper / "moved", "trusted.overlay.redirect", b"/orig")
+    with pytest.raises(StorageError, match="redirect or metacopy"):
+        write_layer(upper, io.BytesIO(), kind="overlay-upper")
+    os.removexattr(upper / "moved", "trusted.overlay.redirect")
+    os.setxattr(upper / "moved", "trusted.overlay.origin", b"\x00")  # harmless: not copied
+    out = io.BytesIO()
+    write_layer(upper, out, kind="overlay-upper")
+    assert [m.xattrs for m in TarReader(io.BytesIO(out.getvalue()))] == [{}]

@@ -13,7 +13,9 @@ Determinism invariants (same tree -> same bytes):
   ``*.overlay.whiteout``) becomes an empty regular file ``.wh.<name>`` (mode 0600, owner and
   mtime of the whiteout, as ``docker save`` shows); a directory with ``*.overlay.opaque=y`` gets a
   ``<dir>/.wh..wh..opq`` marker (mode = the dir's permission bits, its owner, mtime 0). The
-  overlay's own ``trusted.overlay.*``/``user.overlay.*`` xattrs are never copied.
+  overlay's own ``trusted.overlay.*``/``user.overlay.*`` xattrs are never copied. Redirect
+  and metacopy entries (``redirect_dir``/``metacopy`` mounts) cannot be captured from the upper
+  dir alone and raise :class:`~lamina.errors.StorageError`.
 
 Files are streamed through a 1 MiB buffer, never held whole. A file whose size changes while it
 is read raises :class:`~lamina.errors.StorageError` (the caller retries or fails). ``out`` is
@@ -48,21 +50,29 @@ class WrittenLayer:
     size: int
 
 
-def read_xattrs(path: str | Path) -> dict[str, bytes]:
-    """All xattrs of ``path`` (not following a symlink) except overlay metadata, sorted."""
+def read_all_xattrs(path: str | Path) -> dict[str, bytes]:
+    """Every xattr of ``path`` (not following a symlink), sorted by name."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return {}
     out: dict[str, bytes] = {}
     for name in sorted(names):
-        if name.startswith(OVERLAY_XATTR_PREFIXES):
-            continue
         try:
             out[name] = os.getxattr(path, name, follow_symlinks=False)
         except OSError:
             continue
     return out
+
+
+def without_overlay(xattrs: dict[str, bytes]) -> dict[str, bytes]:
+    """``xattrs`` minus overlay metadata (``trusted.overlay.*``, ``user.overlay.*``)."""
+    return {k: v for k, v in xattrs.items() if not k.startswith(OVERLAY_XATTR_PREFIXES)}
+
+
+def read_xattrs(path: str | Path) -> dict[str, bytes]:
+    """All xattrs of ``path`` (not following a symlink) except overlay metadata, sorted."""
+    return without_overlay(read_all_xattrs(path))
 
 
 def overlay_xattr(path: str | Path, name: str) -> bytes | None:
@@ -112,13 +122,16 @@ class TarEmitter:
         }
         self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
 
-    def entry(self, full: str, rel: str, st: os.stat_result, *, copy_xattrs: bool = True) -> None:
-        """Emit ``rel`` described by ``st`` (file content read from ``full``)."""
+    def entry(
+        self, full: str, rel: str, st: os.stat_result, xattrs: dict[str, bytes] | None = None
+    ) -> None:
+        """Emit ``rel`` described by ``st`` (content and, if not given, xattrs from ``full``)."""
         info = tarfile.TarInfo(rel)
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
         info.mtime = self._mtime(st.st_mtime)
-        xattrs = read_xattrs(full) if copy_xattrs else {}
+        if xattrs is None:
+            xattrs = read_xattrs(full)
         fmt = stat.S_IFMT(st.st_mode)
         if fmt != stat.S_IFDIR and st.st_nlink > 1:
             first = self._links.setdefault((st.st_dev, st.st_ino), rel)
@@ -234,14 +247,28 @@ def write_layer(
     if kind not in ("dir", "overlay-upper"):
         raise ValueError(f"unknown layer source kind {kind!r}")
     emitter = TarEmitter(out, epoch)
-    root = os.fspath(source)
     upper = kind == "overlay-upper"
-    for full, rel, st in iter_tree(root):
-        if upper and is_overlay_whiteout(full, st):
+    for full, rel, st in iter_tree(os.fspath(source)):
+        xattrs = read_all_xattrs(full)
+        if not upper:
+            emitter.entry(full, rel, st, without_overlay(xattrs))
+            continue
+        if _overlay(xattrs, "redirect") is not None or _overlay(xattrs, "metacopy") is not None:
+            raise StorageError(
+                f"snapshotting {source}: {rel!r} is an overlay redirect or metacopy entry",
+                hint="mount overlays with redirect_dir=off,metacopy=off, or diff two trees",
+            )
+        if (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0) or (
+            stat.S_ISREG(st.st_mode) and st.st_size == 0 and _overlay(xattrs, "whiteout")
+        ):
             parent, _, name = rel.rpartition("/")
             emitter.whiteout(parent, name, st)
             continue
-        emitter.entry(full, rel, st)
-        if upper and stat.S_ISDIR(st.st_mode) and overlay_xattr(full, "opaque") == b"y":
+        emitter.entry(full, rel, st, without_overlay(xattrs))
+        if stat.S_ISDIR(st.st_mode) and _overlay(xattrs, "opaque") == b"y":
             emitter.opaque(rel, st)
     return emitter.close()
+
+
+def _overlay(xattrs: dict[str, bytes], name: str) -> bytes | None:
+    return xattrs.get(f"trusted.overlay.{name}", xattrs.get(f"user.overlay.{name}"))
