@@ -129,7 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="lamina", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+        rv = cli.main(args=args, prog_name="lamina", standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
