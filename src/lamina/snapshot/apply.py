@@ -44,7 +44,6 @@ the caller (the store) discards it.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -57,6 +56,7 @@ from typing import BinaryIO, Literal
 
 from lamina.errors import UnsafeArchive
 from lamina.oci import whiteout
+from lamina.snapshot.overlayfmt import OVERLAY_XATTR_PREFIXES, make_whiteout
 from lamina.snapshot.tarstream import BLK, CHR, DIR, FIFO, LINK, SYMLINK, Member, TarReader
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,6 @@ log = logging.getLogger(__name__)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CACHE_MAX = 256
-_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
 def _short(path: str) -> str:
@@ -330,7 +329,7 @@ class _Applier:
     def _setxattr(
         self, target: int | str, key: str, value: bytes, path: str, *, follow: bool
     ) -> None:
-        if key.startswith(_OVERLAY_XATTRS):
+        if key.startswith(OVERLAY_XATTR_PREFIXES):
             self.skipped.append((path, f"xattr {key} (overlay metadata) dropped"))
             return
         try:
@@ -364,17 +363,7 @@ class _Applier:
             return
         self.remove(pfd, name, victim)
         self.whited.add(victim)
-        try:
-            os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
-        except PermissionError:
-            if not self.rootless:
-                raise
-            os.close(os.open(name, _FILE_FLAGS, 0o600, dir_fd=pfd))
-            os.setxattr(f"/proc/self/fd/{pfd}/{name}", "user.overlay.whiteout", b"y")
-            with contextlib.suppress(OSError):
-                if os.getxattr(pfd, self.opaque_key) == b"y":
-                    return
-            os.setxattr(pfd, self.opaque_key, b"x")
+        make_whiteout(pfd, name, rootless=self.rootless, opaque_key=self.opaque_key)
 
     def _opaque(self, parent: str) -> None:
         fd = self.dir_fd(parent)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lamina.snapshot.diff import diff_trees
-from lamina.snapshot.writer import is_overlay_whiteout, iter_tree, overlay_xattr
+from lamina.snapshot.overlayfmt import is_overlay_whiteout, overlay_xattr
+from lamina.snapshot.writer import iter_tree
 
 CHANGED, ADDED, DELETED = 0, 1, 2
 _LETTER = {CHANGED: "C", ADDED: "A", DELETED: "D"}

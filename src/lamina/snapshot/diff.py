@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from lamina.snapshot.writer import TarEmitter, WrittenLayer, iter_tree, read_xattrs
+from lamina.snapshot.overlayfmt import read_xattrs
+from lamina.snapshot.writer import TarEmitter, WrittenLayer, iter_tree
 
 _CHUNK = 1 << 20
 

@@ -36,9 +36,14 @@ from typing import BinaryIO, Literal
 from lamina.errors import StorageError
 from lamina.oci import whiteout
 from lamina.oci.digest import Digest
+from lamina.snapshot.overlayfmt import (
+    overlay_value,
+    read_all_xattrs,
+    read_xattrs,
+    without_overlay,
+)
 
 BUFSIZE = 1 << 20
-OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -48,50 +53,6 @@ class WrittenLayer:
 
     diff_id: Digest
     size: int
-
-
-def read_all_xattrs(path: str | Path) -> dict[str, bytes]:
-    """Every xattr of ``path`` (not following a symlink), sorted by name."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    out: dict[str, bytes] = {}
-    for name in sorted(names):
-        try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError:
-            continue
-    return out
-
-
-def without_overlay(xattrs: dict[str, bytes]) -> dict[str, bytes]:
-    """``xattrs`` minus overlay metadata (``trusted.overlay.*``, ``user.overlay.*``)."""
-    return {k: v for k, v in xattrs.items() if not k.startswith(OVERLAY_XATTR_PREFIXES)}
-
-
-def read_xattrs(path: str | Path) -> dict[str, bytes]:
-    """All xattrs of ``path`` (not following a symlink) except overlay metadata, sorted."""
-    return without_overlay(read_all_xattrs(path))
-
-
-def overlay_xattr(path: str | Path, name: str) -> bytes | None:
-    """``trusted.overlay.<name>`` or ``user.overlay.<name>`` of ``path`` (no follow), or None."""
-    for ns in ("trusted", "user"):
-        try:
-            return os.getxattr(path, f"{ns}.overlay.{name}", follow_symlinks=False)
-        except OSError:
-            continue
-    return None
-
-
-def is_overlay_whiteout(path: str | Path, st: os.stat_result) -> bool:
-    """True for a 0/0 character device or an "xwhiteout" (file with ``*.overlay.whiteout``)."""
-    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-        return True
-    return (
-        stat.S_ISREG(st.st_mode) and st.st_size == 0 and overlay_xattr(path, "whiteout") is not None
-    )
 
 
 class TarEmitter:
@@ -253,22 +214,21 @@ def write_layer(
         if not upper:
             emitter.entry(full, rel, st, without_overlay(xattrs))
             continue
-        if _overlay(xattrs, "redirect") is not None or _overlay(xattrs, "metacopy") is not None:
+        if (
+            overlay_value(xattrs, "redirect") is not None
+            or overlay_value(xattrs, "metacopy") is not None
+        ):
             raise StorageError(
                 f"snapshotting {source}: {rel!r} is an overlay redirect or metacopy entry",
                 hint="mount overlays with redirect_dir=off,metacopy=off, or diff two trees",
             )
         if (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0) or (
-            stat.S_ISREG(st.st_mode) and st.st_size == 0 and _overlay(xattrs, "whiteout")
+            stat.S_ISREG(st.st_mode) and st.st_size == 0 and overlay_value(xattrs, "whiteout")
         ):
             parent, _, name = rel.rpartition("/")
             emitter.whiteout(parent, name, st)
             continue
         emitter.entry(full, rel, st, without_overlay(xattrs))
-        if stat.S_ISDIR(st.st_mode) and _overlay(xattrs, "opaque") == b"y":
+        if stat.S_ISDIR(st.st_mode) and overlay_value(xattrs, "opaque") == b"y":
             emitter.opaque(rel, st)
     return emitter.close()
-
-
-def _overlay(xattrs: dict[str, bytes], name: str) -> bytes | None:
-    return xattrs.get(f"trusted.overlay.{name}", xattrs.get(f"user.overlay.{name}"))
