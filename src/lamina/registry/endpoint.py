@@ -26,7 +26,8 @@ def normalize_host(host: str) -> str:
         text = text.split("://", 1)[1]
     text = text.split("/", 1)[0].rpartition("@")[2]
     hostname, port = split_port(text)
-    text = hostname.lower() + (f":{port}" if port else "")
+    hostname = f"[{hostname.lower()}]" if ":" in hostname else hostname.lower()
+    text = hostname + (f":{port}" if port else "")
     return DOCKER_HUB if text in _HUB_ALIASES else text
 
 
