@@ -1,0 +1,422 @@
+"""``COPY`` into a rootfs directory, with Docker's (BuildKit's) rules.
+
+:func:`copy_into` takes sources already resolved by :mod:`lamina.build.context` (the build
+context or a ``COPY --from`` root) and writes them under ``rootfs``:
+
+- ``dest`` is relative to ``workdir`` unless absolute; it names a directory when it ends in
+  ``/`` (or is ``.``/``..``); with more than one source it must (or already be a directory);
+- a directory source copies its *contents*; a file source goes to ``dest`` itself, or to
+  ``dest/<base name>`` when ``dest`` names or already is a directory;
+- ``dest`` is resolved inside ``rootfs`` as if it were ``/`` (all links, also the last, are
+  followed *within* rootfs, as BuildKit's ``fs.RootPath``), so an image symlink such as
+  ``/dest -> /etc`` means ``<rootfs>/etc``. Below that point nothing is followed: entries are
+  created with ``dir_fd`` + ``O_NOFOLLOW``, an existing symlink where a directory is needed is
+  an error ("cannot copy to non-directory") and one where a file goes is replaced;
+- missing parent directories are created 0755, owned by the ``--chown`` owner (else 0:0),
+  dated ``timestamp`` when given (fsutil ``MkdirAll`` with the copy's chowner);
+- permissions, setuid/setgid bits and atime/mtime are kept from the source (``timestamp``
+  overrides times, ``--chmod`` the permissions); ownership is 0:0 for context sources and
+  kept for ``--from`` roots, unless ``--chown``. A directory that already exists at the top of
+  the destination keeps its metadata; existing directories below it take the source's;
+- symlinks are copied as symlinks (never followed); regular files that are hard links of each
+  other inside one copy stay hard links; FIFOs, sockets and devices are refused;
+- ``--exclude`` patterns (dockerignore syntax) are matched against paths relative to each
+  source; ``.dockerignore``-excluded paths are never seen;
+- ``--parents`` keeps each source's path (as matched) below ``dest``; intermediate
+  directories take the source directories' metadata. The ``/./`` pivot is not supported.
+- ``link`` (``COPY --link``) changes nothing here: the step executor passes an empty layer
+  directory as ``rootfs``, so image symlinks and existing directories play no part.
+
+Ownership is only changed when running as root (rootless builds own everything). Data is copied
+with ``copy_file_range`` (falling back to ``sendfile`` and then 1 MiB reads); never whole files
+in memory. Not atomic: on error ``rootfs`` holds what was written so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lamina._internal.rootpath import resolve_in_root, split_path
+from lamina.build.chown import ModeSpec, Owner, parse_chmod
+from lamina.build.context import SourcePath, special_kind
+from lamina.build.copytree import copy_tree
+from lamina.dockerfile.dockerignore import PatternMatcher
+from lamina.errors import BuildError
+
+__all__ = ["CopyResult", "copy_into", "target_path"]
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CHUNK = 1 << 20
+_SKIP_XATTRS = ("trusted.overlay.", "user.overlay.", "security.selinux")
+MULTI_SOURCE_ERROR = (
+    "when using COPY with more than one source file, the destination must be a directory "
+    "and end with a /"
+)
+
+
+@dataclass(slots=True)
+class CopyResult:
+    """Counts of what :func:`copy_into` wrote."""
+
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    bytes: int = 0
+    written: list[str] = field(default_factory=list)
+
+
+def target_path(dest: str, workdir: str) -> tuple[str, bool]:
+    """(absolute clean destination, names-a-directory) for ``dest`` relative to ``workdir``."""
+    full = dest if dest.startswith("/") else f"{workdir.rstrip('/')}/{dest}"
+    last = dest.rstrip("/").rsplit("/", 1)[-1]
+    is_dir = dest.endswith("/") or last in (".", "..") or not dest
+    return "/" + "/".join(split_path(full)), is_dir
+
+
+@dataclass(slots=True)
+class _Meta:
+    """How copied nodes get their metadata."""
+
+    owner: Owner | None
+    chmod: ModeSpec | None
+    timestamp_ns: int | None
+    as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+
+
+def copy_into(
+    rootfs: Path,
+    sources: Sequence[SourcePath],
+    dest: str,
+    *,
+    workdir: str = "/",
+    chown: Owner | tuple[int, int] | None = None,
+    chmod: ModeSpec | str | int | None = None,
+    parents: bool = False,
+    excludes: Sequence[str] = (),
+    link: bool = False,
+    timestamp_ns: int | None = None,
+) -> CopyResult:
+    """Copy ``sources`` to ``dest`` inside ``rootfs`` (see the module docstring for the rules).
+
+    ``chown`` is numeric (resolve names with :func:`lamina.build.chown.resolve_chown` first);
+    ``chmod`` an octal int, a spec string or a parsed ModeSpec. Raises BuildError for rule
+    violations and unreadable sources. Sources are copied in order; later ones overwrite.
+    """
+    del link  # see the module docstring: the executor isolates --link copies
+    owner = Owner(*chown) if isinstance(chown, tuple) else chown
+    mode = parse_chmod(f"{chmod:o}") if isinstance(chmod, int) else chmod
+    mode = parse_chmod(mode) if isinstance(mode, str) else mode
+    copier = _Copier(Path(os.path.realpath(rootfs)), _Meta(owner, mode, timestamp_ns), excludes)
+    full, names_dir = target_path(dest, workdir)
+    if len(sources) > 1 and not names_dir and not copier.is_dir(full):
+        raise BuildError(MULTI_SOURCE_ERROR)
+    try:
+        for source in sources:
+            if parents and source.name:
+                copier.copy_parents(source, full)
+            else:
+                copier.copy_source(source, full, names_dir)
+    finally:
+        copier.finish()
+    return copier.result
+
+
+class _Copier:
+    """One ``COPY``: the rootfs, metadata rules, hard-link map and result counts."""
+
+    def __init__(self, rootfs: Path, meta: _Meta, excludes: Sequence[str]) -> None:
+        self.rootfs = rootfs
+        self.meta = meta
+        self.excludes = PatternMatcher(excludes, source="--exclude") if excludes else None
+        self.inodes: dict[tuple[int, int], str] = {}
+        self.result = CopyResult()
+        self.dir_times: list[tuple[str, tuple[int, int]]] = []
+
+    # -- destination -----------------------------------------------------------------------
+    def resolve(self, path: str) -> Path:
+        """``path`` resolved inside rootfs (all links followed within it)."""
+        try:
+            return resolve_in_root(self.rootfs, path)
+        except OSError as exc:
+            raise BuildError(f"resolving destination {path}: {_reason(exc)}") from exc
+
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` (resolved in rootfs) is an existing directory."""
+        return self.resolve(path).is_dir()
+
+    def open_dir(self, resolved: Path, *, src: SourcePath | None = None) -> int:
+        """Open directory ``resolved`` (inside rootfs), creating missing components.
+
+        Created components are 0755 and owned as the module docstring says (``src``, when
+        given, supplies the metadata of the last component instead). Caller closes the fd.
+        """
+        parts = resolved.relative_to(self.rootfs).parts
+        fd = os.open(self.rootfs, DIR_FLAGS)
+        for i, comp in enumerate(parts):
+            created = False
+            try:
+                os.mkdir(comp, 0o755, dir_fd=fd)
+                created = True
+            except FileExistsError:
+                pass
+            try:
+                child = os.open(comp, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                os.close(fd)
+                where = "/" + "/".join(parts[: i + 1])
+                raise BuildError(f"cannot copy to non-directory: {where}") from exc
+            os.close(fd)
+            fd = child
+            if created:
+                self.result.dirs += 1
+                if src is not None and i == len(parts) - 1:
+                    self.apply_meta(fd, src.stat, preserve_owner=src.preserve_owner)
+                else:
+                    self.created_dir_meta(fd)
+        return fd
+
+    def created_dir_meta(self, fd: int) -> None:
+        """Metadata of a parent directory that the copy had to create."""
+        if self.meta.as_root:
+            owner = self.meta.owner or Owner(0, 0)
+            os.fchown(fd, owner.uid, owner.gid)
+        os.fchmod(fd, 0o755)
+        if self.meta.timestamp_ns is not None:
+            stamp = self.meta.timestamp_ns
+            self.dir_times.append((fd_path(fd), (stamp, stamp)))
+
+    def apply_meta(self, fd: int, st: os.stat_result, *, preserve_owner: bool) -> None:
+        """Owner, mode and times of a copied file or directory (open as ``fd``)."""
+        if self.meta.as_root:
+            owner = self.meta.owner or (
+                Owner(st.st_uid, st.st_gid) if preserve_owner else Owner(0, 0)
+            )
+            os.fchown(fd, owner.uid, owner.gid)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        mode = self.meta.chmod.apply(st.st_mode, is_dir=is_dir) if self.meta.chmod else st.st_mode
+        os.fchmod(fd, stat.S_IMODE(mode))
+        stamp = self.meta.timestamp_ns
+        times = (stamp, stamp) if stamp is not None else (st.st_atime_ns, st.st_mtime_ns)
+        if is_dir:
+            self.dir_times.append((fd_path(fd), times))
+        else:
+            os.utime(fd, ns=times)
+
+    def finish(self) -> None:
+        """Set directory times last, deepest first, once nothing more is written into them."""
+        for path, times in sorted(self.dir_times, key=lambda e: -e[0].count("/")):
+            fd = os.open(path, DIR_FLAGS)
+            try:
+                os.utime(fd, ns=times)
+            finally:
+                os.close(fd)
+        self.dir_times.clear()
+
+    # -- sources ---------------------------------------------------------------------------
+    def copy_source(self, source: SourcePath, full: str, names_dir: bool) -> None:
+        """Copy one source to ``full`` (a directory when ``names_dir``)."""
+        target = self.resolve(full)
+        if source.is_dir:
+            fd = self.open_dir(target, src=source)
+            try:
+                copy_tree(self, source, fd)
+            finally:
+                os.close(fd)
+            return
+        if names_dir or target.is_dir():
+            base = source.name.rsplit("/", 1)[-1] or os.path.basename(source.path)
+            parent, name = target, base
+        else:
+            parent, name = target.parent, target.name
+        fd = self.open_dir(parent)
+        try:
+            self.copy_entry(source.root / source.path, source.stat, fd, name, source)
+        finally:
+            os.close(fd)
+
+    def copy_parents(self, source: SourcePath, full: str) -> None:
+        """``--parents``: copy ``source`` to ``full/<its matched path>``."""
+        parts = source.name.split("/")
+        fd = self.open_dir(self.resolve(full))
+        try:
+            for i, comp in enumerate(parts[:-1]):
+                src_dir = source.root.joinpath(*parts[: i + 1])
+                st = os.lstat(src_dir)
+                is_dir = stat.S_ISDIR(st.st_mode)
+                new_fd = self.child_dir(fd, comp, st if is_dir else None, source.preserve_owner)
+                os.close(fd)
+                fd = new_fd
+            if source.is_dir:
+                sub = self.child_dir(fd, parts[-1], source.stat, source.preserve_owner)
+                try:
+                    copy_tree(self, source, sub)
+                finally:
+                    os.close(sub)
+            else:
+                self.copy_entry(source.full_path, source.stat, fd, parts[-1], source)
+        finally:
+            os.close(fd)
+
+    def child_dir(
+        self, pfd: int, name: str, st: os.stat_result | None, preserve_owner: bool
+    ) -> int:
+        """Open (or create, with ``st``'s metadata or the created-parent rule) ``name``."""
+        try:
+            os.mkdir(name, 0o755, dir_fd=pfd)
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                return os.open(name, DIR_FLAGS, dir_fd=pfd)
+            raise BuildError(f"cannot copy to non-directory: {name}") from None
+        fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
+        self.result.dirs += 1
+        if st is not None:
+            self.apply_meta(fd, st, preserve_owner=preserve_owner)
+        else:
+            self.created_dir_meta(fd)
+        return fd
+
+    def excluded(self, rel: str, is_dir: bool) -> bool:
+        """Whether ``--exclude`` drops ``rel`` (relative to the source), fsutil's rule."""
+        if self.excludes is None or not self.excludes.matches(rel):
+            return False
+        if is_dir and self.excludes.exclusions:
+            below = rel + "/"
+            return not any(
+                p.exclusion and (p.text + "/").startswith(below) for p in self.excludes.patterns
+            )
+        return True
+
+    def copy_entry(
+        self, src: Path, st: os.stat_result, pfd: int, name: str, source: SourcePath
+    ) -> None:
+        """Copy one non-directory ``src`` (lstat ``st``) to ``name`` in directory ``pfd``."""
+        kind = special_kind(st.st_mode)
+        if kind is not None:
+            raise BuildError(
+                f"cannot copy {_show(source, src)}: it is {kind}",
+                hint="only regular files, directories and symlinks can be copied",
+            )
+        self._make_room(pfd, name)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), name, dir_fd=pfd)
+            self._link_meta(pfd, name, st, source.preserve_owner)
+            self.result.symlinks += 1
+            return
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self.inodes:
+            first = self.inodes[key]
+            os.link(first, name, dst_dir_fd=pfd, follow_symlinks=False)
+            self.result.hardlinks += 1
+            return
+        self._copy_file(src, st, pfd, name, source)
+        if st.st_nlink > 1:
+            self.inodes[key] = f"{fd_path(pfd)}/{name}"
+
+    def _make_room(self, pfd: int, name: str) -> None:
+        try:
+            st = os.lstat(name, dir_fd=pfd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise BuildError(f"cannot replace directory {name!r} with a file")
+        os.unlink(name, dir_fd=pfd)
+
+    def _link_meta(self, pfd: int, name: str, st: os.stat_result, preserve_owner: bool) -> None:
+        if self.meta.as_root:
+            owner = self.meta.owner or (
+                Owner(st.st_uid, st.st_gid) if preserve_owner else Owner(0, 0)
+            )
+            os.chown(name, owner.uid, owner.gid, dir_fd=pfd, follow_symlinks=False)
+        stamp = self.meta.timestamp_ns
+        times = (stamp, stamp) if stamp is not None else (st.st_atime_ns, st.st_mtime_ns)
+        os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
+
+    def _copy_file(
+        self, src: Path, st: os.stat_result, pfd: int, name: str, source: SourcePath
+    ) -> None:
+        try:
+            in_fd = os.open(src, _READ)
+        except OSError as exc:
+            raise BuildError(f"reading {_show(source, src)}: {_reason(exc)}") from exc
+        try:
+            now = os.fstat(in_fd)
+            if not stat.S_ISREG(now.st_mode):
+                raise BuildError(f"cannot copy {_show(source, src)}: not a regular file")
+            out_fd = os.open(name, _NEW_FILE, 0o600, dir_fd=pfd)
+            try:
+                self.result.bytes += copy_data(in_fd, out_fd)
+                copy_xattrs(in_fd, out_fd)
+                self.apply_meta(out_fd, now, preserve_owner=source.preserve_owner)
+            finally:
+                os.close(out_fd)
+        finally:
+            os.close(in_fd)
+        self.result.files += 1
+
+
+def fd_path(fd: int) -> str:
+    """The path of an open directory fd (via /proc)."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _show(source: SourcePath, path: Path) -> str:
+    rel = path.relative_to(source.root).as_posix()
+    return rel if rel != "." else "."
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
+def copy_data(in_fd: int, out_fd: int) -> int:
+    """Copy ``in_fd`` to ``out_fd`` from their current offsets to EOF; returns bytes copied.
+
+    Tries ``copy_file_range`` (reflink/in-kernel), then ``sendfile``, then 1 MiB reads.
+    """
+    total = 0
+    for method in (os.copy_file_range, os.sendfile):
+        try:
+            while True:
+                if method is os.sendfile:
+                    n = os.sendfile(out_fd, in_fd, None, 1 << 30)
+                else:
+                    n = os.copy_file_range(in_fd, out_fd, 1 << 30)
+                if n == 0:
+                    return total
+                total += n
+        except OSError as exc:
+            if total or exc.errno not in (
+                errno.EXDEV,
+                errno.ENOSYS,
+                errno.EINVAL,
+                errno.EOPNOTSUPP,
+            ):
+                raise
+    while chunk := os.read(in_fd, _CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(out_fd, view) :]
+        total += len(chunk)
+    return total
+
+
+def copy_xattrs(in_fd: int, out_fd: int) -> None:
+    """Copy extended attributes (not overlay or SELinux ones); failures are ignored, as BuildKit."""
+    try:
+        names = os.listxattr(in_fd)
+    except OSError:
+        return
+    for key in names:
+        if key.startswith(_SKIP_XATTRS):
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(out_fd, key, os.getxattr(in_fd, key))
