@@ -11,6 +11,7 @@ import pytest
 
 from lamina.errors import UnsafeArchive
 from lamina.snapshot.apply import apply_layer
+from lamina.snapshot.writer import iter_tree
 from lamina.testing import hostile
 from lamina.testing.layers import tree_manifest
 
@@ -46,6 +47,21 @@ def test_hostile_layer(tmp_path: Path, case: str, mode: str) -> None:
         _apply_all(layers, target, mode)
     assert tree_manifest(outside) == before, "the sentinel next to the target changed"
     assert sorted(os.listdir(tmp_path)) == ["sentinel", "target"]
+    for full, _rel, _st in iter_tree(str(target)):  # fd-based: paths beyond PATH_MAX work
+        names = os.listxattr(full, follow_symlinks=False)
+        assert not [x for x in names if ".overlay." in x], "a layer forged overlay xattrs"
+
+
+def test_overlay_xattrs_dropped_and_others_kept(tmp_path: Path) -> None:
+    outside, target, _ = _setup(tmp_path)
+    layer = hostile.overlay_xattr_injection(str(outside))
+    result = apply_layer(io.BytesIO(layer), target, mode="overlay")
+    assert os.getxattr(target / "d/f", "user.ok") == b"kept"
+    assert sorted(r for _p, r in result.skipped) == [
+        "xattr trusted.overlay.metacopy (overlay metadata) dropped",
+        "xattr trusted.overlay.redirect (overlay metadata) dropped",
+        "xattr user.overlay.opaque (overlay metadata) dropped",
+    ]
 
 
 def test_absolute_name_lands_inside(tmp_path: Path) -> None:

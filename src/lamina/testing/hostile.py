@@ -68,6 +68,20 @@ def hardlink_to_lower(outside: str) -> list[bytes]:
     return [build_tar([symlink("s", outside)]), build_tar([hardlink("x", "s/victim")])]
 
 
+def hardlink_to_directory() -> bytes:
+    """A hard link to a directory of the same layer: reject (link(2) refuses it)."""
+    return build_tar([directory("d"), hardlink("x", "d")])
+
+
+def overlay_xattr_injection(outside: str) -> bytes:
+    """A file carrying ``trusted.overlay.redirect``/``opaque``: neutralise (xattrs dropped)."""
+    d = directory("d")
+    d.xattrs = {"trusted.overlay.redirect": outside.encode(), "user.overlay.opaque": b"y"}
+    f = file("d/f", b"x")
+    f.xattrs = {"trusted.overlay.metacopy": b"", "user.ok": b"kept"}
+    return build_tar([d, f])
+
+
 def whiteout_dotdot() -> bytes:
     """``.wh...`` (would delete ``..``): reject."""
     return build_tar([directory("a"), file("a/.wh...")])
@@ -189,6 +203,8 @@ CASES: dict[str, Case] = {
     "hardlink_outside": (lambda o: [hardlink_outside()], "reject"),
     "hardlink_through_symlink": (lambda o: [hardlink_through_symlink(o)], "reject"),
     "hardlink_to_lower": (hardlink_to_lower, "reject"),
+    "hardlink_to_directory": (lambda o: [hardlink_to_directory()], "reject"),
+    "overlay_xattr_injection": (lambda o: [overlay_xattr_injection(o)], "neutralise"),
     "whiteout_dotdot": (lambda o: [whiteout_dotdot()], "reject"),
     "whiteout_through_symlink": (whiteout_through_symlink, "neutralise"),
     "directory_over_symlink": (directory_over_symlink, "neutralise"),

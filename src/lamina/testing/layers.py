@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from lamina.snapshot.writer import iter_tree
+
 #: SOURCE_DATE_EPOCH used by test layers (2023-11-14T22:13:20Z).
 EPOCH = 1_700_000_000
 OVERLAY_PREFIXES = ("trusted.overlay.", "user.overlay.")
@@ -204,7 +206,7 @@ def _kind(mode: int) -> str:
 
 def _sha256(path: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -213,22 +215,17 @@ def _sha256(path: str) -> str:
 def tree_manifest(
     root: Path, *, mtimes: bool = True, xattrs: bool = True, dir_mtimes: bool = True
 ) -> list[tuple[object, ...]]:
-    """A sorted, comparable description of the tree under ``root`` (root itself excluded).
+    """A comparable description of the tree under ``root`` (root itself excluded).
 
-    One tuple per entry: ``(path, kind, mode, uid, gid, size-or-None, sha256-or-link-target,
-    rdev, xattrs, hardlink-group, mtime)``; ``hardlink-group`` is the first path (in sorted
-    order) sharing the entry's inode, ``mtime`` is whole seconds or None. Overlay xattrs are left
-    out. Symlinks are never followed.
+    One tuple per entry, in the layer writer's walk order (depth first, names sorted
+    bytewise): ``(path, kind, mode, uid, gid, size-or-None, sha256-or-link-target, rdev,
+    xattrs, hardlink-group, mtime)``; ``hardlink-group`` is the first path in that order sharing
+    the entry's inode, ``mtime`` is whole seconds or None. Overlay xattrs are left out. Walks
+    with directory fds, so trees deeper than ``PATH_MAX`` work; symlinks are never followed.
     """
     rows: list[tuple[object, ...]] = []
     first: dict[tuple[int, int], str] = {}
-    paths: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            paths.append(os.path.relpath(os.path.join(dirpath, n), root))
-    for rel in sorted(paths, key=os.fsencode):
-        full = os.path.join(root, rel)
-        st = os.lstat(full)
+    for full, rel, st in iter_tree(os.fspath(root)):
         kind = _kind(st.st_mode)
         group = None
         if kind != "d" and st.st_nlink > 1:
@@ -236,26 +233,17 @@ def tree_manifest(
         content = _sha256(full) if kind == "f" else os.readlink(full) if kind == "l" else None
         xa: tuple[tuple[str, bytes], ...] = ()
         if xattrs:
-            names = sorted(os.listxattr(full, follow_symlinks=False))
             xa = tuple(
                 (n, os.getxattr(full, n, follow_symlinks=False))
-                for n in names
+                for n in sorted(os.listxattr(full, follow_symlinks=False))
                 if not n.startswith(OVERLAY_PREFIXES)
             )
         keep_mtime = mtimes and (dir_mtimes or kind != "d")
+        rdev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in "cb" else None
+        size = st.st_size if kind == "f" else None
+        mtime = int(st.st_mtime) if keep_mtime else None
         rows.append(
-            (
-                rel,
-                kind,
-                stat.S_IMODE(st.st_mode),
-                st.st_uid,
-                st.st_gid,
-                st.st_size if kind == "f" else None,
-                content,
-                (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in "cb" else None,
-                xa,
-                group,
-                int(st.st_mtime) if keep_mtime else None,
-            )
-        )
+            (rel, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, size, content, rdev, xa,
+             group, mtime)
+        )  # fmt: skip
     return rows
