@@ -1,0 +1,160 @@
+"""``load``, ``save``, ``import``, ``export``, ``pull``, ``copy``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from lamina.cli.main import Context
+from lamina.errors import UsageError
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH`` from the environment (a non-negative integer), or None."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a non-negative integer")
+    return int(value)
+
+
+def _platform(text: str | None) -> object:
+    if text is None:
+        return None
+    from lamina.oci.platform import Platform
+
+    return Platform.parse(text)
+
+
+@click.command()
+@click.option(
+    "-i",
+    "--input",
+    "input_",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Archive to read (docker-archive or oci-archive, detected).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+@pass_ctx
+def load(ctx: Context, input_: Path, quiet: bool) -> None:
+    """Load images from an archive into the store."""
+    from lamina.ops.archive import load as do_load
+
+    for name in do_load(ctx.store(), input_):
+        if not quiet:
+            label = "Loaded image ID" if name.startswith("sha256:") else "Loaded image"
+            click.echo(f"{label}: {name}")
+
+
+@click.command()
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Archive file to write."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["docker-archive", "oci-archive"]),
+    default="docker-archive",
+    show_default=True,
+)
+@click.argument("refs", nargs=-1, required=True)
+@pass_ctx
+def save(ctx: Context, output: Path, fmt: str, refs: tuple[str, ...]) -> None:
+    """Save an image of the store to an archive."""
+    from lamina.ops.archive import save as do_save
+
+    do_save(ctx.store(), list(refs), output, fmt=fmt)
+
+
+@click.command(name="import")
+@click.option(
+    "-c",
+    "--change",
+    "changes",
+    multiple=True,
+    help="Dockerfile instruction to apply (CMD, ENV, ENTRYPOINT, ...).",
+)
+@click.option("-m", "--message", help="Commit message for the history entry.")
+@click.option("--platform", help="Platform of the image (default: this host's).")
+@click.argument("source")
+@click.argument("ref", required=False)
+@pass_ctx
+def import_(
+    ctx: Context,
+    changes: tuple[str, ...],
+    message: str | None,
+    platform: str | None,
+    source: str,
+    ref: str | None,
+) -> None:
+    """Create an image from a rootfs tarball (SOURCE is a file or - for stdin)."""
+    from lamina.oci.platform import Platform
+    from lamina.ops.archive import import_rootfs
+
+    image_id = import_rootfs(
+        ctx.store(),
+        source,
+        ref,
+        changes=changes,
+        message=message,
+        epoch=source_date_epoch(),
+        platform=Platform.parse(platform) if platform else None,
+    )
+    click.echo(image_id)
+
+
+@click.command()
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of stdout."
+)
+@click.argument("ref")
+@pass_ctx
+def export(ctx: Context, output: Path | None, ref: str) -> None:
+    """Export an image's flattened filesystem as a tar archive."""
+    import sys
+
+    from lamina.ops.archive import export as do_export
+
+    if output is None and sys.stdout.isatty():
+        raise UsageError("refusing to write a tar to a terminal", hint="use -o FILE or a pipe")
+    do_export(ctx.store(), ref, output, epoch=source_date_epoch())
+
+
+@click.command()
+@click.option("--name", help="Name to give the image in the store.")
+@click.option("--platform", help="Platform to pick from a multi-platform index.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+@click.argument("source")
+@pass_ctx
+def pull(ctx: Context, name: str | None, platform: str | None, quiet: bool, source: str) -> None:
+    """Copy an image from a transport (oci:, oci-archive:, docker-archive:) into the store."""
+    from lamina.oci.platform import Platform
+    from lamina.ops.archive import pull as do_pull
+
+    got = do_pull(
+        ctx.store(), source, name=name, platform=Platform.parse(platform) if platform else None
+    )
+    if not quiet:
+        click.echo(got)
+
+
+@click.command()
+@click.option("--platform", help="Platform to pick when the destination holds one image.")
+@click.argument("source")
+@click.argument("dest")
+@pass_ctx
+def copy(ctx: Context, platform: str | None, source: str, dest: str) -> None:
+    """Copy an image between transports (a bare name is the local store)."""
+    from lamina.oci.platform import Platform
+    from lamina.ops.archive import copy as do_copy
+
+    desc = do_copy(
+        ctx.store(), source, dest, platform=Platform.parse(platform) if platform else None
+    )
+    click.echo(str(desc.digest))

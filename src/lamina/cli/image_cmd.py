@@ -1,0 +1,163 @@
+"""``images``, ``tag``, ``rmi``, ``inspect``, ``history``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from lamina.cli.main import Context
+from lamina.cli.output import emit, human_ago, human_size, render_template, table
+from lamina.errors import LaminaError, NotFound
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _created_ts(created: str | None) -> float | None:
+    if not created:
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@click.command()
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate IDs.")
+@click.option("--digests", is_flag=True, help="Show manifest digests.")
+@click.option("--format", "fmt", help="json, table, or a Go template.")
+@pass_ctx
+def images(ctx: Context, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None) -> None:
+    """List images in the store."""
+    from lamina.ops.image import list_images
+
+    rows = list_images(ctx.store())
+
+    def short(digest: str) -> str:
+        return digest if no_trunc else digest.removeprefix("sha256:")[:12]
+
+    if quiet:
+        seen: list[str] = []
+        for r in rows:
+            if short(r.id) not in seen:
+                seen.append(short(r.id))
+        click.echo("\n".join(seen)) if seen else None
+        return
+    if fmt and fmt != "table":
+        for r in rows:
+            item = {
+                "Repository": r.repository,
+                "Tag": r.tag,
+                "ID": short(r.id),
+                "Digest": r.digest,
+                "CreatedAt": r.created or "",
+                "Size": human_size(r.size),
+            }
+            click.echo(json.dumps(item) if fmt == "json" else render_template(fmt, item))
+        return
+    headers = ["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED", "SIZE"]
+    out = []
+    for r in rows:
+        ts = _created_ts(r.created)
+        out.append(
+            [
+                r.repository,
+                r.tag,
+                *([r.digest] if digests else []),
+                short(r.id),
+                human_ago(ts) if ts is not None else "N/A",
+                human_size(r.size),
+            ]
+        )
+    table(headers, out)
+
+
+@click.command()
+@click.argument("source")
+@click.argument("target")
+@pass_ctx
+def tag(ctx: Context, source: str, target: str) -> None:
+    """Add the name TARGET to the image SOURCE."""
+    from lamina.ops.image import tag as do_tag
+
+    do_tag(ctx.store(), source, target)
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Remove an image that has several names.")
+@click.argument("refs", nargs=-1, required=True)
+@pass_ctx
+def rmi(ctx: Context, force: bool, refs: tuple[str, ...]) -> None:
+    """Remove one or more images."""
+    from lamina.ops.image import familiar, remove
+
+    failed: LaminaError | None = None
+    for ref in refs:
+        try:
+            for kind, what in remove(ctx.store(), [ref], force=force):
+                click.echo(f"{kind}: {familiar(what) if kind == 'Untagged' else what}")
+        except LaminaError as exc:
+            click.echo(f"lamina: error: {exc}", err=True)
+            failed = exc
+    if failed is not None:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", help="json (default) or a Go template.")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["image"]),
+    default="image",
+    help="What to inspect (containers come with the runtime).",
+)
+@click.argument("refs", nargs=-1, required=True)
+@pass_ctx
+def inspect(ctx: Context, fmt: str | None, kind: str, refs: tuple[str, ...]) -> None:
+    """Show low-level information on images, as JSON."""
+    from lamina.ops.image import inspect_image
+
+    found, missing = [], []
+    for ref in refs:
+        try:
+            found.append(inspect_image(ctx.store(), ref))
+        except NotFound:
+            missing.append(ref)
+    if found or fmt in (None, "json"):
+        emit(found, fmt)
+    if missing:
+        raise NotFound(f"no such image: {', '.join(missing)}")
+
+
+@click.command()
+@click.option("-H", "--human/--no-human", default=True, help="Human-readable sizes and dates.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the CREATED BY column.")
+@click.option("--format", "fmt", help="json or a Go template.")
+@click.argument("ref")
+@pass_ctx
+def history(ctx: Context, human: bool, no_trunc: bool, fmt: str | None, ref: str) -> None:
+    """Show the history of an image, newest first."""
+    from lamina.ops.image import history as get_history
+
+    rows = get_history(ctx.store(), ref)
+    if fmt:
+        for r in rows:
+            click.echo(json.dumps(r) if fmt == "json" else render_template(fmt, r))
+        return
+    out = []
+    for r in rows:
+        created_by = r["CreatedBy"]
+        if not no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        ts = _created_ts(r["Created"])
+        when = (human_ago(ts) if human else r["Created"]) if ts is not None else "N/A"
+        image_id = r.get("Id", "<missing>")
+        if image_id != "<missing>" and not no_trunc:
+            image_id = image_id.removeprefix("sha256:")[:12]
+        size = human_size(r["Size"]) if human else str(r["Size"])
+        out.append([image_id, when, created_by, size, r["Comment"]])
+    table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], out)

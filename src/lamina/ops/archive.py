@@ -1,0 +1,306 @@
+"""Moving images in and out of the store: load, save, import, export, pull, copy.
+
+Invariants: every write into the store goes through ``Store.put_image`` (all-or-nothing: an
+image record is written only after every blob and layer is verified), and every file output is
+written to a temp name beside the target and renamed on success, so a failed command leaves
+neither a half-written store entry nor a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from lamina import reference, transports
+from lamina._internal.fileio import fsync_dir
+from lamina.build.imageconfig import apply_changes
+from lamina.errors import ImageError, UsageError
+from lamina.image.memory import MemoryImage, file_layer
+from lamina.oci.config import History, ImageConfig
+from lamina.oci.descriptor import Descriptor
+from lamina.oci.digest import Digest
+from lamina.oci.platform import Platform
+from lamina.snapshot import write_layer
+from lamina.store import Store
+from lamina.transports.copy import ProgressFn
+
+ARCHIVE_FORMATS = ("docker-archive", "oci-archive")
+
+
+def timestamp(epoch: int | None) -> str:
+    """RFC 3339 UTC time of ``epoch`` (now when None), as image configs carry it."""
+    when = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{when.microsecond:06d}Z" if epoch is None else "Z"
+    )
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temp path beside ``path``, renamed onto it if the block succeeds, else removed."""
+    path = path.absolute()
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory", hint="give a file name with -o")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def detect_archive(path: Path) -> str:
+    """``docker-archive`` or ``oci-archive``, from the archive's top-level members."""
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                name = member.name.lstrip("./")
+                if name in ("manifest.json", "repositories"):
+                    return "docker-archive"
+                if name == "oci-layout":
+                    # Docker 25+ archives carry both; manifest.json decides, keep looking.
+                    found = "oci-archive"
+                    for rest in tar:
+                        if rest.name.lstrip("./") == "manifest.json":
+                            return "docker-archive"
+                    return found
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ImageError(f"loading {path}: not a readable tar archive: {exc}") from None
+    raise ImageError(
+        f"loading {path}: neither a docker-archive nor an oci-archive",
+        hint="expected manifest.json (docker save) or oci-layout (OCI archive) in the tar",
+    )
+
+
+def archive_images(kind: str, path: Path) -> list[tuple[str, list[str]]]:
+    """The images of an archive as (transport reference, names to give them), in order.
+
+    docker-archive: every ``manifest.json`` entry, named by its ``RepoTags``. oci-archive:
+    every ``index.json`` entry, named by ``io.containerd.image.name`` (what ``docker save``
+    and BuildKit write) or, when that is absent, left unnamed.
+    """
+    from lamina.transports.dockerarchive import DockerArchiveSource
+    from lamina.transports.files import TarFiles
+    from lamina.transports.layout import LayoutSource
+
+    what = f"{kind}:{path}"
+    if kind == "docker-archive":
+        entries = DockerArchiveSource(TarFiles(path), what).entries
+        return [(f"{what}:@{i}", list(e.get("RepoTags") or [])) for i, e in enumerate(entries)]
+    out: list[tuple[str, list[str]]] = []
+    for desc in LayoutSource(TarFiles(path), what).read_index().manifests:
+        ann = desc.annotations or {}
+        name = ann.get("io.containerd.image.name")
+        ref = ann.get("org.opencontainers.image.ref.name")
+        out.append((f"{what}:{ref}" if ref else what, [name] if name else []))
+    return out
+
+
+def load(store: Store, path: Path, *, progress: ProgressFn | None = None) -> list[str]:
+    """``docker load``: every image of an archive into the store; returns what was loaded.
+
+    Images are stored one by one; each is all-or-nothing.
+    """
+    if not path.is_file():
+        raise UsageError(f"{path}: no such archive file")
+    loaded: list[str] = []
+    for ref_text, names in archive_images(detect_archive(path), path):
+        digest = into_store(store, transports.parse(ref_text), names)
+        loaded += names or [str(digest)]
+    return loaded
+
+
+def into_store(
+    store: Store,
+    src: transports.ImageRef,
+    names: Sequence[str],
+    *,
+    platform: Platform | None = None,
+) -> Digest:
+    """Store the image ``src`` names (one platform of an index) in a single streaming pass.
+
+    This bypasses the generic copy loop on purpose: ``Store.put_image`` reads each compressed
+    layer once, writing the blob and applying the layer from the same bytes, where a generic
+    destination would stage every blob first and read it again.
+    """
+    image = src.open_image(platform)
+    return store.put_image(image, [str(reference.parse(n)) for n in names])
+
+
+def save(
+    store: Store, refs: Sequence[str], output: Path, *, fmt: str = "docker-archive"
+) -> Descriptor:
+    """``docker save``: images of the store into a docker-archive or oci-archive file."""
+    if fmt not in ARCHIVE_FORMATS:
+        raise UsageError(f"unknown format {fmt!r}", hint="use docker-archive or oci-archive")
+    if len(refs) != 1:
+        raise UsageError("save takes exactly one image for now")
+    image = store.get_image(refs[0])
+    names = [n for n in image.names() if "@" not in n]
+    with atomic_output(output) as tmp:
+        dst = transports.parse(f"{fmt}:{tmp}")
+        return transports.copy(image, dst, names=names[:1] if fmt == "oci-archive" else names)
+
+
+def _spool(source: str, tmpdir: Path) -> Path:
+    if source != "-":
+        path = Path(source)
+        if not path.is_file():
+            raise UsageError(f"{source}: no such file", hint="give a rootfs tarball or - for stdin")
+        return path
+    spooled = tmpdir / "stdin.tar"
+    with spooled.open("wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+    return spooled
+
+
+def import_rootfs(
+    store: Store,
+    source: str,
+    name: str | None,
+    *,
+    changes: Sequence[str] = (),
+    message: str | None = None,
+    epoch: int | None = None,
+    platform: Platform | None = None,
+) -> str:
+    """``docker import``: a rootfs tarball (plain, gzip or zstd; ``-`` = stdin) -> an image.
+
+    The tarball becomes the single layer exactly as given (its digest is the layer digest), so
+    the same tarball and ``epoch`` give the same manifest digest in any store.
+    """
+    plat = platform or Platform.host()
+    tmp_root = store.root / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_root, prefix="import-") as tmp:
+        layer = file_layer(_spool(source, Path(tmp)))
+        created = timestamp(epoch)
+        container = apply_changes({"Env": [f"PATH={_DEFAULT_PATH}"]}, changes)
+        config = ImageConfig(
+            architecture=plat.architecture,
+            os=plat.os,
+            variant=plat.variant,
+            created=created,
+            config=container,
+            diff_ids=(layer.diff_id(),),
+            history=(History(created=created, created_by="lamina import", comment=message),),
+        )
+        image = MemoryImage(config, [layer])
+        digest = store.put_image(image, [name] if name else [])
+    return str(store.get_image(str(digest)).id())
+
+
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def export(store: Store, ref: str, output: Path | None, *, epoch: int | None = None) -> None:
+    """The flattened filesystem of an image as a tar (to ``output``, or stdout when None)."""
+    image = store.get_image(ref)
+    top = image.record.top_layer
+    if output is None:
+        _export_to(store, top, sys.stdout.buffer, epoch)
+        return
+    with atomic_output(output) as tmp, tmp.open("wb") as f:
+        _export_to(store, top, f, epoch)
+
+
+def _export_to(store: Store, top: object, out: IO[bytes], epoch: int | None) -> None:
+    from lamina.oci.digest import Digest
+
+    if not isinstance(top, Digest):  # an image without layers: an empty tar
+        tarfile.open(fileobj=out, mode="w|").close()
+        return
+    with merged_view(store, top) as tree:
+        write_layer(tree, out, kind="dir", epoch=epoch)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def merged_view(store: Store, chain: object) -> Iterator[Path]:
+    """A read-only-in-practice merged tree of the layer ``chain`` and everything below it.
+
+    vfs keeps full trees per layer, so its diff dir is the view; overlay mounts the layers
+    with a throwaway upper dir in ``<root>/tmp`` and unmounts (and removes it) afterwards.
+    """
+    from lamina.oci.digest import Digest
+
+    assert isinstance(chain, Digest)
+    dirs = store.layer_dirs(chain)
+    if store.backend.name == "vfs":
+        yield dirs.upper
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="view-", dir=store.root / "tmp"))
+    upper, work, merged = tmp / "upper", tmp / "work", tmp / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    try:
+        store.backend.mount([dirs.upper, *dirs.lower], upper, work, merged)
+        try:
+            yield merged
+        finally:
+            store.backend.unmount(merged)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pull(
+    store: Store,
+    source: str,
+    *,
+    name: str | None = None,
+    platform: Platform | None = None,
+    progress: ProgressFn | None = None,
+) -> str:
+    """Copy an image from any non-local transport into the store; returns its name or digest."""
+    ref = transports.parse(source, store=store)
+    if ref.transport == "local":
+        raise UsageError(
+            f"{source} names an image in the local store",
+            hint="pull takes a transport reference, e.g. oci:DIR:REF or docker-archive:FILE",
+        )
+    names = [name] if name else []
+    digest = into_store(store, ref, names, platform=platform)
+    return names[0] if names else str(digest)
+
+
+def copy(
+    store: Store,
+    source: str,
+    dest: str,
+    *,
+    platform: Platform | None = None,
+    progress: ProgressFn | None = None,
+) -> Descriptor:
+    """Copy between any two transports (a bare name is the local store)."""
+    src = transports.parse(source, store=store)
+    dst = transports.parse(dest, store=store)
+    if dst.transport == "local" and src.transport != "local":
+        stored = store.get_image(str(into_store(store, src, [dst.details()], platform=platform)))
+        return Descriptor.of_bytes(stored.media_type(), stored.raw_manifest())
+    return transports.copy(src, dst, platform=platform, progress=progress)
+
+
+__all__ = [
+    "archive_images",
+    "atomic_output",
+    "copy",
+    "detect_archive",
+    "export",
+    "import_rootfs",
+    "load",
+    "merged_view",
+    "pull",
+    "save",
+]

@@ -1,0 +1,146 @@
+"""Image verbs over the store: list, inspect, history, tag, remove.
+
+``inspect_image`` returns the same shape as ``docker image inspect`` (Engine API
+``ImageInspect``): ``Id``, ``RepoTags``, ``RepoDigests``, ``Created``, ``Config``,
+``Architecture``, ``Os``, ``Size``, ``GraphDriver`` (``Name: overlay2`` and the
+``LowerDir``/``UpperDir``/``MergedDir``/``WorkDir`` of the image's top layer) and ``RootFS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lamina.store import Store
+from lamina.store.image import StoreImage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageRow:
+    """One row of ``lamina images`` (an untagged image has repository/tag ``<none>``)."""
+
+    repository: str
+    tag: str
+    id: str
+    digest: str
+    created: str | None
+    size: int
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    if "@" in name:
+        return name.partition("@")[0], "<none>"
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :]
+    return name, "latest"
+
+
+def familiar(name: str) -> str:
+    """``docker.io/library/busybox:latest`` -> ``busybox:latest`` (as docker shows names)."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def image_size(store: Store, image: StoreImage) -> int:
+    """Uncompressed size of all layers (what ``docker images`` calls SIZE)."""
+    return sum(store.get_layer(chain).size for chain in image.record.layers)
+
+
+def list_images(store: Store, *, all_names: bool = True) -> list[ImageRow]:
+    """Every (image, name) pair; images without names appear once as ``<none>``."""
+    rows: list[ImageRow] = []
+    for record in store.list_images():
+        size = sum(store.get_layer(c).size for c in record.layers)
+        names = [familiar(n) for n in record.names] or ["<none>:<none>"]
+        for name in names:
+            repo, tag = ("<none>", "<none>") if name == "<none>:<none>" else _split_name(name)
+            rows.append(
+                ImageRow(
+                    repository=repo,
+                    tag=tag,
+                    id=str(record.id),
+                    digest=str(record.digest),
+                    created=record.created,
+                    size=size,
+                )
+            )
+    return rows
+
+
+def inspect_image(store: Store, ref: str) -> dict[str, Any]:
+    """``docker image inspect`` data for one image."""
+    image = store.get_image(ref)
+    config = image.config()
+    return {
+        "Id": str(image.id()),
+        "RepoTags": [familiar(n) for n in image.names() if "@" not in n],
+        "RepoDigests": [familiar(n) for n in image.names() if "@" in n],
+        "Parent": "",
+        "Comment": config.history[-1].comment or "" if config.history else "",
+        "Created": config.created or "",
+        "DockerVersion": "",
+        "Author": config.author or "",
+        "Config": config.config,
+        "Architecture": config.architecture,
+        **({"Variant": config.variant} if config.variant else {}),
+        "Os": config.os,
+        "Size": image_size(store, image),
+        "GraphDriver": image.graph_driver(),
+        "RootFS": {"Type": "layers", "Layers": [str(d) for d in config.diff_ids]},
+        "Metadata": {"LastTagTime": _loaded_time(image.record.loaded)},
+        "Descriptor": {
+            "mediaType": image.media_type(),
+            "digest": str(image.digest()),
+            "size": len(image.raw_manifest()),
+        },
+    }
+
+
+def _loaded_time(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch).astimezone().isoformat()
+
+
+def history(store: Store, ref: str) -> list[dict[str, Any]]:
+    """``docker history`` rows, newest first: CreatedBy, Created, Size, Comment, Id."""
+    image = store.get_image(ref)
+    config = image.config()
+    sizes = [store.get_layer(c).size for c in image.record.layers]
+    # The Engine API reports layer sizes as differences of the merged sizes; the store keeps
+    # per-layer sizes of the diff itself, which is what `docker history` shows in practice.
+    rows: list[dict[str, Any]] = []
+    layer = 0
+    for entry in config.history:
+        size = 0
+        if not entry.empty_layer and layer < len(sizes):
+            size = sizes[layer]
+            layer += 1
+        rows.append(
+            {
+                "Created": entry.created or "",
+                "CreatedBy": entry.created_by or "",
+                "Size": size,
+                "Comment": entry.comment or "",
+            }
+        )
+    rows.reverse()
+    if rows:
+        rows[0]["Id"] = str(image.id())
+    return rows
+
+
+def tag(store: Store, source: str, name: str) -> None:
+    """``docker tag``."""
+    store.tag(source, name)
+
+
+def remove(store: Store, refs: list[str], *, force: bool = False) -> list[tuple[str, str]]:
+    """``docker rmi``: events ``("Untagged", name)`` / ``("Deleted", id)`` for every ref."""
+    events: list[tuple[str, str]] = []
+    for ref in refs:
+        events += store.remove_image(ref, force=force)
+    return events
