@@ -12,13 +12,15 @@ for one API host. Invariants:
 - Redirects (GET/HEAD only, when asked): followed up to 5 times; the ``Authorization`` header is
   sent only to the registry's own origin, never to another host, and never downgraded to
   plain HTTP for a host that is not allowed it.
-- The environment is never consulted (``trust_env=False``); nothing secret is logged.
+- The environment is never consulted (``trust_env=False``); nothing secret is logged (filters on the
+  ``httpx``/``httpcore`` loggers redact the URLs those libraries log themselves).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,6 +43,34 @@ from lamina.registry.tls import DEFAULT_CERTS_DIRS, ssl_context
 
 log = logging.getLogger(__name__)
 USER_AGENT = "lamina/0.1"
+
+
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts every URL in httpx's and httpcore's own log lines (pre-signed storage URLs in
+    ``Location`` headers, upload ``_state``), whatever the level the application enables."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "://" in text:
+            record.msg = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+            record.args = ()
+        return True
+
+
+_FILTER = _RedactingFilter()
+for _name in (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _RedactingFilter) for f in _logger.filters):
+        _logger.addFilter(_FILTER)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 
