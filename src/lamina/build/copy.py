@@ -239,7 +239,7 @@ class _Copier:
             parent, name = target.parent, target.name
         fd = self.open_dir(parent)
         try:
-            self.copy_entry(source.root / source.path, source.stat, fd, name, source)
+            self.copy_entry(str(source.full_path), source.stat, fd, name, source)
         finally:
             os.close(fd)
 
@@ -262,7 +262,7 @@ class _Copier:
                 finally:
                     os.close(sub)
             else:
-                self.copy_entry(source.full_path, source.stat, fd, parts[-1], source)
+                self.copy_entry(str(source.full_path), source.stat, fd, parts[-1], source)
         finally:
             os.close(fd)
 
@@ -296,7 +296,7 @@ class _Copier:
         return True
 
     def copy_entry(
-        self, src: Path, st: os.stat_result, pfd: int, name: str, source: SourcePath
+        self, src: str, st: os.stat_result, pfd: int, name: str, source: SourcePath
     ) -> None:
         """Copy one non-directory ``src`` (lstat ``st``) to ``name`` in directory ``pfd``."""
         kind = special_kind(st.st_mode)
@@ -341,7 +341,7 @@ class _Copier:
         os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
 
     def _copy_file(
-        self, src: Path, st: os.stat_result, pfd: int, name: str, source: SourcePath
+        self, src: str, st: os.stat_result, pfd: int, name: str, source: SourcePath
     ) -> None:
         try:
             in_fd = os.open(src, _READ)
@@ -368,8 +368,8 @@ def fd_path(fd: int) -> str:
     return os.readlink(f"/proc/self/fd/{fd}")
 
 
-def _show(source: SourcePath, path: Path) -> str:
-    rel = path.relative_to(source.root).as_posix()
+def _show(source: SourcePath, path: str) -> str:
+    rel = os.path.relpath(path, source.root)
     return rel if rel != "." else "."
 
 

@@ -15,6 +15,8 @@ it, so its mtime is not disturbed by its children. Every fd opened here is close
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from lamina.build.context import SourcePath
@@ -24,7 +26,7 @@ from lamina.errors import BuildError
 if TYPE_CHECKING:
     from lamina.build.copy import _Copier
 
-__all__ = ["copy_tree", "source_filter"]
+__all__ = ["copy_tree", "iter_source", "source_filter"]
 
 _GLOB_SPECIALS = frozenset("*?[]\\^")
 
@@ -41,6 +43,47 @@ def source_filter(source: SourcePath) -> ContextFilter:
         excludes = [("!" if p.exclusion else "") + p.text for p in source.filter.excludes.patterns]
     includes = [_escape(source.path)] if source.path else None
     return ContextFilter(excludes=excludes, includes=includes)
+
+
+def _plain_walk(top: str, prefix: str) -> Iterator[tuple[str, os.stat_result, bool]]:
+    """Unfiltered depth-first walk of ``top`` in byte order: (path, lstat, is_dir)."""
+    with os.scandir(top) as it:
+        entries = sorted(it, key=lambda e: os.fsencode(e.name))
+    for entry in entries:
+        st = entry.stat(follow_symlinks=False)
+        path = f"{prefix}{entry.name}"
+        is_dir = stat.S_ISDIR(st.st_mode)
+        yield path, st, is_dir
+        if is_dir:
+            yield from _plain_walk(entry.path, f"{path}/")
+
+
+def iter_source(
+    source: SourcePath, excluded: Callable[[str, bool], bool]
+) -> Iterator[tuple[str, os.stat_result, bool]]:
+    """(path relative to the source, lstat, is_dir) below directory ``source``, in walk order.
+
+    ``.dockerignore`` is applied through :func:`source_filter` (a plain, faster walk when the
+    source has no ignore patterns); ``excluded(rel, is_dir)`` (``--exclude``) prunes.
+    """
+    flt = source.filter
+    if flt is None or flt.excludes is None or not flt.excludes.patterns:
+        walk = _plain_walk(str(source.full_path), "")
+    else:
+        prefix = f"{source.path}/" if source.path else ""
+        walk = (
+            (e.path[len(prefix) :], e.stat, e.is_dir)
+            for e in source_filter(source).walk(source.root)
+            if e.path.startswith(prefix)
+        )
+    skip: str | None = None
+    for sub, st, is_dir in walk:
+        if skip is not None and sub.startswith(skip):
+            continue
+        if excluded(sub, is_dir):
+            skip = f"{sub}/" if is_dir else skip
+            continue
+        yield sub, st, is_dir
 
 
 def _enter(copier: _Copier, pfd: int, name: str) -> int:
@@ -62,27 +105,18 @@ def _enter(copier: _Copier, pfd: int, name: str) -> int:
 
 def copy_tree(copier: _Copier, source: SourcePath, top_fd: int) -> None:
     """Copy everything below directory ``source`` into the open directory ``top_fd``."""
-    prefix = f"{source.path}/" if source.path else ""
     stack: list[tuple[str, int, os.stat_result]] = []
-    skip: str | None = None
+    base = f"{source.full_path}/"
     try:
-        for entry in source_filter(source).walk(source.root):
-            if not entry.path.startswith(prefix):
-                continue  # the source itself or one of its ancestors
-            sub = entry.path[len(prefix) :]
-            if skip is not None and sub.startswith(skip):
-                continue
-            if copier.excluded(sub, entry.is_dir):
-                skip = f"{sub}/" if entry.is_dir else skip
-                continue
+        for sub, st, is_dir in iter_source(source, copier.excluded):
             parent, _, name = sub.rpartition("/")
             while stack and stack[-1][0] != parent:
                 _leave(copier, stack.pop(), source)
             pfd = stack[-1][1] if stack else top_fd
-            if entry.is_dir:
-                stack.append((sub, _enter(copier, pfd, name), entry.stat))
+            if is_dir:
+                stack.append((sub, _enter(copier, pfd, name), st))
             else:
-                copier.copy_entry(source.root / entry.path, entry.stat, pfd, name, source)
+                copier.copy_entry(base + sub, st, pfd, name, source)
         while stack:
             _leave(copier, stack.pop(), source)
     finally:
