@@ -317,3 +317,24 @@ def test_redirect_entries_in_an_upper_dir_are_refused(tmp_path: Path) -> None:
     out = io.BytesIO()
     write_layer(upper, out, kind="overlay-upper")
     assert [m.xattrs for m in TarReader(io.BytesIO(out.getvalue()))] == [{}]
+
+
+@pytest.mark.needs_root
+def test_overlay_diff_recommits_to_the_same_tar(tmp_path: Path) -> None:
+    """tar -> overlay diff dir -> tar is the identity for writer-made layers (whiteouts too)."""
+    upper = tmp_path / "upper"
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc/new").write_bytes(b"n")
+    os.mknod(upper / "etc/gone", 0o020000, 0)
+    os.chown(upper / "etc/gone", 7, 8)
+    (upper / "usr/sbin").mkdir(parents=True)
+    os.setxattr(upper / "usr/sbin", "trusted.overlay.opaque", b"y")
+    _touch_all(upper, EPOCH)
+    first = io.BytesIO()
+    write_layer(upper, first, kind="overlay-upper", epoch=EPOCH)
+    diff = tmp_path / "diff"
+    diff.mkdir()
+    apply_layer(io.BytesIO(first.getvalue()), diff, mode="overlay")
+    second = io.BytesIO()
+    write_layer(diff, second, kind="overlay-upper", epoch=EPOCH)
+    assert second.getvalue() == first.getvalue()

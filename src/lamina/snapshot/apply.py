@@ -224,7 +224,7 @@ class _Applier:
             self._dir_meta(self.root_fd, m, "")
             return
         if whiteout.is_whiteout(base):
-            self._whiteout(parent, base, m.path)
+            self._whiteout(parent, base, m)
             return
         if m.type == CHR and m.devmajor == 0 and m.devminor == 0:
             self.skipped.append((m.path, "character device 0/0 (an overlay whiteout) in a tar"))
@@ -340,7 +340,8 @@ class _Applier:
             self.skipped.append((path, f"xattr {key}: {exc.strerror}"))
 
     # -- whiteouts -------------------------------------------------------------------------
-    def _whiteout(self, parent: str, base: str, path: str) -> None:
+    def _whiteout(self, parent: str, base: str, m: Member) -> None:
+        path = m.path
         if whiteout.is_opaque(base):
             self._opaque(parent)
             return
@@ -364,6 +365,10 @@ class _Applier:
         self.remove(pfd, name, victim)
         self.whited.add(victim)
         make_whiteout(pfd, name, rootless=self.rootless, opaque_key=self.opaque_key)
+        # Owner and time of the .wh. member, so committing this diff reproduces the same tar.
+        if self.chown:
+            os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        os.utime(name, ns=(m.mtime_ns, m.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     def _opaque(self, parent: str) -> None:
         fd = self.dir_fd(parent)
