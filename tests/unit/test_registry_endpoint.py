@@ -12,11 +12,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lamina.errors import AuthError, NotFound, RegistryError
-from lamina.registry import RegistryNotFound, RetryPolicy, redact_url
+from lamina.errors import AuthError, InvalidReference, NotFound, RegistryError
+from lamina.oci import Digest
+from lamina.reference import parse
+from lamina.registry import (
+    RegistryClient,
+    RegistryNotFound,
+    RetryPolicy,
+    redact_url,
+    split_reference,
+)
 from lamina.registry.endpoint import (
     api_host,
     auth_key,
+    check_repository,
+    check_tag,
     is_loopback,
     normalize_host,
     plain_http_allowed,
@@ -182,3 +192,23 @@ def test_ssl_context_trusts_certs_d(tmp_path: Path) -> None:
     (host_dir / "client.cert").write_text("x")
     with pytest.raises(RegistryError, match=r"client\.key"):
         ssl_context("r.example:5000", certs_dirs=[tmp_path / "certs.d"])
+
+
+def test_names_are_checked_before_they_reach_a_url() -> None:
+    assert check_repository("team/app-1.x__y") == "team/app-1.x__y"
+    for bad in ("../v2", "App", "a//b", "a/", "", "a?b", "x" * 256):
+        with pytest.raises(InvalidReference):
+            check_repository(bad)
+    assert check_tag("v1.2_3-rc") == "v1.2_3-rc"
+    for bad in (".hidden", "-x", "a/b", "x" * 129, "", "a b"):
+        with pytest.raises(InvalidReference):
+            check_tag(bad)
+    with RegistryClient("127.0.0.1:9") as rc, pytest.raises(InvalidReference):
+        rc.get_manifest("ok/repo", "../../tags/list")
+
+
+def test_split_reference() -> None:
+    ref = parse("busybox:1.36")
+    assert split_reference(ref) == ("library/busybox", "1.36")
+    pinned = parse("r:5000/a/b:v1@sha256:" + "a" * 64)
+    assert split_reference(pinned) == ("a/b", Digest.parse("sha256:" + "a" * 64))

@@ -16,7 +16,7 @@ It returns bytes, streams and descriptors and knows nothing of the local store.
 from __future__ import annotations
 
 from lamina.registry.auth import Credential, Scope
-from lamina.registry.client import DEFAULT_ACCEPT, MAX_MANIFEST, RegistryClient
+from lamina.registry.client import DEFAULT_ACCEPT, MAX_MANIFEST, RegistryClient, split_reference
 from lamina.registry.credentials import (
     AuthFile,
     ChainProvider,
@@ -48,4 +48,5 @@ __all__ = [
     "login",
     "logout",
     "redact_url",
+    "split_reference",
 ]

@@ -24,11 +24,18 @@ from lamina.errors import DigestMismatch, ImageError, InvalidManifest, RegistryE
 from lamina.oci import mediatype
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
+from lamina.reference import Reference
 from lamina.registry import upload as _upload
 from lamina.registry.auth import Scope
 from lamina.registry.blob import BlobStream
 from lamina.registry.credentials import CredentialProvider
-from lamina.registry.endpoint import DOCKER_HUB, api_host, normalize_host
+from lamina.registry.endpoint import (
+    DOCKER_HUB,
+    api_host,
+    check_repository,
+    check_tag,
+    normalize_host,
+)
 from lamina.registry.redaction import redact_url
 from lamina.registry.transport import Transport, TransportOptions
 
@@ -44,6 +51,18 @@ T = TypeVar("T")
 
 def _pull(repo: str) -> list[Scope]:
     return [Scope.repository(repo, "pull")]
+
+
+def split_reference(ref: Reference) -> tuple[str, str | Digest]:
+    """``(repository, digest or tag)`` of a parsed reference, as the client methods take them
+    (the digest wins when both are set); the registry is ``ref.domain``."""
+    if ref.digest is not None:
+        return ref.path, ref.digest
+    return ref.path, ref.tag or "latest"
+
+
+def _ref(ref: str | Digest) -> str | Digest:
+    return ref if isinstance(ref, Digest) else check_tag(ref)
 
 
 class RegistryClient:
@@ -87,8 +106,8 @@ class RegistryClient:
     def repository(self, repo: str) -> str:
         """The repository path as the API wants it (``busybox`` -> ``library/busybox`` on Hub)."""
         if self.name == DOCKER_HUB and "/" not in repo:
-            return "library/" + repo
-        return repo
+            repo = "library/" + repo
+        return check_repository(repo)
 
     def _where(self, repo: str, ref: str | Digest | None = None) -> str:
         if ref is None:
@@ -111,7 +130,7 @@ class RegistryClient:
         self, repo: str, ref: str | Digest, *, accept: Sequence[str] = DEFAULT_ACCEPT
     ) -> tuple[bytes, str, Digest]:
         """``(bytes, media_type, digest)`` of the manifest ``repo:ref`` (tag or digest)."""
-        repo = self.repository(repo)
+        repo, ref = self.repository(repo), _ref(ref)
         context = f"fetching manifest {self._where(repo, ref)}"
 
         def op(t: Transport) -> tuple[bytes, str, Digest]:
@@ -135,7 +154,7 @@ class RegistryClient:
 
         Falls back to GET when the registry sends no ``Docker-Content-Digest``.
         """
-        repo = self.repository(repo)
+        repo, ref = self.repository(repo), _ref(ref)
         context = f"checking manifest {self._where(repo, ref)}"
 
         def op(t: Transport) -> Descriptor:
@@ -160,7 +179,7 @@ class RegistryClient:
 
     def put_manifest(self, repo: str, ref: str | Digest, data: bytes, media_type: str) -> Digest:
         """Upload a manifest under a tag or its digest; return its digest. Idempotent."""
-        repo = self.repository(repo)
+        repo, ref = self.repository(repo), _ref(ref)
         context = f"pushing manifest {self._where(repo, ref)}"
         if len(data) > MAX_MANIFEST:
             raise InvalidManifest(f"{context}: manifest is larger than {MAX_MANIFEST} bytes")
@@ -181,7 +200,8 @@ class RegistryClient:
 
     def delete_manifest(self, repo: str, ref: str | Digest) -> None:
         """Delete a manifest by digest (or a tag, where the registry supports it)."""
-        self._delete(self.repository(repo), f"manifests/{ref}", self._where(repo, ref))
+        repo, ref = self.repository(repo), _ref(ref)
+        self._delete(repo, f"manifests/{ref}", self._where(repo, ref))
 
     def delete_blob(self, repo: str, digest: Digest) -> None:
         """Delete a blob from a repository."""

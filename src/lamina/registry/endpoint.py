@@ -9,11 +9,33 @@ the caller marks a registry insecure.
 from __future__ import annotations
 
 import ipaddress
+import re
+
+from lamina.errors import InvalidReference
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+# distribution-spec: <name> and <reference> (tag) grammars
+_NAME = re.compile(
+    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
+)
+_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+
+
+def check_repository(name: str) -> str:
+    """``name`` if it is a valid repository name (so it is safe in a URL path)."""
+    if len(name) > 255 or not _NAME.fullmatch(name):
+        raise InvalidReference(f"invalid repository name {name[:80]!r}")
+    return name
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` if it is a valid tag (so it is safe in a URL path)."""
+    if not _TAG.fullmatch(tag):
+        raise InvalidReference(f"invalid tag {tag[:80]!r}")
+    return tag
 
 
 def normalize_host(host: str) -> str:
