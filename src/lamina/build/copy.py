@@ -35,7 +35,6 @@ in memory. Not atomic: on error ``rootfs`` holds what was written so far.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -45,17 +44,15 @@ from pathlib import Path
 from lamina._internal.rootpath import resolve_in_root, split_path
 from lamina.build.chown import ModeSpec, Owner, parse_chmod
 from lamina.build.context import SourcePath, special_kind
-from lamina.build.copytree import copy_tree
+from lamina.build.copytree import copy_data, copy_tree, copy_xattrs, fd_path
 from lamina.dockerfile.dockerignore import PatternMatcher
 from lamina.errors import BuildError
 
-__all__ = ["CopyResult", "copy_into", "target_path"]
+__all__ = ["MULTI_SOURCE_ERROR", "CopyResult", "copy_into", "ensure_dir", "target_path"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_CHUNK = 1 << 20
-_SKIP_XATTRS = ("trusted.overlay.", "user.overlay.", "security.selinux")
 MULTI_SOURCE_ERROR = (
     "when using COPY with more than one source file, the destination must be a directory "
     "and end with a /"
@@ -363,11 +360,6 @@ class _Copier:
         self.result.files += 1
 
 
-def fd_path(fd: int) -> str:
-    """The path of an open directory fd (via /proc)."""
-    return os.readlink(f"/proc/self/fd/{fd}")
-
-
 def _show(source: SourcePath, path: str) -> str:
     rel = os.path.relpath(path, source.root)
     return rel if rel != "." else "."
@@ -377,46 +369,22 @@ def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def copy_data(in_fd: int, out_fd: int) -> int:
-    """Copy ``in_fd`` to ``out_fd`` from their current offsets to EOF; returns bytes copied.
+def ensure_dir(
+    rootfs: Path,
+    path: str,
+    *,
+    chown: Owner | None = None,
+    timestamp_ns: int | None = None,
+) -> Path:
+    """Create directory ``path`` inside ``rootfs`` as COPY creates parents; return its real path.
 
-    Tries ``copy_file_range`` (reflink/in-kernel), then ``sendfile``, then 1 MiB reads.
+    ``path`` is resolved as if ``rootfs`` were ``/``; created components are 0755, owned by
+    ``chown`` (else 0:0, as root) and dated ``timestamp_ns`` when given. Idempotent.
     """
-    total = 0
-    for method in (os.copy_file_range, os.sendfile):
-        try:
-            while True:
-                if method is os.sendfile:
-                    n = os.sendfile(out_fd, in_fd, None, 1 << 30)
-                else:
-                    n = os.copy_file_range(in_fd, out_fd, 1 << 30)
-                if n == 0:
-                    return total
-                total += n
-        except OSError as exc:
-            if total or exc.errno not in (
-                errno.EXDEV,
-                errno.ENOSYS,
-                errno.EINVAL,
-                errno.EOPNOTSUPP,
-            ):
-                raise
-    while chunk := os.read(in_fd, _CHUNK):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(out_fd, view) :]
-        total += len(chunk)
-    return total
-
-
-def copy_xattrs(in_fd: int, out_fd: int) -> None:
-    """Copy extended attributes (not overlay or SELinux ones); failures are ignored, as BuildKit."""
+    copier = _Copier(Path(os.path.realpath(rootfs)), _Meta(chown, None, timestamp_ns), ())
+    target = copier.resolve(path)
     try:
-        names = os.listxattr(in_fd)
-    except OSError:
-        return
-    for key in names:
-        if key.startswith(_SKIP_XATTRS):
-            continue
-        with contextlib.suppress(OSError):
-            os.setxattr(out_fd, key, os.getxattr(in_fd, key))
+        os.close(copier.open_dir(target))
+    finally:
+        copier.finish()
+    return target

@@ -1,4 +1,7 @@
-"""Copying a directory source's contents (the recursive half of :mod:`lamina.build.copy`).
+"""Copying a directory source's contents, and the byte-level copy primitives.
+
+This is the recursive half of :mod:`lamina.build.copy`; :func:`copy_data` copies file data with
+``copy_file_range``, then ``sendfile``, then 1 MiB reads (never a whole file in memory).
 
 The walk is :class:`~lamina.dockerfile.contextwalk.ContextFilter`'s: depth-first, names in byte
 order, never following links, with the context's ``.dockerignore`` applied and an include
@@ -14,6 +17,8 @@ it, so its mtime is not disturbed by its children. Every fd opened here is close
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -26,7 +31,10 @@ from lamina.errors import BuildError
 if TYPE_CHECKING:
     from lamina.build.copy import _Copier
 
-__all__ = ["copy_tree", "iter_source", "source_filter"]
+__all__ = ["copy_data", "copy_tree", "copy_xattrs", "fd_path", "iter_source", "source_filter"]
+
+_CHUNK = 1 << 20
+_SKIP_XATTRS = ("trusted.overlay.", "user.overlay.", "security.selinux")
 
 _GLOB_SPECIALS = frozenset("*?[]\\^")
 
@@ -130,3 +138,53 @@ def _leave(copier: _Copier, frame: tuple[str, int, os.stat_result], source: Sour
         copier.apply_meta(fd, st, preserve_owner=source.preserve_owner)
     finally:
         os.close(fd)
+
+
+def fd_path(fd: int) -> str:
+    """The path of an open directory fd (via /proc)."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def copy_data(in_fd: int, out_fd: int) -> int:
+    """Copy ``in_fd`` to ``out_fd`` from their current offsets to EOF; returns bytes copied.
+
+    Tries ``copy_file_range`` (reflink/in-kernel), then ``sendfile``, then 1 MiB reads.
+    """
+    total = 0
+    for method in (os.copy_file_range, os.sendfile):
+        try:
+            while True:
+                if method is os.sendfile:
+                    n = os.sendfile(out_fd, in_fd, None, 1 << 30)
+                else:
+                    n = os.copy_file_range(in_fd, out_fd, 1 << 30)
+                if n == 0:
+                    return total
+                total += n
+        except OSError as exc:
+            if total or exc.errno not in (
+                errno.EXDEV,
+                errno.ENOSYS,
+                errno.EINVAL,
+                errno.EOPNOTSUPP,
+            ):
+                raise
+    while chunk := os.read(in_fd, _CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(out_fd, view) :]
+        total += len(chunk)
+    return total
+
+
+def copy_xattrs(in_fd: int, out_fd: int) -> None:
+    """Copy extended attributes (not overlay or SELinux ones); failures are ignored, as BuildKit."""
+    try:
+        names = os.listxattr(in_fd)
+    except OSError:
+        return
+    for key in names:
+        if key.startswith(_SKIP_XATTRS):
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(out_fd, key, os.getxattr(in_fd, key))
