@@ -4,6 +4,7 @@
   once per session with a fixed ``SOURCE_DATE_EPOCH``;
 - ``rootfs``: a fresh extraction of it per test (so tests may change it);
 - ``runtime_state``: a per-test state directory;
+- ``tree_snapshot``: a function giving (mode, size, mtime, link) of everything in a tree;
 - ``no_runtime_leaks``: asserts after the test that no mount is left under the test's tmp dir,
   that no proc/sysfs/devpts/mqueue/tmpfs/cgroup mount appeared anywhere in the host mount
   table, and that no process has its root inside the test's tmp dir.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,13 @@ def no_runtime_leaks(tmp_path: Path) -> Iterator[None]:
     assert processes_rooted_under(tmp_path) == []
 
 
-def tree_snapshot(root: Path) -> dict[str, tuple[int, int, int, str]]:
+@pytest.fixture
+def tree_snapshot() -> Callable[[Path], dict[str, tuple[int, int, int, str]]]:
+    """``tree_snapshot(root)``: path -> (mode, size, mtime_ns, link target) under ``root``."""
+    return snapshot
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int, str]]:
     """path -> (mode, size, mtime_ns, link target) for everything under ``root``."""
     snap: dict[str, tuple[int, int, int, str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):

@@ -6,12 +6,10 @@ import itertools
 import os
 import resource
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-pytest.register_assert_rewrite("conftest_runtime")
-from conftest_runtime import tree_snapshot  # noqa: E402
 
 from lamina.errors import CommandNotExecutable, CommandNotFound, ContainerError
 from lamina.runtime import (
@@ -144,7 +142,7 @@ def test_network_host_sees_host_interfaces(rt: Runtime, rootfs: Path, tmp_path: 
 
 
 def test_special_files_inside_and_rootfs_untouched(
-    rt: Runtime, rootfs: Path, tmp_path: Path
+    rt: Runtime, rootfs: Path, tmp_path: Path, tree_snapshot: Callable[[Path], object]
 ) -> None:
     etc = write_etc_files(tmp_path / "etc", hostname="web", network="none")
     before = tree_snapshot(rootfs)

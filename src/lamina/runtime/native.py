@@ -72,6 +72,16 @@ def _raise_for(info: dict[str, Any], what: str) -> None:
     raise ContainerError(message)
 
 
+def _alive(pid: int, starttime: object) -> bool:
+    """True when ``pid`` exists and started at ``starttime`` (not a reused pid)."""
+    if not pid or not isinstance(starttime, int):
+        return False
+    try:
+        return process_starttime(pid) == starttime
+    except (OSError, ValueError):
+        return False
+
+
 class NativeRuntime(BaseRuntime):
     """Runs bundles with Linux namespaces directly (see the module docstring)."""
 
@@ -104,10 +114,11 @@ class NativeRuntime(BaseRuntime):
         if (d / "exit.json").exists():
             status = "stopped"
         elif pid:
-            try:
-                alive = process_starttime(pid) == int(doc["starttime"])
-            except (OSError, ValueError):
-                alive = False
+            # The helper writes exit.json right after reaping pid 1: while it lives, a vanished
+            # pid 1 is still "running" (for microseconds), so stopped always has an exit status.
+            alive = _alive(pid, doc.get("starttime")) or _alive(
+                int(doc.get("helper", 0)), doc.get("helper_starttime")
+            )
             status = "running" if alive else "stopped"
         return ContainerState(id=container_id, status=status, pid=pid, bundle=Path(doc["bundle"]))
 
@@ -149,7 +160,8 @@ class NativeRuntime(BaseRuntime):
             os.close(w)
         info = _read_channel(r)
         if "pid" in info:
-            doc.update(pid=info["pid"], starttime=info["starttime"])
+            for key in ("pid", "starttime", "helper", "helper_starttime"):
+                doc[key] = info[key]
             write_atomic(d / "state.json", json.dumps(doc).encode(), durable=False)
         return proc, info
 

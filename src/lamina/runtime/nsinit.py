@@ -4,9 +4,10 @@ Run as a separate, single-threaded process (never forked from the caller, whose 
 locks would make fork unsafe, and because ``setns`` into a mount namespace needs one thread).
 
 ``run BUNDLE STATE_DIR CHANNEL_FD DETACH``
-    unshare mount/pid/uts/ipc (and net when the config asks), fork the container's pid 1,
-    which builds its mounts (:mod:`lamina.runtime.mounts`), sets hostname, loopback,
-    credentials and capabilities, and execs the process. The helper stays as the reaper: it
+    unshare the pid namespace, fork the container's pid 1, which unshares mount/uts/ipc (and
+    net when the config asks; never in the helper, whose root pivot_root would move), builds
+    its mounts (:mod:`lamina.runtime.mounts`), sets hostname, loopback, credentials and
+    capabilities, and execs the process. The helper stays as the reaper: it
     forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the container, writes
     ``STATE_DIR/exit.json`` when it exits and exits with its status (128+N for signal N).
     With DETACH=1 it first double-forks into a new session so the caller need not wait.
@@ -14,9 +15,10 @@ locks would make fork unsafe, and because ``setns`` into a mount namespace needs
     setns into PID's ipc/uts/net/pid/mnt namespaces, fork, apply the process's credentials and
     exec; exit with its status.
 
-The channel is a pipe of JSON lines to the caller: ``{"pid": N, "starttime": T}`` from the
-helper, ``{"error": "...", "errno": E}`` from the child if setup or exec fails. It is
-close-on-exec in the child, so EOF with no error line means the exec happened.
+The channel is a pipe of JSON lines to the caller: ``{"pid", "starttime", "helper",
+"helper_starttime"}`` from the helper (exec mode sends only ``pid``), and
+``{"error": "...", "errno": E}`` from the child if setup or exec fails. It is close-on-exec
+in the child, so EOF with no error line means the exec happened.
 """
 
 from __future__ import annotations
@@ -108,6 +110,12 @@ def _exec(proc: dict[str, Any], lifeline: int, channel: int) -> NoReturn:
 
 def _container_child(config: dict[str, Any], lifeline: int, channel: int) -> NoReturn:
     try:
+        # Unshared here, not in the helper: pivot_root moves the root of *every* process in
+        # the mount namespace, and the helper must keep the host's view to write exit.json.
+        flags = linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
+        if any(ns.get("type") == "network" for ns in config["linux"]["namespaces"]):
+            flags |= linux.CLONE_NEWNET
+        linux.unshare(flags)
         setup_rootfs(config)
         if config.get("hostname"):
             socket.sethostname(str(config["hostname"]))
@@ -121,8 +129,16 @@ def _container_child(config: dict[str, Any], lifeline: int, channel: int) -> NoR
 
 
 def _reap(child: int, channel: int, state_dir: Path | None) -> NoReturn:
-    """Forward signals to ``child``, wait for it, record and exit with its status."""
-    _send(channel, {"pid": child, "starttime": process_starttime(child)})
+    """Forward signals to ``child``, wait for it, record and exit with its status.
+
+    Without ``state_dir`` (exec mode) /proc is the container's, so no start time is sent.
+    """
+    info: dict[str, Any] = {"pid": child}
+    if state_dir is not None:
+        info["starttime"] = process_starttime(child)
+        info["helper"] = os.getpid()
+        info["helper_starttime"] = process_starttime(os.getpid())
+    _send(channel, info)
     os.close(channel)
 
     def forward(signum: int, _frame: object) -> None:
@@ -150,10 +166,7 @@ def run(bundle: Path, state_dir: Path, channel: int, *, detach: bool) -> NoRetur
             if os.fork():
                 os._exit(0)
             os.setsid()
-        flags = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC
-        if any(ns.get("type") == "network" for ns in config["linux"]["namespaces"]):
-            flags |= linux.CLONE_NEWNET
-        linux.unshare(flags)
+        linux.unshare(linux.CLONE_NEWPID)  # the helper itself stays in the host's namespaces
     except (OSError, ValueError, KeyError) as exc:
         _send(channel, {"error": f"creating namespaces: {exc}", "errno": None})
         os._exit(SETUP_FAILED)

@@ -46,6 +46,9 @@ from lamina.runtime.spec import BindMount, ContainerSpec, ProcessSpec
 #: seconds a control command (state, kill, delete) may take
 CONTROL_TIMEOUT = 60
 
+#: where runtimes are looked for when PATH lacks them (sbin is often missing from a user's PATH)
+FALLBACK_PATH = "/usr/local/sbin:/usr/sbin:/usr/bin"
+
 _probe_cache: dict[tuple[str, int, int], bool] = {}
 
 
@@ -235,5 +238,5 @@ def _run_probe(name: str, binary: str | Path, state_root: Path) -> bool:
 
 
 def find_binary(name: str) -> str | None:
-    """The path of ``name`` on PATH (and in /usr/sbin, /usr/bin), or None."""
-    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/usr/bin")
+    """The path of ``name`` on PATH, else in :data:`FALLBACK_PATH`, or None."""
+    return shutil.which(name) or shutil.which(name, path=FALLBACK_PATH)

@@ -185,6 +185,11 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
     mounts = [
         {k: list(v) if isinstance(v, tuple) else v for k, v in m.items()} for m in defaults.MOUNTS
     ]
+    if spec.user_namespace and all(m.to_host(5) is None for m in spec.gid_mappings):
+        # devpts refuses gid=5 (tty) when that gid is not mapped in the user namespace.
+        for m in mounts:
+            if m["type"] == "devpts":
+                m["options"] = [o for o in m["options"] if o != "gid=5"]
     if spec.user_namespace and spec.network == "host":
         # sysfs belongs to the host netns, which a new user namespace does not own: bind it.
         for m in mounts:
