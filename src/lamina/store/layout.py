@@ -92,38 +92,47 @@ class Layout:
 
     @property
     def lock(self) -> Path:
+        """The store-wide flock (images.json and layerdb mutations)."""
         return self.root / "lock"
 
     @property
     def gc_lock(self) -> Path:
+        """Held shared by loads, exclusively by gc/prune/check."""
         return self.root / "gc.lock"
 
     @property
     def images_json(self) -> Path:
+        """Names and image records."""
         return self.root / "images.json"
 
     @property
     def driver_file(self) -> Path:
+        """The driver the store was created with."""
         return self.root / "driver"
 
     @property
     def overlay2(self) -> Path:
+        """Layer directories (Docker's overlay2 layout)."""
         return self.root / "overlay2"
 
     @property
     def links(self) -> Path:
+        """``overlay2/l``: short-id symlinks to layer diff dirs."""
         return self.overlay2 / "l"
 
     @property
     def layerdb(self) -> Path:
+        """``layerdb/sha256``: one directory per chain id."""
         return self.root / "layerdb" / "sha256"
 
     @property
     def tmp(self) -> Path:
+        """Probes, apply locks, regenerated tars (gc empties it)."""
         return self.root / "tmp"
 
     @property
     def apply_locks(self) -> Path:
+        """Per-chain flocks that serialise applying the same layer."""
         return self.tmp / "locks"
 
     def layer_dir(self, layer_id: str) -> Path:
