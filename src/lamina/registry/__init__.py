@@ -8,6 +8,7 @@ The public surface is re-exported here; the modules behind it are
 - :mod:`~lamina.registry.credentials`  config.json / auth.json / credential helpers
 - :mod:`~lamina.registry.login`        login / logout
 - :mod:`~lamina.registry.blob`, :mod:`~lamina.registry.upload`  blob download and upload
+- :mod:`~lamina.registry.document`     bounded reads, manifest digest checks, tag pages
 - :mod:`~lamina.registry.response`, :mod:`~lamina.registry.redaction`  errors, redaction
 
 It returns bytes, streams and descriptors and knows nothing of the local store.

@@ -13,18 +13,18 @@ by and against ``Docker-Content-Digest``; every blob stream is verified by diges
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO, TypeVar, cast
 
 import httpx
 
 from lamina._internal.verify import Readable
-from lamina.errors import DigestMismatch, ImageError, InvalidManifest, RegistryError
+from lamina.errors import DigestMismatch, InvalidManifest, RegistryError
 from lamina.oci import mediatype
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
 from lamina.reference import Reference
+from lamina.registry import document
 from lamina.registry import upload as _upload
 from lamina.registry.auth import Scope
 from lamina.registry.blob import BlobStream
@@ -36,7 +36,6 @@ from lamina.registry.endpoint import (
     check_tag,
     normalize_host,
 )
-from lamina.registry.redaction import redact_url
 from lamina.registry.transport import Transport, TransportOptions
 
 MAX_MANIFEST = 4 << 20
@@ -141,11 +140,13 @@ class RegistryClient:
             try:
                 if resp.status_code != 200:
                     raise t.error(resp, context)
-                data = _read_bounded(resp, MAX_MANIFEST, context)
+                data = document.read_bounded(resp, MAX_MANIFEST, context)
             finally:
                 resp.close()
-            digest = _check_digest(data, ref, resp.headers.get("Docker-Content-Digest"), context)
-            return data, _media_type(resp, data), digest
+            digest = document.check_digest(
+                data, ref, resp.headers.get("Docker-Content-Digest"), context
+            )
+            return data, document.media_type_of(resp, data), digest
 
         return self._read(op)
 
@@ -170,7 +171,7 @@ class RegistryClient:
             if not header or not size.isdigit() or media in ("", "application/json"):
                 data, media, digest = self.get_manifest(repo, ref)
                 return Descriptor(media_type=media, digest=digest, size=len(data))
-            digest = _parse_header_digest(header, context)
+            digest = document.parse_header_digest(header, context)
             if isinstance(ref, Digest) and digest != ref:
                 raise DigestMismatch(f"{context}: registry reports digest {digest}")
             return Descriptor(media_type=media, digest=digest, size=int(size))
@@ -195,7 +196,7 @@ class RegistryClient:
         if resp.status_code != 201:
             raise t.error(resp, context)
         resp.close()
-        _check_digest(data, digest, resp.headers.get("Docker-Content-Digest"), context)
+        document.check_digest(data, digest, resp.headers.get("Docker-Content-Digest"), context)
         return digest
 
     def delete_manifest(self, repo: str, ref: str | Digest) -> None:
@@ -231,11 +232,11 @@ class RegistryClient:
             try:
                 if resp.status_code != 200:
                     raise t.error(resp, context)
-                data = _read_bounded(resp, MAX_MANIFEST, context)
+                data = document.read_bounded(resp, MAX_MANIFEST, context)
             finally:
                 resp.close()
-            yield from _parse_tags(data, context)
-            path = _next_page(resp, context)
+            yield from document.parse_tags(data, context)
+            path = document.next_page(resp, context)
 
     def list_tags(self, repo: str, *, page_size: int | None = None) -> list[str]:
         """All tags of ``repo`` in the registry's order."""
@@ -331,69 +332,3 @@ class RegistryClient:
         if resp.status_code != 200:
             raise t.error(resp, context)
         resp.close()
-
-
-def _read_bounded(resp: httpx.Response, limit: int, context: str) -> bytes:
-    length = resp.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > limit:
-        raise InvalidManifest(f"{context}: response of {length} bytes exceeds {limit} bytes")
-    data = bytearray()
-    for chunk in resp.iter_bytes():
-        data += chunk
-        if len(data) > limit:
-            raise InvalidManifest(f"{context}: response exceeds {limit} bytes")
-    return bytes(data)
-
-
-def _parse_header_digest(header: str, context: str) -> Digest:
-    try:
-        return Digest.parse(header.strip())
-    except ImageError:
-        raise RegistryError(f"{context}: invalid Docker-Content-Digest header") from None
-
-
-def _check_digest(data: bytes, ref: str | Digest, header: str | None, context: str) -> Digest:
-    """The digest of ``data``, checked against a digest ``ref`` and the registry's header."""
-    digest = Digest.of_bytes(data, ref.algorithm if isinstance(ref, Digest) else "sha256")
-    if isinstance(ref, Digest) and digest != ref:
-        raise DigestMismatch(f"{context}: content has digest {digest}")
-    if header:
-        claimed = _parse_header_digest(header, context)
-        if Digest.of_bytes(data, claimed.algorithm) != claimed:
-            raise DigestMismatch(
-                f"{context}: registry sent Docker-Content-Digest {claimed} "
-                f"but the content has digest {digest}"
-            )
-    return digest
-
-
-def _media_type(resp: httpx.Response, data: bytes) -> str:
-    media = str(resp.headers.get("Content-Type", "")).split(";")[0].strip()
-    if media and media not in ("application/json", "text/plain", "application/octet-stream"):
-        return media
-    try:
-        declared = json.loads(data).get("mediaType")
-    except (ValueError, AttributeError):
-        declared = None
-    return declared if isinstance(declared, str) and declared else mediatype.OCI_MANIFEST
-
-
-def _parse_tags(data: bytes, context: str) -> list[str]:
-    try:
-        tags = json.loads(data).get("tags") or []
-    except (ValueError, AttributeError):
-        raise RegistryError(f"{context}: invalid tag list") from None
-    if not isinstance(tags, list) or not all(isinstance(x, str) for x in tags):
-        raise RegistryError(f"{context}: invalid tag list")
-    return list(tags)
-
-
-def _next_page(resp: httpx.Response, context: str) -> str | None:
-    link = resp.links.get("next", {}).get("url")
-    if not isinstance(link, str) or not link:
-        return None
-    target = resp.request.url.join(link)
-    base = resp.request.url
-    if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-        raise RegistryError(f"{context}: pagination link to another host {redact_url(str(target))}")
-    return str(target)
