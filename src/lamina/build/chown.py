@@ -36,8 +36,8 @@ __all__ = ["ModeSpec", "Owner", "parse_chmod", "resolve_chown"]
 
 _MAX_ID = 2**32 - 2
 _WHO = {"u": 0o4700, "g": 0o2070, "o": 0o1007}
-_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)\Z")
-_ACTION = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)\Z")
+_ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
 
 
 @dataclass(frozen=True, slots=True)
