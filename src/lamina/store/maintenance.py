@@ -77,7 +77,7 @@ def collect(store: Store, *, only: ImageRecord | None = None) -> int:
     freed = 0
     with flocked(store.layout.lock):
         table = store.images.load()
-        used = referenced_chains(table)
+        used = referenced_chains(table) | store.held_layers()[0]
         candidates = list(only.layers) if only else list(store.layers.db.iter_chains())
         for chain in reversed(candidates):
             if chain not in used:
@@ -142,7 +142,7 @@ def check(store: Store) -> list[str]:
     with flocked(store.layout.gc_lock), flocked(store.layout.lock):
         table = store.images.load()
         problems = _check_blobs(store)
-        problems += _check_layers(store, referenced_chains(table))
+        problems += _check_layers(store, referenced_chains(table) | store.held_layers()[0])
         problems += _check_images(store, table)
         problems += [f"{REMOVABLE}leftover {p}" for p in _leftover_paths(store)]
         problems += [f"{REMOVABLE}leftover {p}" for p, _ in store.blobs.iter_stale_ingest(0)]
@@ -212,7 +212,7 @@ def _check_images(store: Store, table: ImageTable) -> list[str]:
 
 
 def _leftover_paths(store: Store) -> Iterable[Path]:
-    registered = set()
+    registered = set(store.held_layers()[1])
     for chain in store.layers.db.iter_chains():
         with contextlib.suppress(LaminaError):
             rec = store.layers.db.get(chain)

@@ -259,6 +259,14 @@ class Store:
         return events
 
     # ------------------------------------------------------------------ maintenance
+    def held_layers(self) -> tuple[set[Digest], set[str]]:
+        """Layers and ``overlay2`` dirs held by something other than images.
+
+        Returns (chain ids, dir names). Containers (a later issue) report their parent chain
+        and their ``<id>``/``<id>-init`` dirs here so gc and check keep them; empty for now.
+        """
+        return set(), set()
+
     def check(self) -> list[str]:
         """Every problem found (``system check``); removable leftovers are prefixed so."""
         from lamina.store import maintenance
