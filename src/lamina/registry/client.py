@@ -135,7 +135,7 @@ class RegistryClient:
         def op(t: Transport) -> tuple[bytes, str, Digest]:
             resp = t.request(
                 "GET", f"/v2/{repo}/manifests/{ref}", scopes=_pull(repo), context=context,
-                headers={"Accept": ", ".join(accept)}, stream=True,
+                headers={"Accept": ", ".join(accept)}, stream=True, follow_redirects=True,
             )  # fmt: skip
             try:
                 if resp.status_code != 200:
@@ -161,7 +161,7 @@ class RegistryClient:
         def op(t: Transport) -> Descriptor:
             resp = t.request(
                 "HEAD", f"/v2/{repo}/manifests/{ref}", scopes=_pull(repo), context=context,
-                headers={"Accept": ", ".join(DEFAULT_ACCEPT)},
+                headers={"Accept": ", ".join(DEFAULT_ACCEPT)}, follow_redirects=True,
             )  # fmt: skip
             if resp.status_code != 200:
                 raise t.error(resp, context)
