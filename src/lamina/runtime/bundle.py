@@ -84,23 +84,20 @@ def open_bundle(path: Path) -> Bundle:
 def resolve_partial(rootfs: Path, name: str) -> Path:
     """Where ``name`` is (or would be created) inside ``rootfs``, resolving existing symlinks.
 
-    Like :func:`lamina._internal.rootpath.resolve_in_root`, but a missing directory in the
-    middle is allowed: the longest existing prefix is resolved and the rest appended as is
-    (missing components cannot be symlinks). Raises OSError (ENOTDIR, ELOOP) otherwise.
+    Like :func:`lamina._internal.rootpath.resolve_in_root`, but missing directories are
+    allowed: components are resolved one by one while they exist, and the missing rest is
+    appended as is (a missing component cannot be a symlink). A symlink whose target runs
+    through a missing directory raises FileNotFoundError; a file in the middle, ENOTDIR.
     """
-    try:
-        return resolve_in_root(rootfs, name)
-    except FileNotFoundError:
-        pass
     parts = split_path(name)
-    for cut in range(len(parts) - 1, -1, -1):
-        try:
-            prefix = resolve_in_root(rootfs, "/".join(parts[:cut]))
-        except FileNotFoundError:
-            continue
-        if prefix.is_dir():
-            return prefix.joinpath(*parts[cut:])
-    return rootfs.joinpath(*parts)
+    current = rootfs
+    for i, comp in enumerate(parts):
+        if not os.path.lexists(current / comp):
+            return current.joinpath(*parts[i:])
+        current = resolve_in_root(rootfs, (current / comp).relative_to(rootfs).as_posix())
+        if i < len(parts) - 1 and os.path.lexists(current) and not current.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(current))
+    return current
 
 
 def _walk_parent(root_fd: int, parts: list[str], created: list[str]) -> int:
@@ -141,7 +138,12 @@ def prepare_mountpoints(bundle: Bundle) -> list[str]:
     root_fd = os.open(rootfs, _DIR & ~os.O_NOFOLLOW)
     try:
         for dest, is_dir in mount_destinations(bundle.read_config()):
-            resolved = resolve_partial(rootfs, dest)
+            try:
+                resolved = resolve_partial(rootfs, dest)
+            except OSError as exc:
+                raise ContainerError(
+                    f"preparing mount point {dest} in {rootfs}: {exc.strerror}"
+                ) from exc
             if os.path.lexists(resolved):
                 continue
             parts = list(resolved.relative_to(rootfs).parts)
