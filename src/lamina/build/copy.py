@@ -35,13 +35,14 @@ in memory. Not atomic: on error ``rootfs`` holds what was written so far.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lamina._internal.rootpath import resolve_in_root, split_path
+from lamina._internal.rootpath import split_path
 from lamina.build.chown import ModeSpec, Owner, parse_chmod
 from lamina.build.context import SourcePath, special_kind
 from lamina.build.copytree import copy_data, copy_tree, copy_xattrs, fd_path
@@ -140,9 +141,13 @@ class _Copier:
 
     # -- destination -----------------------------------------------------------------------
     def resolve(self, path: str) -> Path:
-        """``path`` resolved inside rootfs (all links followed within it)."""
+        """``path`` resolved inside rootfs (all links followed within it, as if it were ``/``).
+
+        Missing components are allowed anywhere, also behind a symlink: once a component is
+        missing, the rest is appended as is (it is created later).
+        """
         try:
-            return resolve_in_root(self.rootfs, path)
+            return resolve_missing(self.rootfs, path)
         except OSError as exc:
             raise BuildError(f"resolving destination {path}: {_reason(exc)}") from exc
 
@@ -150,11 +155,12 @@ class _Copier:
         """Whether ``path`` (resolved in rootfs) is an existing directory."""
         return self.resolve(path).is_dir()
 
-    def open_dir(self, resolved: Path, *, src: SourcePath | None = None) -> int:
+    def open_dir(self, resolved: Path) -> int:
         """Open directory ``resolved`` (inside rootfs), creating missing components.
 
-        Created components are 0755 and owned as the module docstring says (``src``, when
-        given, supplies the metadata of the last component instead). Caller closes the fd.
+        Created components are 0755, owned and dated as the module docstring says (fsutil's
+        ``MkdirAll``; this includes the top directory a directory source is copied into).
+        The caller closes the fd.
         """
         parts = resolved.relative_to(self.rootfs).parts
         fd = os.open(self.rootfs, DIR_FLAGS)
@@ -175,10 +181,7 @@ class _Copier:
             fd = child
             if created:
                 self.result.dirs += 1
-                if src is not None and i == len(parts) - 1:
-                    self.apply_meta(fd, src.stat, preserve_owner=src.preserve_owner)
-                else:
-                    self.created_dir_meta(fd)
+                self.created_dir_meta(fd)
         return fd
 
     def created_dir_meta(self, fd: int) -> None:
@@ -223,7 +226,7 @@ class _Copier:
         """Copy one source to ``full`` (a directory when ``names_dir``)."""
         target = self.resolve(full)
         if source.is_dir:
-            fd = self.open_dir(target, src=source)
+            fd = self.open_dir(target)
             try:
                 copy_tree(self, source, fd)
             finally:
@@ -358,6 +361,46 @@ class _Copier:
         finally:
             os.close(in_fd)
         self.result.files += 1
+
+
+def resolve_missing(root: Path, path: str, *, max_hops: int = 255) -> Path:
+    """Resolve ``path`` in ``root`` like :func:`resolve_in_root`, allowing missing components.
+
+    Raises OSError(ENOTDIR) when a non-directory is met in the middle and ELOOP after
+    ``max_hops`` symlinks. The result is always ``root`` or below it.
+    """
+    pending = [c for c in path.split("/") if c not in ("", ".")][::-1]
+    done: list[str] = []
+    hops = 0
+    while pending:
+        comp = pending.pop()
+        if comp == "..":
+            if done:
+                done.pop()
+            continue
+        try:
+            st = os.lstat(root.joinpath(*done, comp))
+        except FileNotFoundError:
+            done.append(comp)
+            for rest in pending[::-1]:  # nothing exists below: ".." is lexical from here
+                if rest != "..":
+                    done.append(rest)
+                elif done:
+                    done.pop()
+            break
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > max_hops:
+                raise OSError(errno.ELOOP, "too many symlinks", path)
+            target = os.readlink(root.joinpath(*done, comp))
+            if target.startswith("/"):
+                done.clear()
+            pending.extend([c for c in target.split("/") if c not in ("", ".")][::-1])
+            continue
+        if pending and not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory", "/" + "/".join([*done, comp]))
+        done.append(comp)
+    return root.joinpath(*done)
 
 
 def _show(source: SourcePath, path: str) -> str:
