@@ -169,9 +169,5 @@ def test_regenerated_upper_tar_is_identical(tmp_path: Path) -> None:
     _round_trip(tmp_path, whiteout=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="snapshot.apply_layer does not restore the mtime of overlay whiteouts yet",
-)
 def test_regenerated_upper_tar_reproduces_whiteouts(tmp_path: Path) -> None:
     _round_trip(tmp_path, whiteout=True)
