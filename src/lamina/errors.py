@@ -12,7 +12,8 @@ The tree::
     │   ├── NotFound                  an image, blob, layer or tag that does not exist
     │   └── UnsafeArchive             a tar member that would escape its target, corrupt tars
     ├── RegistryError                 status, code, url (redacted), retryable
-    │   └── AuthError
+    │   ├── AuthError
+    │   └── RegistryNotFound          a 404 from a registry (also a NotFound)
     ├── StorageError                  the local store
     │   ├── LockTimeout
     │   └── StoreCorrupt
@@ -130,6 +131,10 @@ class RegistryError(LaminaError):
 
 class AuthError(RegistryError):
     """Authentication or authorisation with a registry failed."""
+
+
+class RegistryNotFound(RegistryError, NotFound):
+    """A 404 from a registry: both a RegistryError (status, code, url) and a NotFound."""
 
 
 class StorageError(LaminaError):

@@ -18,15 +18,11 @@ from collections.abc import Iterable
 
 import httpx
 
-from lamina.errors import AuthError, NotFound, RegistryError
+from lamina.errors import AuthError, RegistryError, RegistryNotFound
 from lamina.registry.redaction import one_line, redact_url, scrub
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ERROR_BODY = 64 << 10
-
-
-class RegistryNotFound(RegistryError, NotFound):
-    """A 404 from a registry: both a RegistryError (status, code, url) and a NotFound."""
 
 
 def parse_errors(body: bytes) -> tuple[str | None, str]:

@@ -1,0 +1,45 @@
+"""Run the lamina CLI as a subprocess, as end-to-end tests and benchmarks do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+#: the SOURCE_DATE_EPOCH e2e runs use, so digests are stable
+EPOCH = "1700000000"
+
+
+@dataclass
+class Result:
+    """A finished CLI run."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(
+    root: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+    check: bool = True,
+    timeout: float = 300,
+) -> Result:
+    """Run ``python -m lamina --root ROOT ARGS``; with ``check`` a non-zero exit raises."""
+    full_env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lamina", "--root", str(root), *args],
+        input=stdin,
+        capture_output=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
+    res = Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    if check and res.code != 0:
+        raise AssertionError(f"lamina {' '.join(args)} exited {res.code}: {res.err}")
+    return res
