@@ -16,6 +16,7 @@ It returns bytes, streams and descriptors and knows nothing of the local store.
 
 from __future__ import annotations
 
+from lamina.errors import RegistryNotFound
 from lamina.registry.auth import Credential, Scope
 from lamina.registry.client import DEFAULT_ACCEPT, MAX_MANIFEST, RegistryClient, split_reference
 from lamina.registry.credentials import (
@@ -28,7 +29,6 @@ from lamina.registry.credentials import (
 )
 from lamina.registry.login import login, logout
 from lamina.registry.redaction import redact_url
-from lamina.registry.response import RegistryNotFound
 from lamina.registry.transport import RetryPolicy, TransportOptions
 
 __all__ = [
