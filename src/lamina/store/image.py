@@ -101,7 +101,7 @@ class StoreLayer(BlobLayer):
         return self._open_regenerated_tar()
 
     def _open_regenerated_tar(self) -> BinaryIO:
-        from lamina.snapshot.writer import write_layer
+        from lamina.snapshot import write_layer
 
         img = self._store_image
         record = self.layer_record()

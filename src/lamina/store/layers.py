@@ -177,7 +177,7 @@ class LayerStore:
                 remove_tree(tmp)
 
     def _build(self, tmp: Path, parent: Digest | None, reader: VerifyingReader) -> int:
-        from lamina.snapshot.apply import apply_layer
+        from lamina.snapshot import apply_layer
 
         tmp.mkdir(mode=0o710)
         diff = tmp / "diff"
