@@ -35,7 +35,6 @@ in memory. Not atomic: on error ``rootfs`` holds what was written so far.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from lamina._internal.rootpath import split_path
 from lamina.build.chown import ModeSpec, Owner, parse_chmod
 from lamina.build.context import SourcePath, special_kind
 from lamina.build.copytree import copy_data, copy_tree, copy_xattrs, fd_path
+from lamina.build.unpack import resolve_missing
 from lamina.dockerfile.dockerignore import PatternMatcher
 from lamina.errors import BuildError
 
@@ -361,46 +361,6 @@ class _Copier:
         finally:
             os.close(in_fd)
         self.result.files += 1
-
-
-def resolve_missing(root: Path, path: str, *, max_hops: int = 255) -> Path:
-    """Resolve ``path`` in ``root`` like :func:`resolve_in_root`, allowing missing components.
-
-    Raises OSError(ENOTDIR) when a non-directory is met in the middle and ELOOP after
-    ``max_hops`` symlinks. The result is always ``root`` or below it.
-    """
-    pending = [c for c in path.split("/") if c not in ("", ".")][::-1]
-    done: list[str] = []
-    hops = 0
-    while pending:
-        comp = pending.pop()
-        if comp == "..":
-            if done:
-                done.pop()
-            continue
-        try:
-            st = os.lstat(root.joinpath(*done, comp))
-        except FileNotFoundError:
-            done.append(comp)
-            for rest in pending[::-1]:  # nothing exists below: ".." is lexical from here
-                if rest != "..":
-                    done.append(rest)
-                elif done:
-                    done.pop()
-            break
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > max_hops:
-                raise OSError(errno.ELOOP, "too many symlinks", path)
-            target = os.readlink(root.joinpath(*done, comp))
-            if target.startswith("/"):
-                done.clear()
-            pending.extend([c for c in target.split("/") if c not in ("", ".")][::-1])
-            continue
-        if pending and not stat.S_ISDIR(st.st_mode):
-            raise OSError(errno.ENOTDIR, "not a directory", "/" + "/".join([*done, comp]))
-        done.append(comp)
-    return root.joinpath(*done)
 
 
 def _show(source: SourcePath, path: str) -> str:

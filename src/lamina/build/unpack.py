@@ -41,12 +41,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 from lamina._internal.compression import BOMB_FLOOR, BOMB_RATIO, open_decompressed
-from lamina._internal.rootpath import resolve_in_root
 from lamina.build.chown import Owner
 from lamina.errors import BuildError, UnsafeArchive
 from lamina.snapshot.tarstream import DIR, LINK, SYMLINK, Member, TarReader
 
-__all__ = ["extract_tar", "is_archive", "open_archive"]
+__all__ = ["extract_tar", "is_archive", "open_archive", "resolve_missing"]
 
 _BZ2_MAGIC = b"BZh"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -162,9 +161,52 @@ def extract_tar(
     return extractor.count
 
 
+def resolve_missing(root: Path, path: str, *, max_hops: int = 255) -> Path:
+    """Resolve ``path`` in ``root`` as if it were ``/``, allowing missing components anywhere.
+
+    Like :func:`lamina._internal.rootpath.resolve_in_root` (which refuses a missing middle
+    component), but once a component is missing the rest is appended lexically.
+
+    Raises OSError(ENOTDIR) when a non-directory is met in the middle and ELOOP after
+    ``max_hops`` symlinks. The result is always ``root`` or below it.
+    """
+    pending = [c for c in path.split("/") if c not in ("", ".")][::-1]
+    done: list[str] = []
+    hops = 0
+    while pending:
+        comp = pending.pop()
+        if comp == "..":
+            if done:
+                done.pop()
+            continue
+        try:
+            st = os.lstat(root.joinpath(*done, comp))
+        except FileNotFoundError:
+            done.append(comp)
+            for rest in pending[::-1]:  # nothing exists below: ".." is lexical from here
+                if rest != "..":
+                    done.append(rest)
+                elif done:
+                    done.pop()
+            break
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > max_hops:
+                raise OSError(errno.ELOOP, "too many symlinks", path)
+            target = os.readlink(root.joinpath(*done, comp))
+            if target.startswith("/"):
+                done.clear()
+            pending.extend([c for c in target.split("/") if c not in ("", ".")][::-1])
+            continue
+        if pending and not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory", "/" + "/".join([*done, comp]))
+        done.append(comp)
+    return root.joinpath(*done)
+
+
 def _resolve(dest: Path, name: str, what: str) -> Path:
     try:
-        return resolve_in_root(dest, name)
+        return resolve_missing(dest, name)
     except OSError as exc:
         raise BuildError(f"{what}: {name!r}: {(exc.strerror or str(exc)).lower()}") from exc
 
