@@ -110,6 +110,8 @@ def copy_into(
     violations and unreadable sources. Sources are copied in order; later ones overwrite.
     """
     del link  # see the module docstring: the executor isolates --link copies
+    if not rootfs.is_dir():
+        raise BuildError(f"copying into {rootfs}: not a directory")
     owner = Owner(*chown) if isinstance(chown, tuple) else chown
     mode = parse_chmod(f"{chmod:o}") if isinstance(chmod, int) else chmod
     mode = parse_chmod(mode) if isinstance(mode, str) else mode
