@@ -263,3 +263,11 @@ def test_copy_from_rootfs_resolves_links_inside_it_and_keeps_owners(
     copy_into(rootfs, sources, "/opt/")
     st = (rootfs / "opt/tool").stat()
     assert (rootfs / "opt/tool").read_text() == "tool" and (st.st_uid, st.st_gid) == (42, 43)
+
+
+def test_dockerignore_exceptions_inside_excluded_directories(ctx: Path, rootfs: Path) -> None:
+    (ctx / ".dockerignore").write_text("dir\n!dir/sub/d.md\n*.txt\n")
+    copy(ctx, rootfs, ["."], "/all/")
+    found = sorted(p.relative_to(rootfs / "all").as_posix() for p in (rootfs / "all").rglob("*"))
+    assert found == [".dockerignore", "dir", "dir/sub", "dir/sub/d.md"]
+    assert stat.S_IMODE((rootfs / "all/dir/sub").stat().st_mode) == 0o750
