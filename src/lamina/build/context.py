@@ -47,7 +47,14 @@ from lamina.build.unpack import extract_tar, open_archive
 from lamina.dockerfile.dockerignore import ContextFilter, find_ignore_file, read_dockerignore
 from lamina.errors import BuildError
 
-__all__ = ["BuildContext", "SourcePath", "glob_match", "has_wildcard", "resolve_sources"]
+__all__ = [
+    "BuildContext",
+    "SourcePath",
+    "glob_match",
+    "has_wildcard",
+    "resolve_sources",
+    "special_kind",
+]
 
 _SPECIAL = {
     stat.S_IFIFO: "a named pipe (FIFO)",

@@ -69,7 +69,6 @@ class CopyResult:
     symlinks: int = 0
     hardlinks: int = 0
     bytes: int = 0
-    written: list[str] = field(default_factory=list)
 
 
 def target_path(dest: str, workdir: str) -> tuple[str, bool]:
