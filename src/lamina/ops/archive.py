@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, cast
 
 from lamina import reference, transports
 from lamina._internal.fileio import fsync_dir
@@ -31,6 +31,9 @@ from lamina.oci.platform import Platform
 from lamina.snapshot import write_layer
 from lamina.store import Store
 from lamina.transports.copy import ProgressFn
+
+if TYPE_CHECKING:
+    from lamina.transports.docker import DockerRef, Registries
 
 ARCHIVE_FORMATS = ("docker-archive", "oci-archive")
 
@@ -262,14 +265,27 @@ def pull(
     name: str | None = None,
     platform: Platform | None = None,
     progress: ProgressFn | None = None,
+    registries: Registries | None = None,
 ) -> str:
-    """Copy an image from any non-local transport into the store; returns its name or digest."""
+    """Copy an image from any non-local transport into the store; returns its name or digest.
+
+    A bare name is a registry name, as for ``docker pull`` (``busybox`` is
+    ``docker://docker.io/library/busybox:latest``), stored under that name unless ``name``
+    says otherwise; ``local:NAME`` is refused.
+    """
     ref = transports.parse(source, store=store)
     if ref.transport == "local":
-        raise UsageError(
-            f"{source} names an image in the local store",
-            hint="pull takes a transport reference, e.g. oci:DIR:REF or docker-archive:FILE",
-        )
+        if source.startswith("local:"):
+            raise UsageError(
+                f"{source} names an image in the local store",
+                hint="pull takes a registry name or a transport reference, e.g. oci:DIR:REF",
+            )
+        ref = transports.parse("docker://" + source)
+    if ref.transport == "docker":
+        from lamina.ops import registry
+
+        docker_ref = cast("DockerRef", registry.with_registries(ref, registries))
+        return registry.pull(store, docker_ref, name=name, platform=platform)[0]
     names = [name] if name else []
     digest = into_store(store, ref, names, platform=platform)
     return names[0] if names else str(digest)
@@ -282,10 +298,18 @@ def copy(
     *,
     platform: Platform | None = None,
     progress: ProgressFn | None = None,
+    registries: Registries | None = None,
 ) -> Descriptor:
     """Copy between any two transports (a bare name is the local store)."""
     src = transports.parse(source, store=store)
     dst = transports.parse(dest, store=store)
+    if "docker" in (src.transport, dst.transport):
+        from lamina.ops import registry
+
+        src = registry.with_registries(src, registries)
+        dst = registry.with_registries(dst, registries)
+        if dst.transport != "local":
+            return registry.copy_to(store, src, dst, platform=platform, progress=progress)
     if dst.transport == "local" and src.transport != "local":
         stored = store.get_image(str(into_store(store, src, [dst.details()], platform=platform)))
         return Descriptor.of_bytes(stored.media_type(), stored.raw_manifest())

@@ -246,6 +246,11 @@ class RegistryClient:
 
     def has_blob(self, repo: str, digest: Digest) -> bool:
         """True if the blob exists in ``repo`` (HEAD, following redirects)."""
+        return self.stat_blob(repo, digest) is not None
+
+    def stat_blob(self, repo: str, digest: Digest) -> int | None:
+        """The blob's size if it exists in ``repo`` (-1 if the registry sends no length), else
+        None (HEAD, following redirects)."""
         repo = self.repository(repo)
         context = f"checking blob {self._where(repo)} {digest}"
         t = self._transport
@@ -255,10 +260,11 @@ class RegistryClient:
         )  # fmt: skip
         resp.close()
         if resp.status_code == 404:
-            return False
+            return None
         if resp.status_code != 200:
             raise t.error(resp, context)
-        return True
+        length = resp.headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else -1
 
     def open_blob(self, repo: str, desc: Descriptor) -> BinaryIO:
         """A verified stream of the blob ``desc``; the caller closes it.

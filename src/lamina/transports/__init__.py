@@ -5,7 +5,7 @@
 ``oci-archive:FILE``    a tar of an OCI layout, ``[:REF]`` (:mod:`.ociarchive`)
 ``docker-archive:FILE`` ``docker save`` format, ``[:NAME:TAG|:@N]`` (:mod:`.dockerarchive`)
 ``local:NAME``          the local store; a bare ``NAME`` means the same (:mod:`.local`)
-``docker://NAME``       a registry — not built yet (the registry issue adds its row)
+``docker://NAME``       a registry repository, ``NAME[:TAG|@DIGEST]`` (:mod:`.docker`)
 ======================  ==========================================================
 
 Adding a transport = one module with an :class:`ImageRef` subclass (``parse(details)``,
@@ -36,12 +36,11 @@ TRANSPORTS: dict[str, tuple[str, str]] = {
     "oci-archive": ("lamina.transports.ociarchive", "OciArchiveRef"),
     "docker-archive": ("lamina.transports.dockerarchive", "DockerArchiveRef"),
     "local": ("lamina.transports.local", "LocalRef"),
+    "docker": ("lamina.transports.docker", "DockerRef"),
 }
 
 #: transports that are planned but not built, with the reason shown to the user
-PENDING: dict[str, str] = {
-    "docker": "docker:// transport needs the registry support (not built yet)",
-}
+PENDING: dict[str, str] = {}
 
 
 def transport_class(name: str) -> Any:

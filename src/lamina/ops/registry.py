@@ -1,0 +1,323 @@
+"""Registry verbs: push, pull from a registry, copy through registries, login, logout.
+
+Pulls go through ``Store.put_image`` (one streaming pass per layer, all-or-nothing); pushes go
+through the generic copy loop into a :class:`~lamina.transports.docker.DockerDestination`.
+
+Pushing from the local store compresses layers the store keeps only as plain tar (as Docker
+does): each is gzip-compressed once, streamed into the blob store and recorded against the
+layer (``blobs.json``), so a later push reuses it and ``gc`` keeps it while the layer lives.
+The pushed manifest then names the gzip blobs (its digest differs from the stored one; the
+config, hence the image id, is unchanged). Memory stays bounded: layers are streamed in 1 MiB
+chunks, never loaded.
+
+Invariants: credentials come from the :class:`~lamina.transports.docker.Registries` the caller
+builds (:func:`open_registries` takes the environment as an argument; nothing here reads
+``os.environ``); no secret is ever part of a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import BinaryIO
+
+from lamina import reference, transports
+from lamina._internal.compression import open_compressor
+from lamina._internal.lock import flocked
+from lamina.errors import AuthError, StoreCorrupt, UsageError
+from lamina.image.model import Image, ImageIndex, Layer
+from lamina.image.partial import BlobImage
+from lamina.oci import mediatype
+from lamina.oci.descriptor import Descriptor
+from lamina.oci.platform import Platform
+from lamina.registry import (
+    ChainProvider,
+    Credential,
+    StaticCredentials,
+    TransportOptions,
+    default_auth_files,
+    default_provider,
+)
+from lamina.registry import login as registry_login
+from lamina.registry import logout as registry_logout
+from lamina.store import Store
+from lamina.store.image import StoreImage, StoreLayer
+from lamina.store.layerdb import BlobRef
+from lamina.transports.copy import ProgressFn
+from lamina.transports.docker import DockerRef, Registries
+
+CHUNK = 1 << 20
+#: layers compressed at once when a push needs gzip blobs
+COMPRESS_WORKERS = 2
+
+
+def transport_options(*, tls_verify: bool = True) -> TransportOptions:
+    """Options for ``--tls-verify``: false allows unverified HTTPS and plain HTTP anywhere
+    (true keeps Docker's rule: plain HTTP only for loopback registries)."""
+    if tls_verify:
+        return TransportOptions()
+    return TransportOptions(tls_verify=False, insecure=True)
+
+
+def open_registries(
+    env: Mapping[str, str],
+    *,
+    auth_file: Path | None = None,
+    tls_verify: bool = True,
+    creds: str | None = None,
+    creds_hosts: Sequence[str] = (),
+    mirrors: Sequence[str] = (),
+) -> Registries:
+    """The registries of one command: credentials from ``creds`` (``USER[:PASSWORD]``, for
+    ``creds_hosts`` only), then ``auth_file`` or the default credential files of ``env``.
+
+    ``env`` is the environment the CLI passes (HOME, DOCKER_CONFIG, REGISTRY_AUTH_FILE, ...).
+    The caller closes the result.
+    """
+    home = Path(env.get("HOME") or "/")
+    provider = default_provider(env, home, auth_file=auth_file)
+    if creds is not None:
+        user, _, password = creds.partition(":")
+        if not user:
+            raise UsageError("--creds needs USER[:PASSWORD]")
+        static = StaticCredentials({h: Credential(user, password) for h in creds_hosts})
+        provider = ChainProvider([static, provider])
+    return Registries(
+        credentials=provider, options=transport_options(tls_verify=tls_verify), mirrors=mirrors
+    )
+
+
+def auth_file_for(env: Mapping[str, str], auth_file: Path | None = None) -> Path:
+    """Where ``login`` writes: ``--authfile``, else ``REGISTRY_AUTH_FILE``, else
+    ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``)."""
+    if auth_file is not None:
+        return auth_file
+    return default_auth_files(env, Path(env.get("HOME") or "/"))[0]
+
+
+def login(
+    host: str,
+    username: str,
+    password: str,
+    *,
+    env: Mapping[str, str],
+    auth_file: Path | None = None,
+    tls_verify: bool = True,
+) -> Path:
+    """Verify the credentials with ``host`` and store them; returns the file written.
+
+    Nothing is written if the registry refuses them (AuthError naming the registry).
+    """
+    if not username or not password:
+        raise UsageError("login needs a username and a password")
+    path = auth_file_for(env, auth_file)
+    try:
+        registry_login(
+            host,
+            username,
+            password,
+            auth_file=path,
+            options=transport_options(tls_verify=tls_verify),
+            helper_path=env.get("PATH"),
+        )
+    except AuthError as exc:
+        if exc.status == 401:
+            exc.hint = "check the username and password"
+        raise
+    return path
+
+
+def logout(host: str, *, env: Mapping[str, str], auth_file: Path | None = None) -> bool:
+    """Forget the credentials for ``host``; True if there were any. Idempotent."""
+    return registry_logout(
+        host, auth_file=auth_file_for(env, auth_file), helper_path=env.get("PATH")
+    )
+
+
+def with_registries(ref: transports.ImageRef, registries: Registries | None) -> transports.ImageRef:
+    """``ref`` talking through ``registries`` when it is a registry reference."""
+    if isinstance(ref, DockerRef) and registries is not None:
+        return ref.with_registries(registries, ref.mount_from)
+    return ref
+
+
+def registry_name(text: str) -> transports.ImageRef:
+    """``text`` as a reference where a bare name means a registry (``docker pull``/``push``
+    semantics): ``busybox`` is ``docker://docker.io/library/busybox:latest``; anything with a
+    transport prefix keeps it."""
+    ref = transports.parse(text)
+    if ref.transport == "local" and not text.startswith("local:"):
+        return transports.parse("docker://" + text)
+    return ref
+
+
+def pull(
+    store: Store,
+    ref: DockerRef,
+    *,
+    name: str | None = None,
+    platform: Platform | None = None,
+) -> tuple[str, Descriptor]:
+    """Store the image ``ref`` names (one platform of an index), named ``name`` or the
+    reference itself. Returns (name, descriptor of the stored manifest). All-or-nothing."""
+    image = ref.open_image(platform)
+    stored_as = name or str(ref.reference)
+    digest = store.put_image(image, [str(reference.parse(stored_as))])
+    return stored_as, Descriptor(
+        media_type=image.media_type(), digest=digest, size=len(image.raw_manifest())
+    )
+
+
+def push(
+    store: Store,
+    image: str,
+    dest: str | None = None,
+    *,
+    registries: Registries | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[transports.ImageRef, Descriptor]:
+    """Push the stored ``image`` to ``dest`` (default: its own name, in its registry).
+
+    A ``dest`` without a transport prefix is a registry name, as for ``docker push``; any
+    other transport works too. Returns the destination and the pushed manifest's descriptor.
+    """
+    stored = store.get_image(image)
+    if dest is None:
+        named = image if image in stored.names() else None
+        if named is None:
+            candidates = [n for n in stored.names() if "@" not in n]
+            if not candidates:
+                raise UsageError(f"{image} has no name to push to", hint="give a destination")
+            named = candidates[0]
+        dest = named
+    dst = with_registries(registry_name(dest), registries)
+    return dst, copy_to(store, stored, dst, progress=progress)
+
+
+def copy_to(
+    store: Store,
+    src: Image | ImageIndex | transports.ImageRef,
+    dst: transports.ImageRef,
+    *,
+    platform: Platform | None = None,
+    progress: ProgressFn | None = None,
+) -> Descriptor:
+    """Copy ``src`` to ``dst`` with the registry conversions: a stored image going to a
+    registry gets gzip layers, and blobs may be mounted from other repositories of the same
+    registry (a registry source, or other names of the stored image)."""
+    item: Image | ImageIndex | transports.ImageRef = src
+    if isinstance(dst, DockerRef):
+        if isinstance(src, DockerRef) and src.host == dst.host:
+            dst = dst.with_registries(dst.registries or Registries(), [src.repository])
+        if isinstance(src, transports.ImageRef) and src.transport == "local":
+            item = src.open()
+        if isinstance(item, StoreImage):
+            dst = dst.with_registries(dst.registries or Registries(), _same_host(item, dst))
+            item = compressed_for_push(store, item)
+    return transports.copy(item, dst, platform=platform, progress=progress)
+
+
+def _same_host(image: StoreImage, dst: DockerRef) -> list[str]:
+    out: list[str] = []
+    for name in image.names():
+        with contextlib.suppress(Exception):
+            ref = reference.parse(name)
+            if ref.domain == dst.host and ref.path != dst.repository:
+                out.append(ref.path)
+    return out
+
+
+# -- gzip for push -------------------------------------------------------------------------
+
+
+def _needs_gzip(desc: Descriptor) -> bool:
+    media = desc.media_type
+    plain = mediatype.layer_compression(media) == "none"
+    return plain and "nondistributable" not in media and "foreign" not in media
+
+
+class PushImage(BlobImage):
+    """A stored image whose plain-tar layers are replaced by their cached gzip blobs."""
+
+    def __init__(self, image: StoreImage, manifest: bytes, store: Store) -> None:
+        super().__init__(manifest)
+        self._image = image
+        self._store = store
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        """Config and gzip blobs from the store."""
+        return self._store.blobs.open(desc.digest)
+
+    def raw_config(self) -> bytes:
+        """The stored config, byte for byte."""
+        return self._image.raw_config()
+
+    def layers(self) -> list[Layer]:  # type: ignore[override]
+        """Original layers where unchanged (they regenerate blobs as needed), else gzip ones."""
+        originals = self._image.layers()
+        out: list[Layer] = []
+        for new, old in zip(super().layers(), originals, strict=True):
+            out.append(old if new.digest() == old.digest() else new)
+        return out
+
+
+def compressed_for_push(store: Store, image: StoreImage) -> StoreImage | PushImage:
+    """``image``, or a view of it whose plain-tar layers are gzip blobs (compressed once,
+    cached in the store; layers compressed in parallel, each streamed)."""
+    layers = image.layers()
+    todo = [layer for layer in layers if _needs_gzip(layer.descriptor)]
+    if not todo:
+        return image
+    gzip_type = (
+        mediatype.DOCKER_LAYER_GZIP
+        if image.media_type() == mediatype.DOCKER_MANIFEST
+        else mediatype.OCI_LAYER_GZIP
+    )
+    with ThreadPoolExecutor(max_workers=COMPRESS_WORKERS) as pool:
+        results = list(pool.map(lambda x: gzip_blob(store, x, gzip_type), todo))
+    done = {x.descriptor.digest: d for x, d in zip(todo, results, strict=True)}
+    manifest = image.manifest()
+    descs = tuple(done.get(layer.descriptor.digest, layer.descriptor) for layer in layers)
+    data = replace(manifest, layers=descs).to_json()
+    return PushImage(image, data, store)
+
+
+def gzip_blob(store: Store, layer: StoreLayer, media_type: str) -> Descriptor:
+    """The gzip blob of ``layer``: a cached one recorded for it, or compressed now (streamed
+    into the blob store, then recorded). Idempotent."""
+    with contextlib.suppress(StoreCorrupt):
+        for blob in layer.layer_record().blobs:
+            gzip = mediatype.layer_compression(blob.media_type) == "gzip"
+            if gzip and store.blobs.has(blob.digest) and store.blobs.size(blob.digest) == blob.size:
+                return Descriptor(media_type=media_type, digest=blob.digest, size=blob.size)
+    # gc.lock shared: gc must not collect the new blob before the layer records it
+    with flocked(store.layout.gc_lock, shared=True):
+        with layer.open_uncompressed() as tar, store.blobs.begin() as ingest:
+            writer = open_compressor(ingest, "gzip")  # type: ignore[arg-type]
+            while chunk := tar.read(CHUNK):
+                writer.write(chunk)
+            writer.close()
+            digest, size = ingest.commit()
+        ref = BlobRef(digest=digest, media_type=media_type, size=size)
+        with flocked(store.layout.lock):
+            store.layers.db.add_blob(layer.chain_id, ref)
+    return Descriptor(media_type=media_type, digest=digest, size=size)
+
+
+__all__ = [
+    "PushImage",
+    "compressed_for_push",
+    "copy_to",
+    "gzip_blob",
+    "login",
+    "logout",
+    "open_registries",
+    "pull",
+    "push",
+    "registry_name",
+    "transport_options",
+    "with_registries",
+]
