@@ -73,7 +73,7 @@ def test_concurrent_blob_puts_from_four_processes(tmp_path: Path) -> None:
 PUT_IMAGE = """
     import sys
     from pathlib import Path
-    from conftest import build_image
+    from lamina.testing.images import build_image
     from lamina.store import Store
     from lamina.testing.layers import directory, file
     root, driver, tag, work = sys.argv[1:5]
@@ -109,7 +109,7 @@ def test_four_concurrent_loads_sharing_a_base(tmp_path: Path, driver: str) -> No
 SLOW_LOAD = """
     import sys
     from pathlib import Path
-    from conftest import build_image
+    from lamina.testing.images import build_image
     from lamina.store import Store
     from lamina.testing.layers import directory, file
     root, driver, work = sys.argv[1:4]
@@ -149,7 +149,7 @@ def test_kill_9_mid_load_then_check_gc_and_retry(tmp_path: Path, driver: str) ->
     assert sorted(os.listdir(store.layout.overlay2)) == ["l"]
     # the retry succeeds (same layer files: the image is the same)
     sys.path.insert(0, str(TESTS))
-    from conftest import build_image
+    from lamina.testing.images import build_image
     from lamina.testing.layers import directory, file
 
     files = [file(f"big{i}", (bytes([i]) * 997, 8_000_000)) for i in range(40)]

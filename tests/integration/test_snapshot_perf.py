@@ -21,14 +21,15 @@ from lamina.testing.layers import Entry, directory, file, write_tar
 pytestmark = [pytest.mark.needs_tools, pytest.mark.needs_root]
 
 APPLY = """
-import resource, sys, time
+import sys, time
 from pathlib import Path
 from lamina.snapshot.apply import apply_layer
 start = time.perf_counter()
 with open(sys.argv[1], "rb") as f:
     result = apply_layer(f, Path(sys.argv[2]), mode=sys.argv[3])
 elapsed = time.perf_counter() - start
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from lamina.testing.cli import peak_rss_bytes
+rss = peak_rss_bytes()
 print(elapsed, result.entries, result.size, rss)
 """
 

@@ -13,7 +13,7 @@ TESTS = Path(__file__).resolve().parents[1]
 LOAD = """
     import sys
     from pathlib import Path
-    from conftest import build_image
+    from lamina.testing.images import build_image
     from lamina.store import Store
     from lamina.testing.layers import file
     root, work = sys.argv[1:3]

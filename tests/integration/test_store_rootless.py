@@ -25,7 +25,7 @@ SCRIPT = """
     import json, os, sys
     sys.path.insert(0, sys.argv[2])
     from pathlib import Path
-    from conftest import build_image
+    from lamina.testing.images import build_image
     from lamina.store import Store
     from lamina.testing.layers import directory, file, opaque_in, whiteout_of
     d = Path(sys.argv[1])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 CHILD = textwrap.dedent(
     """
-    import hashlib, resource, sys, tarfile
+    import hashlib, sys, tarfile
     from pathlib import Path
     from lamina import transports
     from lamina._internal.compression import open_compressor
@@ -54,7 +54,8 @@ CHILD = textwrap.dedent(
         current = ref.open_image()
     validate_image(current)
     assert current.config().diff_ids == img.config().diff_ids
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    from lamina.testing.cli import peak_rss_bytes
+    print(peak_rss_bytes() >> 20)
     """
 )
 

@@ -43,3 +43,16 @@ def run_cli(
     if check and res.code != 0:
         raise AssertionError(f"lamina {' '.join(args)} exited {res.code}: {res.err}")
     return res
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set (VmHWM).
+
+    Not ``ru_maxrss``: Linux carries that across ``execve`` from the parent, so a child of a
+    big pytest worker would report the worker's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
