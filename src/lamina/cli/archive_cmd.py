@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from lamina.cli.main import Context
+from lamina.cli.registry_cmd import open_registries, registry_options
 from lamina.errors import UsageError
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -130,31 +132,49 @@ def export(ctx: Context, output: Path | None, ref: str) -> None:
 @click.option("--name", help="Name to give the image in the store.")
 @click.option("--platform", help="Platform to pick from a multi-platform index.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+@registry_options
 @click.argument("source")
 @pass_ctx
-def pull(ctx: Context, name: str | None, platform: str | None, quiet: bool, source: str) -> None:
-    """Copy an image from a transport (oci:, oci-archive:, docker-archive:) into the store."""
+def pull(
+    ctx: Context, /, name: str | None, platform: str | None, quiet: bool, source: str, **opts: Any
+) -> None:
+    """Pull an image into the store: a registry NAME (as docker pull), or a transport
+    reference (docker://, oci:, oci-archive:, docker-archive:)."""
     from lamina.oci.platform import Platform
     from lamina.ops.archive import pull as do_pull
+    from lamina.ops.registry import registry_name
 
-    got = do_pull(
-        ctx.store(), source, name=name, platform=Platform.parse(platform) if platform else None
-    )
+    with open_registries(opts, [registry_name(source)]) as registries:
+        got = do_pull(
+            ctx.store(),
+            source,
+            name=name,
+            platform=Platform.parse(platform) if platform else None,
+            registries=registries,
+        )
     if not quiet:
         click.echo(got)
 
 
 @click.command()
 @click.option("--platform", help="Platform to pick when the destination holds one image.")
+@registry_options
 @click.argument("source")
 @click.argument("dest")
 @pass_ctx
-def copy(ctx: Context, platform: str | None, source: str, dest: str) -> None:
+def copy(ctx: Context, /, platform: str | None, source: str, dest: str, **opts: Any) -> None:
     """Copy an image between transports (a bare name is the local store)."""
+    from lamina import transports
     from lamina.oci.platform import Platform
     from lamina.ops.archive import copy as do_copy
 
-    desc = do_copy(
-        ctx.store(), source, dest, platform=Platform.parse(platform) if platform else None
-    )
+    refs = [transports.parse(source), transports.parse(dest)]
+    with open_registries(opts, refs) as registries:
+        desc = do_copy(
+            ctx.store(),
+            source,
+            dest,
+            platform=Platform.parse(platform) if platform else None,
+            registries=registries,
+        )
     click.echo(str(desc.digest))

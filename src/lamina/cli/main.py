@@ -21,6 +21,23 @@ from lamina.errors import LaminaError
 #: command name -> (module, attribute, short help, hidden)
 COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "images": ("lamina.cli.image_cmd", "images", "List images in the store.", False),
+    "run": ("lamina.cli.container_cmd", "run", "Create and start a container.", False),
+    "create": ("lamina.cli.container_cmd", "create", "Create a container.", False),
+    "start": ("lamina.cli.container_cmd", "start", "Start containers.", False),
+    "exec": ("lamina.cli.container_cmd", "exec_", "Run a command in a running container.", False),
+    "stop": ("lamina.cli.container_cmd", "stop", "Stop running containers.", False),
+    "kill": ("lamina.cli.container_cmd", "kill", "Send a signal to containers.", False),
+    "wait": ("lamina.cli.container_cmd", "wait", "Wait for containers to stop.", False),
+    "rm": ("lamina.cli.container_cmd", "rm", "Remove containers.", False),
+    "rename": ("lamina.cli.container_cmd", "rename", "Rename a container.", False),
+    "ps": ("lamina.cli.container_info_cmd", "ps", "List containers.", False),
+    "logs": ("lamina.cli.container_info_cmd", "logs", "Show a container's output.", False),
+    "top": ("lamina.cli.container_info_cmd", "top", "Show a container's processes.", False),
+    "diff": ("lamina.cli.container_info_cmd", "diff", "Show a container's changes.", False),
+    "commit": ("lamina.cli.container_info_cmd", "commit", "Image from a container.", False),
+    "cp": ("lamina.cli.container_info_cmd", "cp", "Copy files to/from a container.", False),
+    "mount": ("lamina.cli.container_info_cmd", "mount", "Mount a container's rootfs.", False),
+    "container": ("lamina.cli.container_info_cmd", "container", "Manage containers.", False),
     "tag": ("lamina.cli.image_cmd", "tag", "Add a name to an image.", False),
     "rmi": ("lamina.cli.image_cmd", "rmi", "Remove images.", False),
     "inspect": ("lamina.cli.image_cmd", "inspect", "Show low-level image information.", False),
@@ -32,12 +49,16 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "pull": (
         "lamina.cli.archive_cmd",
         "pull",
-        "Copy an image from a transport into the store.",
+        "Pull an image from a registry or a transport into the store.",
         False,
     ),
+    "push": ("lamina.cli.registry_cmd", "push", "Push an image to a registry or transport.", False),
+    "login": ("lamina.cli.registry_cmd", "login", "Log in to a registry.", False),
+    "logout": ("lamina.cli.registry_cmd", "logout", "Log out of a registry.", False),
     "copy": ("lamina.cli.archive_cmd", "copy", "Copy an image between transports.", False),
     "system": ("lamina.cli.system_cmd", "system", "Manage the store (df, prune, check).", False),
     "dockerfile": ("lamina.cli.dockerfile_cmd", "group", "Dockerfile debugging tools.", True),
+    "build": ("lamina.cli.build_cmd", "build", "Build an image from a Dockerfile.", False),
 }
 
 
