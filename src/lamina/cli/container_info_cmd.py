@@ -1,0 +1,229 @@
+"""``ps``, ``logs``, ``top``, ``diff``, ``commit``, ``cp``, ``mount`` and the ``container``
+group (``container export|ls|inspect|rm``), plus :func:`inspect_containers` for ``inspect``."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from lamina.cli.container_cmd import docker_exit, pass_ctx, rm
+from lamina.cli.main import Context
+from lamina.cli.output import emit, human_ago, render_template, table
+
+
+def _ts(text: str) -> float:
+    try:
+        return datetime.datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _duration(seconds: float) -> str:
+    return human_ago(time.time() - seconds).removesuffix(" ago")
+
+
+def status_text(state: dict[str, Any]) -> str:
+    """Docker's STATUS column: ``Up 5 seconds``, ``Exited (0) 2 minutes ago``, ``Created``."""
+    status = state.get("Status")
+    if status == "running":
+        return f"Up {_duration(_ts(str(state.get('StartedAt', ''))))}"
+    if status == "exited":
+        return f"Exited ({state.get('ExitCode', 0)}) {human_ago(_ts(state['FinishedAt']))}"
+    return str(status).capitalize()
+
+
+def _command_text(config: dict[str, Any], trunc: bool) -> str:
+    text = " ".join([str(config.get("Path", "")), *map(str, config.get("Args") or [])])
+    if trunc and len(text) > 20:
+        text = text[:19] + "…"
+    return json.dumps(text, ensure_ascii=False)
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show ids.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("--format", "fmt", help="table, json, or a Go template.")
+@pass_ctx
+def ps(ctx: Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
+    """List containers."""
+    from lamina.ops.container import list_ids
+
+    items = list_ids(ctx.store(), all_=all_)
+
+    def short(cid: str) -> str:
+        return cid if no_trunc else cid[:12]
+
+    if quiet:
+        for cid, _c, _s in items:
+            click.echo(short(cid))
+        return
+    rows = []
+    for cid, config, state in items:
+        rows.append({
+            "ID": short(cid), "Image": config["Config"].get("Image", ""),
+            "Command": _command_text(config, not no_trunc),
+            "CreatedAt": config.get("Created", ""),
+            "RunningFor": human_ago(_ts(str(config.get("Created", "")))),
+            "Status": status_text(state), "State": state.get("Status", ""), "Ports": "",
+            "Names": str(config.get("Name", "")).removeprefix("/"),
+        })  # fmt: skip
+    if fmt and fmt != "table":
+        for row in rows:
+            click.echo(json.dumps(row) if fmt == "json" else render_template(fmt, row))
+        return
+    keys = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
+    headers = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
+    table(headers, [[str(r[k]) for k in keys] for r in rows])
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", help="Lines from the end (default all).")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.argument("container")
+@pass_ctx
+def logs(ctx: Context, follow: bool, tail: str, timestamps: bool, container: str) -> None:
+    """Show a container's output."""
+    from lamina.ops.container_exec import iter_logs
+
+    n = None if tail == "all" else int(tail)
+    for entry in iter_logs(ctx.store(), container, follow=follow, tail=n):
+        text = str(entry.get("log", ""))
+        if timestamps:
+            text = f"{entry.get('time', '')} {text}"
+        out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+        out.write(text)
+        out.flush()
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@click.argument("container")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def top(ctx: Context, container: str, ps_args: tuple[str, ...]) -> None:
+    """Show the processes of a running container (``ps`` options may follow)."""
+    from lamina.ops.container_exec import top as top_op
+
+    titles, rows = top_op(ctx.store(), container, ps_args)
+    table(titles, [r + [""] * (len(titles) - len(r)) for r in rows])
+
+
+@click.command()
+@click.argument("container")
+@pass_ctx
+def diff(ctx: Context, container: str) -> None:
+    """Show changed files in a container's filesystem (sorted)."""
+    from lamina.ops.container_fs import diff as diff_op
+
+    for change in diff_op(ctx.store(), container):
+        click.echo(str(change))
+
+
+def _epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() else None
+
+
+@click.command()
+@click.option("-c", "--change", "changes", multiple=True, help="Dockerfile instruction to apply.")
+@click.option("-m", "--message", help="Commit message.")
+@click.option("-a", "--author", help="Author.")
+@click.option("-p", "--pause/--no-pause", default=True, help="Accepted for compatibility.")
+@click.argument("container")
+@click.argument("reference", required=False)
+@pass_ctx
+def commit(ctx: Context, changes: tuple[str, ...], message: str | None, author: str | None,
+           pause: bool, container: str, reference: str | None) -> None:  # fmt: skip
+    """Create a new image from a container's changes; print its id."""
+    from lamina.ops.container_fs import commit as commit_op
+
+    click.echo(commit_op(ctx.store(), container, reference, changes=changes, message=message,
+                         author=author, epoch=_epoch()))  # fmt: skip
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dest")
+@pass_ctx
+def cp(ctx: Context, src: str, dest: str) -> None:
+    """Copy files between a container and the host (CONTAINER:PATH on one side)."""
+    from lamina.ops.container_cp import cp as cp_op
+
+    cp_op(ctx.store(), src, dest)
+
+
+@click.command()
+@click.argument("container")
+@pass_ctx
+def mount(ctx: Context, container: str) -> None:
+    """Mount a container's rootfs and print its MergedDir."""
+    from lamina.ops.container_fs import mount as mount_op
+
+    click.echo(str(mount_op(ctx.store(), container)))
+
+
+@click.command(name="export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
+@click.argument("container")
+@pass_ctx
+def container_export(ctx: Context, output: str | None, container: str) -> None:
+    """Export a container's filesystem as a tar archive."""
+    from pathlib import Path
+
+    from lamina.ops.archive import atomic_output
+    from lamina.ops.container_fs import export
+
+    if output is None:
+        export(ctx.store(), container, sys.stdout.buffer, epoch=_epoch())
+        return
+    with atomic_output(Path(output)) as tmp, tmp.open("wb") as f:
+        export(ctx.store(), container, f, epoch=_epoch())
+
+
+def inspect_containers(ctx: Context, refs: tuple[str, ...]) -> tuple[list[dict[str, Any]],
+                                                                      list[str]]:  # fmt: skip
+    """(inspect documents, refs that name no container)."""
+    from lamina.errors import NotFound
+    from lamina.ops.container_fs import inspect as inspect_op
+
+    found, missing = [], []
+    for ref in refs:
+        try:
+            found.append(inspect_op(ctx.store(), ref))
+        except NotFound:
+            missing.append(ref)
+    return found, missing
+
+
+@click.command(name="inspect")
+@click.option("-f", "--format", "fmt", help="json or a Go template.")
+@click.argument("containers", nargs=-1, required=True)
+@pass_ctx
+@docker_exit
+def container_inspect(ctx: Context, fmt: str | None, containers: tuple[str, ...]) -> None:
+    """Show low-level information on containers."""
+    from lamina.errors import NotFound
+
+    found, missing = inspect_containers(ctx, containers)
+    if found or fmt in (None, "json"):
+        emit(found, fmt)
+    if missing:
+        raise NotFound(f"no such container: {', '.join(missing)}")
+
+
+@click.group(name="container")
+def container() -> None:
+    """Manage containers (export, ls, inspect, rm)."""
+
+
+container.add_command(container_export)
+container.add_command(container_inspect)
+container.add_command(rm)
+container.add_command(ps, name="ls")

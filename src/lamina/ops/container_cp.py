@@ -1,0 +1,201 @@
+"""``docker cp`` in both directions, never following a symlink out of the container's rootfs.
+
+The container side is always reached through directory *file descriptors*: the directory
+named by the user is resolved with :func:`lamina._internal.rootpath.open_in_root` (symlinks
+resolved as if the rootfs were ``/``), and everything below it is opened with ``openat`` and
+``O_NOFOLLOW``, one component at a time. A process in a running container that swaps a
+directory for a symlink during the copy (the CVE-2018-15664 race) therefore cannot redirect
+a read or a write to the host: the worst it gets is ELOOP/ENOTDIR. Symlinks found in the
+tree are copied as symlinks in both directions (Docker's default, without ``-L``);
+device nodes, fifos and sockets are skipped.
+
+Destination rules (Docker's): an existing directory receives the source under its own name;
+otherwise the destination's parent must exist and the source is copied as the destination.
+A source ending in ``/.`` copies the directory's contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import posixpath
+import stat
+from pathlib import Path
+
+from lamina._internal.rootpath import open_in_root, resolve_in_root
+from lamina.errors import ContainerError, NotFound
+from lamina.ops import container_state as cs
+from lamina.store import Store
+
+CHUNK = 1 << 20
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def split_target(arg: str) -> tuple[str | None, str]:
+    """``CTR:/path`` -> ("CTR", "/path"); a host path -> (None, path)."""
+    if ":" in arg and not arg.startswith(("/", ".")):
+        ctr, _, path = arg.partition(":")
+        return ctr, path or "/"
+    return None, arg
+
+
+def cp(store: Store, src: str, dst: str) -> None:
+    """Copy between a container and the host (exactly one side must be a container)."""
+    sctr, spath = split_target(src)
+    dctr, dpath = split_target(dst)
+    if (sctr is None) == (dctr is None):
+        raise ContainerError("cp: exactly one of SRC and DEST must be CONTAINER:PATH")
+    ref = sctr if sctr is not None else dctr
+    assert ref is not None
+    cid = store.containers.resolve(ref)
+    with store.containers.locked(cid):
+        rootfs = cs.ensure_mounted(store, cid)
+        try:
+            if sctr is not None:
+                copy_out(rootfs, spath, Path(dpath))
+            else:
+                copy_in(Path(spath), rootfs, dpath)
+        finally:
+            cs.unmount_unless_running(store, cid)
+
+
+def _open_parent(rootfs: Path, path: str) -> tuple[int, str]:
+    """(fd of the directory holding ``path`` inside rootfs, last component)."""
+    clean = posixpath.normpath("/" + path)
+    parent, name = posixpath.split(clean)
+    try:
+        fd = open_in_root(rootfs, parent, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"cp: no such directory in the container: {parent}") from None
+    return fd, name
+
+
+def copy_out(rootfs: Path, src: str, dest: Path) -> None:
+    """Container ``src`` -> host ``dest``."""
+    contents = src.endswith("/.")
+    pfd, name = _open_parent(rootfs, src.removesuffix("/."))
+    try:
+        if not name:  # the root itself
+            name, sfd_parent = ".", pfd
+        else:
+            sfd_parent = pfd
+        try:
+            st = os.stat(name, dir_fd=sfd_parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound(f"cp: no such file or directory in the container: {src}") from None
+        if dest.is_dir() and not contents:
+            target = dest / (posixpath.basename(src.rstrip("/")) or "root")
+        else:
+            target = dest
+            if not target.parent.is_dir():
+                raise NotFound(f"cp: destination directory {target.parent} does not exist")
+        _out_entry(sfd_parent, name, st, target, merge=contents)
+    finally:
+        os.close(pfd)
+
+
+def _out_entry(dfd: int, name: str, st: os.stat_result, target: Path, *, merge: bool) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        with contextlib.suppress(FileNotFoundError):
+            if not target.is_dir() or target.is_symlink():
+                target.unlink()
+        os.symlink(os.readlink(name, dir_fd=dfd), target)
+    elif stat.S_ISREG(st.st_mode):
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            if target.is_symlink():
+                target.unlink()
+            out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                _copy_fd(src, out)
+                os.fchmod(out, stat.S_IMODE(st.st_mode))
+                os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(out)
+        finally:
+            os.close(src)
+    elif stat.S_ISDIR(st.st_mode):
+        sub = os.open(name, _DIR, dir_fd=dfd)
+        try:
+            if not merge or not target.is_dir():
+                target.mkdir(mode=0o700, exist_ok=True)
+            for child in sorted(os.listdir(sub)):
+                cst = os.stat(child, dir_fd=sub, follow_symlinks=False)
+                _out_entry(sub, child, cst, target / child, merge=False)
+            os.chmod(target, stat.S_IMODE(st.st_mode))
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(sub)
+
+
+def copy_in(src: Path, rootfs: Path, dest: str) -> None:
+    """Host ``src`` -> container ``dest``."""
+    contents = str(src).endswith("/.")
+    try:
+        st = os.stat(src, follow_symlinks=False)
+    except FileNotFoundError:
+        raise NotFound(f"cp: no such file or directory: {src}") from None
+    clean = posixpath.normpath("/" + dest)
+    into_dir = False
+    with contextlib.suppress(OSError):
+        into_dir = resolve_in_root(rootfs, clean).is_dir()
+    if into_dir:
+        dfd, name = open_in_root(rootfs, clean, os.O_RDONLY | os.O_DIRECTORY), src.name
+        if contents:
+            name = "."
+    else:
+        dfd, name = _open_parent(rootfs, clean)
+    try:
+        if name == ".":
+            for child in sorted(os.listdir(src)):
+                _in_entry(src / child, os.lstat(src / child), dfd, child)
+        else:
+            _in_entry(src, st, dfd, name)
+    finally:
+        os.close(dfd)
+
+
+def _in_entry(src: Path, st: os.stat_result, dfd: int, name: str) -> None:
+    """Create ``name`` below the dir fd ``dfd`` from host ``src`` (never following links)."""
+    with contextlib.suppress(FileNotFoundError):
+        old = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if not (stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(st.st_mode)):
+            if stat.S_ISDIR(old.st_mode):
+                raise ContainerError(f"cp: cannot overwrite directory {name} with a non-directory")
+            os.unlink(name, dir_fd=dfd)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), name, dir_fd=dfd)
+    elif stat.S_ISREG(st.st_mode):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        out = os.open(name, flags, 0o600, dir_fd=dfd)
+        try:
+            with src.open("rb") as f:
+                _copy_fd(f.fileno(), out)
+            os.fchmod(out, stat.S_IMODE(st.st_mode))
+            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(out)
+    elif stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=dfd)
+        try:
+            sub = os.open(name, _DIR, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise ContainerError(f"cp: {name} changed into a symlink during the copy") from None
+            raise
+        try:
+            for child in sorted(os.listdir(src)):
+                _in_entry(src / child, os.lstat(src / child), sub, child)
+            os.fchmod(sub, stat.S_IMODE(st.st_mode))
+            os.utime(sub, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(sub)
+
+
+def _copy_fd(src: int, dst: int) -> None:
+    while data := os.read(src, CHUNK):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(dst, view) :]

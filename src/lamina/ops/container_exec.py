@@ -1,0 +1,189 @@
+"""Verbs on running containers: ``exec``, ``kill``, ``stop``, ``wait``, ``top``, ``logs``.
+
+None of them holds the container lock while waiting: ``stop`` sends its signals through the
+runtime and polls :func:`~lamina.ops.container_state.wait_stopped`, which trusts the monitor
+to record the exit (or declares a state stale when the monitor is gone). ``exec`` processes
+are not logged (as Docker); their status is returned. ``top`` finds the container's processes
+by pid namespace (every process whose ``/proc/<pid>/ns/pid`` is the init's) and shows the
+host's ``ps`` output for them, as Docker does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal as _signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from lamina.errors import ContainerError, LaminaError, UsageError
+from lamina.ops import container_state as cs
+from lamina.ops.container_spec import process_spec
+from lamina.store import Store
+
+#: seconds ``stop`` waits by default before SIGKILL (Docker's default)
+STOP_TIMEOUT = 10
+
+
+def parse_signal(sig: str | int) -> int:
+    """``KILL``, ``SIGKILL``, ``9`` -> 9; UsageError when unknown."""
+    text = str(sig).upper()
+    if text.isdigit():
+        return int(text)
+    name = text if text.startswith("SIG") else f"SIG{text}"
+    try:
+        return int(_signal.Signals[name])
+    except KeyError:
+        raise UsageError(f"invalid signal: {sig}") from None
+
+
+def exec_(
+    store: Store, ref: str, argv: tuple[str, ...], *, user: str | None = None,
+    workdir: str | None = None, env: tuple[str, ...] = (), tty: bool = False,
+    interactive: bool = False, detach: bool = False,
+) -> int:  # fmt: skip
+    """``docker exec``: run ``argv`` in the running container; its status (0 when detached)."""
+    if not argv:
+        raise UsageError("exec: no command given")
+    cid = store.containers.resolve(ref)
+    cs.require_running(store, cid)
+    config = store.containers.read(cid)
+    rootfs = cs.rootfs_of(store, cid)
+    proc = process_spec(
+        rootfs, config["Config"], argv, user=user, workdir=workdir, env=env, tty=tty
+    )
+    runtime = cs.container_runtime(store, config)
+    if detach:
+        from lamina.runtime.monitor import daemonize
+
+        def body(fd: int) -> None:
+            os.close(fd)
+            with contextlib.suppress(LaminaError, OSError):
+                runtime.exec(cid, proc, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+
+        _pid, report = daemonize(body)
+        os.close(report)
+        return 0
+    stdin: Any = None if interactive else subprocess.DEVNULL
+    return runtime.exec(cid, proc, stdin=stdin, stdout=None, stderr=None)
+
+
+def kill(store: Store, ref: str, sig: int = _signal.SIGKILL) -> str:
+    """``docker kill``: send ``sig`` to the container's init; ContainerError if not running."""
+    cid = store.containers.resolve(ref)
+    state = cs.require_running(store, cid)
+    config = store.containers.read(cid)
+    try:
+        cs.container_runtime(store, config).kill(cid, sig)
+    except ContainerError:
+        # The runtime may have forgotten it already; signal the recorded pid directly.
+        pid = int(state.get("Pid") or 0)
+        if not cs.process_alive(pid, state.get("PidStart")):
+            raise ContainerError(f"container {ref} is not running") from None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return cid
+
+
+def stop(store: Store, ref: str, timeout: int | None = None) -> str:
+    """``docker stop``: the stop signal, then SIGKILL after ``timeout`` seconds. Idempotent."""
+    cid = store.containers.resolve(ref)
+    state = cs.refresh(store, cid)
+    if state.get("Status") != "running":
+        return cid
+    config = store.containers.read(cid)
+    sig = parse_signal(config["Config"].get("StopSignal") or "SIGTERM")
+    wait = STOP_TIMEOUT if timeout is None else timeout
+    with contextlib.suppress(ContainerError):
+        kill(store, cid, sig)
+    if cs.wait_stopped(store, cid, float(wait)) is not None:
+        return cid
+    with contextlib.suppress(ContainerError):
+        kill(store, cid, _signal.SIGKILL)
+    if cs.wait_stopped(store, cid, 30.0) is None:
+        raise ContainerError(f"stopping container {ref}: it did not stop after SIGKILL")
+    return cid
+
+
+def wait(store: Store, ref: str) -> int:
+    """``docker wait``: block until the container stops; its exit code."""
+    cid = store.containers.resolve(ref)
+    state = cs.wait_stopped(store, cid, None)
+    return int((state or {}).get("ExitCode", 0))
+
+
+def container_pids(state: dict[str, Any]) -> list[int]:
+    """Pids (host view) of every process in the container's pid namespace, sorted."""
+    init = int(state.get("Pid") or 0)
+    ns = cs.os_pid_namespace(init) if init > 0 else None
+    if ns is None:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and cs.os_pid_namespace(int(entry)) == ns:
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+def top(store: Store, ref: str, ps_args: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
+    """``docker top``: (titles, rows) of ``ps ARGS`` (default ``-ef``) for the container."""
+    cid = store.containers.resolve(ref)
+    state = cs.require_running(store, cid)
+    pids = set(container_pids(state))
+    args = list(ps_args) or ["-ef"]
+    proc = subprocess.run(["ps", *args], capture_output=True, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise ContainerError(f"top: ps {' '.join(args)} failed: {err}")
+    lines = proc.stdout.decode(errors="replace").splitlines()
+    if not lines:
+        return [], []
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise ContainerError(f"top: ps {' '.join(args)}: no PID column in its output")
+    col = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        with contextlib.suppress(IndexError, ValueError):
+            if int(fields[col]) in pids:
+                rows.append(fields)
+    return titles, rows
+
+
+def iter_logs(store: Store, ref: str, *, follow: bool = False, tail: int | None = None,
+              ) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The container's log entries (``log``, ``stream``, ``time``) in order; with ``follow``,
+    new ones as they come until the container stops."""
+    cid = store.containers.resolve(ref)
+    path = store.containers.log_path(cid)
+    pending: list[bytes] = []
+    offset = 0
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+        lines = f.readlines()
+        offset = f.tell()
+        pending = lines if tail is None else (lines[-tail:] if tail > 0 else [])
+    yield from _decode(pending)
+    while follow:
+        stopped = cs.refresh(store, cid).get("Status") != "running"
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            offset += len(complete)
+            yield from _decode(complete.splitlines(keepends=True))
+        if stopped:
+            return
+        time.sleep(0.1)
+
+
+def _decode(lines: list[bytes]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            doc = json.loads(line)
+            if isinstance(doc, dict):
+                yield doc

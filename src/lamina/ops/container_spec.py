@@ -1,0 +1,106 @@
+"""From a container record to the runtime's :class:`~lamina.runtime.ContainerSpec`.
+
+Done at every start (the record is fixed; the rootfs may have changed since create): the user
+is resolved in the *mounted* rootfs (an unknown user name fails here, exit 125), ``HOME``,
+``HOSTNAME`` and (with a terminal) ``TERM`` are added when the record's env lacks them, as
+Docker does; hosts/resolv.conf/hostname are written into the container's record dir and bound
+over the init layer's placeholders; bind sources must still exist.
+
+Rootless (euid != 0): the container gets a user namespace mapping its root to the caller
+(:func:`lamina.runtime.single_id_mappings`) — other container uids are not mapped, so
+``-u 1000`` needs root or a runtime started in a namespace with subordinate ids.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lamina.errors import ContainerError
+from lamina.runtime import (
+    BindMount,
+    ContainerSpec,
+    ProcessSpec,
+    TmpfsMount,
+    resolve_user,
+    single_id_mappings,
+)
+from lamina.runtime.etcfiles import write_etc_files
+from lamina.runtime.idmap import IDMapping
+from lamina.runtime.spec import NetworkMode
+from lamina.store import Store
+
+
+def _env(config: dict[str, Any], home: str, hostname: str) -> tuple[str, ...]:
+    env = list(config.get("Env") or [])
+    keys = {e.partition("=")[0] for e in env}
+    if "PATH" not in keys:
+        env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if "HOSTNAME" not in keys:
+        env.insert(1, f"HOSTNAME={hostname}")
+    if config.get("Tty") and "TERM" not in keys:
+        env.append("TERM=xterm")
+    if "HOME" not in keys:
+        env.append(f"HOME={home}")
+    return tuple(env)
+
+
+def process_spec(
+    rootfs: Path, config: dict[str, Any], args: tuple[str, ...], *, user: str | None = None,
+    workdir: str | None = None, env: tuple[str, ...] = (), tty: bool | None = None,
+) -> ProcessSpec:  # fmt: skip
+    """A process for the container ``config`` (``Config``): the main one or an exec'd one."""
+    who = resolve_user(rootfs, user if user is not None else config.get("User") or "")
+    base = _env(config, who.home, str(config.get("Hostname", "")))
+    from lamina.ops.container_config import merge_env
+
+    return ProcessSpec(
+        args=args,
+        env=tuple(merge_env(list(base), env)),
+        cwd=workdir or config.get("WorkingDir") or "/",
+        uid=who.uid,
+        gid=who.gid,
+        additional_gids=who.additional_gids,
+        terminal=bool(config.get("Tty")) if tty is None else tty,
+    )
+
+
+def container_spec(store: Store, cid: str, record: dict[str, Any], rootfs: Path) -> ContainerSpec:
+    """The runtime spec for starting ``cid`` whose rootfs is mounted at ``rootfs``."""
+    config, host = record["Config"], record["HostConfig"]
+    args = (str(record["Path"]), *map(str, record.get("Args") or []))
+    process = process_spec(rootfs, config, args)
+    network: NetworkMode = "host" if host.get("NetworkMode") == "host" else "none"
+    hostname = str(config.get("Hostname") or cid[:12])
+    etc = write_etc_files(store.containers.dir(cid), hostname=hostname, network=network)
+    binds = []
+    for m in record.get("Mounts") or []:
+        if not os.path.exists(m["Source"]):
+            raise ContainerError(
+                f"invalid mount config for type \"bind\": bind source path does not exist: "
+                f"{m['Source']}"
+            )  # fmt: skip
+        binds.append(
+            BindMount(source=Path(m["Source"]), destination=m["Destination"], readonly=not m["RW"])
+        )
+    tmpfs = [
+        TmpfsMount(destination=path, options=tuple(o for o in opts.split(",") if o))
+        for path, opts in (host.get("Tmpfs") or {}).items()
+    ]
+    uid_maps: tuple[IDMapping, ...] = ()
+    gid_maps: tuple[IDMapping, ...] = ()
+    if os.geteuid() != 0:
+        uid_maps, gid_maps = single_id_mappings(os.geteuid(), os.getegid())
+    return ContainerSpec(
+        rootfs=rootfs,
+        process=process,
+        hostname=hostname,
+        network=network,
+        readonly_rootfs=bool(host.get("ReadonlyRootfs")),
+        binds=tuple(binds),
+        tmpfs=tuple(tmpfs),
+        etc_files=etc,
+        uid_mappings=uid_maps,
+        gid_mappings=gid_maps,
+    )
