@@ -111,18 +111,28 @@ def rmi(ctx: Context, force: bool, refs: tuple[str, ...]) -> None:
 @click.option(
     "--type",
     "kind",
-    type=click.Choice(["image"]),
-    default="image",
-    help="What to inspect (containers come with the runtime).",
+    type=click.Choice(["container", "image"]),
+    default=None,
+    help="What to inspect (default: a container if one has that name, else an image).",
 )
 @click.argument("refs", nargs=-1, required=True)
 @pass_ctx
-def inspect(ctx: Context, fmt: str | None, kind: str, refs: tuple[str, ...]) -> None:
-    """Show low-level information on images, as JSON."""
+def inspect(ctx: Context, fmt: str | None, kind: str | None, refs: tuple[str, ...]) -> None:
+    """Show low-level information on containers and images, as JSON."""
     from lamina.ops.image import inspect_image
 
     found, missing = [], []
     for ref in refs:
+        if kind in (None, "container"):
+            from lamina.cli.container_info_cmd import inspect_containers
+
+            docs, _ = inspect_containers(ctx, (ref,))
+            if docs:
+                found.extend(docs)
+                continue
+            if kind == "container":
+                missing.append(ref)
+                continue
         try:
             found.append(inspect_image(ctx.store(), ref))
         except NotFound:
@@ -130,7 +140,8 @@ def inspect(ctx: Context, fmt: str | None, kind: str, refs: tuple[str, ...]) -> 
     if found or fmt in (None, "json"):
         emit(found, fmt)
     if missing:
-        raise NotFound(f"no such image: {', '.join(missing)}")
+        what = {"container": "container", "image": "image"}.get(kind or "", "object")
+        raise NotFound(f"no such {what}: {', '.join(missing)}")
 
 
 @click.command()

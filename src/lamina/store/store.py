@@ -34,6 +34,7 @@ from lamina.image.model import Image, Layer
 from lamina.oci import canonical
 from lamina.oci.digest import Digest
 from lamina.store import naming
+from lamina.store.containers import ContainerStore
 from lamina.store.image import StoreImage
 from lamina.store.images import ImageDB, ImageRecord, ImageTable
 from lamina.store.layerdb import BlobRef, LayerDB, LayerRecord
@@ -74,6 +75,7 @@ class Store:
         self.backend: Backend = self._open_backend(driver)
         self.layers = LayerStore(self.layout, self.backend, LayerDB(self.layout.layerdb))
         self.images = ImageDB(self.layout.images_json)
+        self.containers = ContainerStore(self.layout, self.layers)
 
     def _open_backend(self, driver: str | None) -> Backend:
         path = self.layout.driver_file
@@ -262,10 +264,10 @@ class Store:
     def held_layers(self) -> tuple[set[Digest], set[str]]:
         """Layers and ``overlay2`` dirs held by something other than images.
 
-        Returns (chain ids, dir names). Containers (a later issue) report their parent chain
-        and their ``<id>``/``<id>-init`` dirs here so gc and check keep them; empty for now.
+        Returns (chain ids, dir names): every container's image chain and its
+        ``<id>``/``<id>-init`` dirs, so gc and check keep them.
         """
-        return set(), set()
+        return self.containers.held()
 
     def check(self) -> list[str]:
         """Every problem found (``system check``); removable leftovers are prefixed so."""
