@@ -1,0 +1,182 @@
+"""The build executor: plan the graph, resolve base images, run stages level by level.
+
+:func:`execute` is the whole build of one Dockerfile up to its target stage:
+
+1. plan the graph once to learn the base images and ``--from`` images of the needed stages;
+   resolve each (the local store, or any transport reference, imported into the store once);
+2. plan again with the real env of each base image (ARG/ENV expansion inside stages sees it);
+3. run the graph's ``levels`` in order; the stages of one level run in parallel threads
+   (each depends only on earlier levels), every step through :mod:`lamina.build.steps`.
+
+The store's ``gc.lock`` is held shared for the whole build, so ``gc``/``prune`` never collect
+a layer the build has made but no image references yet. A failing stage cancels nothing
+already running but the first error (by stage order) is raised once all threads of its level
+have stopped; nothing is left mounted (every mount lives in a ``with``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from lamina import transports
+from lamina._internal.lock import flocked
+from lamina.build.stage import build_stage, image_state, scratch_state
+from lamina.build.steps.base import BuildEnv, Source, StageState
+from lamina.dockerfile import BuildGraph, Document, build_graph
+from lamina.dockerfile.graph import StageNode
+from lamina.dockerfile.scope import platform_args
+from lamina.errors import BuildError, InvalidReference, LaminaError, NotFound
+from lamina.oci.platform import Platform
+from lamina.store import Store, StoreImage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """What to build: the parsed Dockerfile, target, build-args and the target platform."""
+
+    document: Document
+    target: str | None
+    build_args: Mapping[str, str]
+    platform: Platform
+    max_parallel: int = 4
+
+
+def resolve_image(store: Store, name: str, platform: Platform) -> StoreImage:
+    """The image ``name`` means: a local-store image, or a transport reference imported once.
+
+    Raises BuildError naming the image when it cannot be found or read.
+    """
+    try:
+        ref = transports.parse(name, store=store)
+        if ref.transport == "local":
+            return store.get_image(name)
+        digest = store.put_image(ref.open_image(platform), [])
+        return store.get_image(str(digest))
+    except NotFound as exc:
+        raise BuildError(
+            f"base image {name}: not found in the local store",
+            hint=f"load it first (lamina load / lamina pull TRANSPORT:REF --name {name})",
+        ) from exc
+    except InvalidReference as exc:
+        raise BuildError(f"base image {name}: {exc.message}", hint=exc.hint) from exc
+    except LaminaError as exc:
+        raise BuildError(f"loading base image {name}: {exc.message}", hint=exc.hint) from exc
+
+
+class Executor:
+    """One build's stage runner (see the module docstring). Not reusable."""
+
+    def __init__(self, env: BuildEnv, plan: Plan) -> None:
+        self.env = env
+        self.plan = plan
+        self.images: dict[str, StoreImage] = {}
+        self.results: dict[int, StageState] = {}
+        self.graph: BuildGraph | None = None
+
+    def _graph(self) -> BuildGraph:
+        plat = str(self.plan.platform)
+        args = platform_args(plat, str(Platform.host()))
+
+        def image_env(ref: str) -> list[str]:
+            image = self.images.get(ref)
+            if image is None:
+                return [] if ref == "scratch" else [f"PATH={_DEFAULT_PATH}"]
+            env = image.config().config.get("Env") or []
+            return [str(e) for e in env]
+
+        return build_graph(
+            self.plan.document,
+            target=self.plan.target,
+            build_args=self.plan.build_args,
+            platform=args,
+            image_env=image_env,
+        )
+
+    def _resolve_images(self, graph: BuildGraph) -> None:
+        for i in graph.needed:
+            node = graph.stages[i]
+            names = list(node.images)
+            if node.base_image is not None and node.base_image != "scratch":
+                names.insert(0, node.base_image)
+            for name in names:
+                if name not in self.images:
+                    platform = self._stage_platform(node)
+                    try:
+                        self.images[name] = resolve_image(self.env.store, name, platform)
+                    except BuildError as exc:
+                        exc.line = exc.line or node.stage.from_.line
+                        exc.stage = exc.stage or (node.name or str(node.index))
+                        raise
+
+    def _stage_platform(self, node: StageNode) -> Platform:
+        text = node.resolved.platform
+        return Platform.parse(text) if text else self.plan.platform
+
+    def find_source(self, ref: str) -> Source:
+        """``COPY --from``/``--mount=from`` target: a finished stage or a resolved image."""
+        assert self.graph is not None
+        node = self.graph.find(ref)
+        if node is not None:
+            state = self.results.get(node.index)
+            if state is None:
+                raise BuildError(f"stage {ref} has not been built (internal ordering error)")
+            return Source(chain=state.chain, name=ref)
+        image = self.images.get(ref)
+        if image is None:
+            raise BuildError(f"{ref}: unknown stage or image")
+        return Source(chain=image.record.top_layer if image.record.layers else None, name=ref)
+
+    def _run_stage(self, index: int) -> StageState:
+        try:
+            return self._build_stage(index)
+        finally:
+            self.env.close_thread()
+
+    def _build_stage(self, index: int) -> StageState:
+        assert self.graph is not None
+        node = self.graph.stages[index]
+        if node.base_stage is not None:
+            base = self.results[node.base_stage]
+            from_image, label = False, None
+        elif node.base_image == "scratch":
+            base = scratch_state(self._stage_platform(node))
+            from_image, label = False, None
+        else:
+            assert node.base_image is not None
+            image = self.images[node.base_image]
+            base = image_state(image)
+            from_image, label = True, f"FROM {node.base_image}"
+        return build_stage(
+            self.env,
+            node,
+            base,
+            from_image=from_image,
+            global_args=self.graph.global_scope.values,
+            from_label=label,
+        )
+
+    def run(self) -> StageState:
+        """Build the target stage and return its final state."""
+        with flocked(self.env.store.layout.gc_lock, shared=True):
+            self._resolve_images(self._graph())
+            self.graph = graph = self._graph()
+            if graph.unused_build_args_warning:
+                self.env.reporter.warning(graph.unused_build_args_warning)
+            workers = max(1, self.plan.max_parallel)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
+                for level in graph.levels:
+                    futures = [(i, pool.submit(self._run_stage, i)) for i in level]
+                    errors: list[BaseException] = []
+                    for i, future in futures:
+                        try:
+                            self.results[i] = future.result()
+                        except BaseException as exc:
+                            errors.append(exc)
+                    if errors:
+                        raise errors[0]
+            return self.results[graph.target]
+
+
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

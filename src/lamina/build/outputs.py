@@ -1,0 +1,170 @@
+"""The result of a build: the final image, stored and tagged, and the ``--output`` exporters.
+
+:func:`final_image` assembles the target stage's state into an in-memory OCI image whose layer
+blobs are files of the store (base layers keep their compressed blobs; layers built here are
+their plain tar, digest == diff_id — local images need nothing more, and no build waits on
+gzip). :func:`store_image` puts it into the store under the ``-t`` names (idempotent: every
+layer is already there). Exporters (``--output type=...,dest=...``):
+
+==================  ===============================================================
+``image``/default   the local store only
+``oci``             an OCI layout directory (``dest``; tag ``name`` or the first -t)
+``oci-archive``     a tar of an OCI layout
+``docker-archive``  ``docker save`` format, ``RepoTags`` = the -t names
+``local``           the flattened filesystem, copied into directory ``dest``
+``tar``             the flattened filesystem as one tar file
+==================  ===============================================================
+
+Invariants: file outputs are written to a temp name beside ``dest`` and renamed when
+complete (a failed export leaves no half-written file); the flattened view is unmounted
+whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lamina import reference, transports
+from lamina.build.steps.base import StageState
+from lamina.build.workspace import open_view
+from lamina.errors import BuildError, UsageError
+from lamina.image.memory import FileLayer, MemoryImage
+from lamina.oci.config import ImageConfig
+from lamina.oci.digest import Digest
+from lamina.snapshot import write_layer
+from lamina.store import Store
+
+OUTPUT_TYPES = ("image", "docker", "oci", "oci-archive", "docker-archive", "local", "tar")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputSpec:
+    """One ``--output``: its type, destination and extra attributes (``name``)."""
+
+    type: str
+    dest: str | None = None
+    attrs: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_output(text: str) -> OutputSpec:
+    """Parse ``type=oci,dest=out`` (a bare path means ``type=local,dest=PATH``)."""
+    if "=" not in text:
+        return OutputSpec(type="local", dest=text)
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"invalid --output {text!r}: {item!r} is not key=value")
+        fields[key.strip().lower()] = value
+    kind = fields.pop("type", "")
+    if kind not in OUTPUT_TYPES:
+        raise UsageError(
+            f"invalid --output {text!r}: unknown type {kind!r}",
+            hint="use type=" + "|".join(OUTPUT_TYPES),
+        )
+    dest = fields.pop("dest", None)
+    if kind not in ("image", "docker") and not dest:
+        raise UsageError(f"invalid --output {text!r}: dest=PATH is required for {kind}")
+    return OutputSpec(type=kind, dest=dest, attrs=fields)
+
+
+def final_image(
+    store: Store, state: StageState, *, created: str, labels: Mapping[str, str]
+) -> MemoryImage:
+    """The image of ``state`` (``labels`` added to its config) with store-backed layers."""
+    config = {k: v for k, v in state.config.items() if v is not None or k in ("Cmd",)}
+    if labels:
+        config["Labels"] = {**(config.get("Labels") or {}), **labels}
+    image_config = ImageConfig(
+        architecture=state.architecture,
+        os=state.os,
+        variant=state.variant,
+        created=created,
+        author=state.author,
+        config=config,
+        diff_ids=tuple(layer.diff_id for layer in state.layers),
+        history=tuple(state.history),
+    )
+    layers = []
+    for layer in state.layers:
+        desc = layer.descriptor
+        path = store.blobs.path(desc.digest)
+        if not path.is_file():
+            raise BuildError(f"layer blob {desc.digest} is missing from the store")
+        layers.append(
+            FileLayer(
+                path,
+                digest=desc.digest,
+                size=desc.size,
+                diff_id=layer.diff_id,
+                media_type=desc.media_type,
+            )
+        )
+    return MemoryImage(image_config, layers)
+
+
+def store_image(store: Store, image: MemoryImage, tags: Sequence[str]) -> Digest:
+    """Put the built image into the store under ``tags``; returns its manifest digest."""
+    return store.put_image(image, [str(reference.parse(t)) for t in tags])
+
+
+@contextlib.contextmanager
+def _atomic(dest: Path) -> Iterator[Path]:
+    dest = dest.absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp / "out"
+        os.replace(tmp / "out", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export(
+    store: Store,
+    image: MemoryImage,
+    state: StageState,
+    spec: OutputSpec,
+    *,
+    tags: Sequence[str],
+    epoch: int | None,
+) -> None:
+    """Write one ``--output`` (see the module docstring)."""
+    if spec.type in ("image", "docker"):
+        return
+    assert spec.dest is not None
+    dest = Path(spec.dest)
+    names = [spec.attrs["name"]] if spec.attrs.get("name") else list(tags)
+    if spec.type == "oci":
+        tag = reference.parse(names[0]).tag if names else None
+        if dest.exists() and not dest.is_dir():
+            raise UsageError(f"--output type=oci: {dest} exists and is not a directory")
+        transports.copy(image, transports.parse(f"oci:{dest}:{tag or 'latest'}"))
+    elif spec.type in ("oci-archive", "docker-archive"):
+        with _atomic(dest) as tmp:
+            transports.copy(image, transports.parse(f"{spec.type}:{tmp}"), names=names)
+    elif spec.type == "local":
+        _export_local(store, state, dest)
+    else:
+        with _atomic(dest) as tmp, open_view(store, state.chain) as view, tmp.open("wb") as f:
+            write_layer(view, f, kind="dir", epoch=epoch)
+
+
+def _export_local(store: Store, state: StageState, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    with open_view(store, state.chain) as view:
+        proc = subprocess.run(
+            ["cp", "-a", "--reflink=auto", "--no-target-directory", f"{view}/.", str(dest)],
+            capture_output=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise BuildError(f"exporting the filesystem to {dest}: {err}")

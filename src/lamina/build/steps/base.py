@@ -1,0 +1,158 @@
+"""What every step works on: the image state of a stage, and the build-wide environment.
+
+:class:`StageState` is the image being built by one stage: the container config (Docker's
+``Config`` object: Env, Cmd, User, WorkingDir, Shell, ...), the layers (base first, with their
+store blobs), the history, and the top chain id. Steps replace it through :meth:`add_layer`
+and :meth:`add_history`; ``config`` is replaced, never mutated in place, so a finished stage's
+state can be shared with the stages that read it (``COPY --from``, ``FROM stage``).
+
+:class:`BuildEnv` holds what the steps of every stage share: the store, the build cache, the
+progress reporter, the build context, the epoch, RUN settings and how to find other stages
+and images. It is created once per build by the executor.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lamina.build.cache import BuildCache, step_key
+from lamina.build.context import BuildContext
+from lamina.build.progress import Reporter
+from lamina.build.secrets import SecretStore
+from lamina.build.statcache import StatCache
+from lamina.errors import BuildError
+from lamina.oci import mediatype
+from lamina.oci.config import History
+from lamina.oci.descriptor import Descriptor
+from lamina.oci.digest import Digest
+from lamina.store import Store
+
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+
+
+def timestamp(epoch: int | None, now: datetime | None = None) -> str:
+    """RFC 3339 UTC: the epoch (whole seconds) when given, else ``now`` with microseconds."""
+    if epoch is not None:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = now or datetime.now(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond:06d}Z"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerRef:
+    """One layer of a stage's image: the manifest descriptor of its blob and its diff_id."""
+
+    descriptor: Descriptor
+    diff_id: Digest
+
+    @classmethod
+    def uncompressed(cls, diff_id: Digest, size: int) -> LayerRef:
+        """A layer built here: its blob is the plain tar (digest == diff_id)."""
+        desc = Descriptor(media_type=mediatype.OCI_LAYER, digest=diff_id, size=size)
+        return cls(descriptor=desc, diff_id=diff_id)
+
+
+@dataclass(slots=True, kw_only=True)
+class StageState:
+    """The image a stage is building (see the module docstring)."""
+
+    config: dict[str, Any]
+    architecture: str
+    os: str
+    variant: str | None = None
+    author: str | None = None
+    layers: list[LayerRef] = field(default_factory=list)
+    history: list[History] = field(default_factory=list)
+    chain: Digest | None = None
+    #: ARG names declared so far (this stage and the stages it is based on), in order
+    arg_names: list[str] = field(default_factory=list)
+    cmd_set: bool = False
+
+    def fork(self) -> StageState:
+        """An independent copy (for a stage based on this one)."""
+        return StageState(
+            config=copy.deepcopy(self.config),
+            architecture=self.architecture,
+            os=self.os,
+            variant=self.variant,
+            author=self.author,
+            layers=list(self.layers),
+            history=list(self.history),
+            chain=self.chain,
+            arg_names=list(self.arg_names),
+        )
+
+    def add_history(self, created_by: str, created: str, *, empty: bool) -> None:
+        """Append a BuildKit-style history entry."""
+        self.history.append(
+            History(
+                created=created, created_by=created_by, comment=HISTORY_COMMENT, empty_layer=empty
+            )
+        )
+
+    def add_layer(self, diff_id: Digest, size: int, chain: Digest) -> None:
+        """Append a layer built here (uncompressed blob) and move the top to ``chain``."""
+        self.layers.append(LayerRef.uncompressed(diff_id, size))
+        self.chain = chain
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """A finished stage or an imported image, for ``COPY --from`` / ``--mount=from``."""
+
+    chain: Digest | None
+    name: str
+
+
+@dataclass(kw_only=True)
+class BuildEnv:
+    """Shared by every step of a build (see the module docstring)."""
+
+    store: Store
+    cache: BuildCache
+    reporter: Reporter
+    context: BuildContext | None
+    dockerfile: str
+    created: str
+    epoch: int | None
+    no_cache: bool
+    network: str
+    isolation: str
+    runtime_name: str | None
+    secrets: SecretStore
+    build_args: Mapping[str, str]
+    platform: str
+    find_source: Callable[[str], Source]
+    _local: threading.local = field(default_factory=threading.local)
+
+    def cache_key(self, *parts: object) -> str:
+        """A step's cache key from ``parts`` (digests as text), scoped to the platform."""
+        return step_key([self.platform, *[str(p) if isinstance(p, Digest) else p for p in parts]])
+
+    def stat_cache(self) -> StatCache:
+        """This thread's stat cache (sqlite objects belong to one thread); the thread closes
+        it with :meth:`close_thread` when it is done."""
+        cache: StatCache | None = getattr(self._local, "stat_cache", None)
+        if cache is None:
+            self.cache.directory.mkdir(parents=True, exist_ok=True)
+            cache = StatCache(self.cache.directory / "statcache.db")
+            self._local.stat_cache = cache
+        return cache
+
+    def close_thread(self) -> None:
+        """Flush and close the calling thread's stat cache, if it opened one (idempotent)."""
+        cache: StatCache | None = getattr(self._local, "stat_cache", None)
+        if cache is not None:
+            self._local.stat_cache = None
+            cache.close()
+
+    def require_context(self, what: str) -> BuildContext:
+        """The build context, or BuildError when the build has none."""
+        if self.context is None:
+            raise BuildError(f"{what}: this build has no context")
+        return self.context

@@ -1,0 +1,186 @@
+"""``COPY``, ``ADD`` and ``WORKDIR``: steps that write files without running anything.
+
+COPY/ADD sources come from the build context (content key from the stat cache, so an
+unchanged context costs metadata), from a stage or image (``--from``; keyed by its chain id,
+which determines its content), or from heredocs (keyed by their text). The copy itself is
+:func:`lamina.build.copy.copy_into` / :func:`lamina.build.add.add_into`; ``--chown`` names
+are resolved in the image being built. ``--link`` copies into an empty layer that is then
+registered on top of the stage (its key ignores the parent, so a cached ``--link`` layer is
+rebased onto a new parent without copying again). An ``ADD`` of a URL without ``--checksum``
+is never taken from the cache (we cannot know the remote content without fetching it).
+
+WORKDIR creates its directory (owned by the image's USER, as BuildKit's mkdir) unless it is
+``/``; when the directory already exists the step adds no layer (an empty_layer entry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import secrets
+from collections.abc import Mapping
+
+from lamina.build.add import RemoteSource, add_into, resolve_add_sources
+from lamina.build.chown import Owner, resolve_chown
+from lamina.build.context import SourcePath, resolve_sources
+from lamina.build.copy import copy_into, ensure_dir
+from lamina.build.progress import Vertex
+from lamina.build.statcache import hash_sources
+from lamina.build.steps.base import BuildEnv, StageState
+from lamina.build.steps.layer import lookup, record
+from lamina.build.workspace import StepFS, open_view
+from lamina.dockerfile.instructions import Add, Copy, Workdir
+from lamina.dockerfile.scope import make_lexer
+from lamina.errors import DockerfileError
+
+
+def copy_history(instr: Copy | Add) -> str:
+    """BuildKit's ``created_by`` for COPY/ADD (without the ``# buildkit`` suffix)."""
+    words = [instr.keyword]
+    if isinstance(instr, Copy) and instr.parents:
+        words.append("--parents")
+    if instr.chown:
+        words.append(f"--chown={instr.chown}")
+    if instr.chmod:
+        words.append(f"--chmod={instr.chmod}")
+    words += list(instr.sources)
+    words += [f"<<{c.path}" for c in instr.contents]
+    words.append(instr.dest)
+    return " ".join(words)
+
+
+def _source_key(env: BuildEnv, instr: Copy | Add) -> object:
+    if isinstance(instr, Copy) and instr.from_:
+        source = env.find_source(instr.from_)
+        return ["from", instr.from_, str(source.chain)]
+    if isinstance(instr, Add):
+        names = [s for s in instr.sources]
+        ctx = env.context
+        found = resolve_add_sources(ctx, names) if names else []
+        local = [s for s in found if isinstance(s, SourcePath)]
+        remote = [s.url for s in found if isinstance(s, RemoteSource)]
+        if remote and not instr.checksum:
+            return ["uncacheable", secrets.token_hex(16)]
+        digest = hash_sources(None, local, cache=env.stat_cache()) if local else None
+        return ["add", str(digest), remote, instr.checksum, instr.unpack]
+    if not instr.sources:
+        return ["none"]
+    ctx = env.require_context(instr.keyword)
+    digest = hash_sources(ctx, list(instr.sources), cache=env.stat_cache())
+    return ["context", str(digest)]
+
+
+def copy_step(
+    env: BuildEnv, state: StageState, instr: Copy | Add, visible: Mapping[str, str], vertex: Vertex
+) -> None:
+    """Execute one COPY/ADD (or take it from the cache); updates ``state`` and history."""
+    workdir = str(state.config.get("WorkingDir") or "/")
+    contents = [[c.path, _heredoc_text(c.data, c.expand, visible)] for c in instr.contents]
+    key = env.cache_key(
+        instr.keyword, None if instr.link else state.chain, workdir, instr.dest,
+        list(instr.sources), contents, instr.chown, instr.chmod, instr.link,
+        getattr(instr, "parents", False), list(instr.excludes), _source_key(env, instr),
+    )  # fmt: skip
+    hit = lookup(env, state, key)
+    if hit is not None:
+        vertex.cached()
+    else:
+        with StepFS(env.store, None if instr.link else state.chain) as fs:
+            owner = _owner(env, state, fs, instr)
+            with contextlib.ExitStack() as stack:
+                _copy(env, fs, instr, workdir, owner, contents, stack)
+            committed = fs.commit(epoch=env.epoch, onto=state.chain if instr.link else True)
+        hit = record(env, state, key, committed)
+        vertex.done()
+    state.add_history(copy_history(instr) + " # buildkit", env.created, empty=not hit)
+
+
+def _heredoc_text(data: str, expand: bool, visible: Mapping[str, str]) -> str:
+    if not expand or "$" not in data:
+        return data
+    try:
+        return make_lexer().process_word(data, visible)
+    except DockerfileError:
+        return data
+
+
+def _owner(env: BuildEnv, state: StageState, fs: StepFS, instr: Copy | Add) -> Owner | None:
+    if not instr.chown:
+        return None
+    if not instr.link:
+        return resolve_chown(fs.rootfs, instr.chown)
+    with open_view(env.store, state.chain) as view:
+        return resolve_chown(view, instr.chown)
+
+
+def _copy(
+    env: BuildEnv, fs: StepFS, instr: Copy | Add, workdir: str, owner: Owner | None,
+    contents: list[list[str]], stack: contextlib.ExitStack,
+) -> None:  # fmt: skip
+    common = dict(workdir=workdir, chown=owner, chmod=instr.chmod or None)
+    if contents:
+        docs = fs.dir / "heredoc"
+        docs.mkdir(mode=0o755)
+        for name, text in contents:
+            path = docs / posixpath.basename(name)
+            path.write_text(text)
+            os.chmod(path, 0o644)
+        found = resolve_sources(docs, [posixpath.basename(n) for n, _ in contents])
+        copy_into(fs.rootfs, found, _dest(instr, len(found)), **common)  # type: ignore[arg-type]
+    if isinstance(instr, Add):
+        if instr.sources:
+            found_add = resolve_add_sources(env.context, list(instr.sources))
+            add_into(
+                fs.rootfs, found_add, instr.dest, checksum=instr.checksum or None,
+                unpack=instr.unpack, excludes=instr.excludes, link=instr.link,
+                tmp_dir=fs.dir, **common,  # type: ignore[arg-type]
+            )  # fmt: skip
+        return
+    if not instr.sources:
+        return
+    if instr.from_:
+        root = stack.enter_context(open_view(env.store, env.find_source(instr.from_).chain))
+        found = resolve_sources(root, list(instr.sources), preserve_owner=True)
+    else:
+        found = env.require_context("COPY").resolve(list(instr.sources))
+    copy_into(
+        fs.rootfs, found, instr.dest, parents=instr.parents, excludes=instr.excludes,
+        link=instr.link, **common,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _dest(instr: Copy | Add, count: int) -> str:
+    """Heredoc files go below ``dest`` when it names a directory (or there are several)."""
+    if count > 1 and not instr.dest.endswith("/"):
+        return instr.dest + "/"
+    return instr.dest
+
+
+def workdir_step(env: BuildEnv, state: StageState, instr: Workdir, vertex: Vertex | None) -> None:
+    """WORKDIR: set it, and create the directory (a layer) unless it is ``/`` or exists."""
+    old = str(state.config.get("WorkingDir") or "/")
+    wd = posixpath.normpath(posixpath.join(old, instr.path))
+    wd = "/" + wd.lstrip("/")
+    state.config = {**state.config, "WorkingDir": wd}
+    if wd == "/" or vertex is None:
+        state.add_history(f"WORKDIR {wd}", env.created, empty=True)
+        if vertex is not None:
+            vertex.done()
+        return
+    user = str(state.config.get("User") or "")
+    key = env.cache_key("workdir", state.chain, wd, user)
+    hit = lookup(env, state, key)
+    if hit is not None:
+        vertex.cached()
+    else:
+        with StepFS(env.store, state.chain) as fs:
+            owner = resolve_chown(fs.rootfs, user) if user else None
+            stamp = env.epoch * 1_000_000_000 if env.epoch is not None else None
+            ensure_dir(fs.rootfs, wd, chown=owner, timestamp_ns=stamp)
+            hit = record(env, state, key, fs.commit(epoch=env.epoch))
+        vertex.done()
+    state.add_history(f"WORKDIR {wd}", env.created, empty=not hit)
+
+
+__all__ = ["copy_history", "copy_step", "workdir_step"]

@@ -1,0 +1,275 @@
+"""A build step's filesystem: the parent chain plus a fresh writable layer; its snapshot.
+
+:class:`StepFS` (a context manager) gives a step a ``rootfs`` to write into:
+
+- overlay backends: ``rootfs`` is an overlay mount of the parent chain's diff dirs under a
+  fresh ``upper`` in a private directory below ``<root>/tmp``. An extra lowest-priority-above-
+  the-chain ``init`` lower holds the mount points a RUN needs (``/proc``, ``/etc/hosts``...)
+  when the image lacks them, as Docker's ``<id>-init`` layer does, so the runtime creates
+  nothing in ``upper`` and they never reach the layer. Directories created there copy the
+  metadata of the image's own directories, so a later copy-up keeps the image's modes.
+  The snapshot is ``upper`` itself (:func:`lamina.snapshot.write_layer`, ``overlay-upper``):
+  its cost is proportional to what the step changed, never to the size of the base.
+- the copying backend (vfs): ``rootfs`` is a ``cp -a --reflink=auto`` copy of the parent's full
+  tree; the snapshot is the two-tree diff (:func:`lamina.snapshot.write_diff_layer`).
+
+:meth:`StepFS.commit` streams the layer tar straight into the blob store (an ingest file,
+hashed while written; the tar is the uncompressed blob, digest == diff_id) and registers the
+layer with :meth:`Store.create_layer`; an empty change set gives no layer (None), as BuildKit
+drops empty layers. :func:`open_view` gives a read-only-in-practice merged tree of any chain
+(for ``COPY --from`` and ``RUN --mount=from=``).
+
+Invariants: whatever happens, leaving the context unmounts everything it mounted and removes
+its private directory; nothing is registered in the store except by ``commit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, cast
+
+from lamina.oci.digest import Digest
+from lamina.runtime.bundle import resolve_partial
+from lamina.snapshot import write_diff_layer, write_layer
+from lamina.store import Store
+from lamina.store.layers import copy_tree, remove_tree
+
+#: the size of a tar with no entries (two zero blocks): an empty change set
+EMPTY_TAR_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Committed:
+    """A step's new layer: its diff_id (== blob digest, uncompressed), size, chain id."""
+
+    diff_id: Digest
+    size: int
+    chain: Digest
+
+
+def new_private_dir(store: Store, prefix: str) -> Path:
+    """A fresh 0700 directory below ``<root>/tmp`` (the caller removes it)."""
+    base = store.root / "tmp"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+class StepFS:
+    """The filesystem of one step on top of ``parent`` (None = scratch). See module doc."""
+
+    def __init__(self, store: Store, parent: Digest | None) -> None:
+        self.store = store
+        self.parent = parent
+        self.copies = store.backend.copies
+        self.dir = new_private_dir(store, "step-")
+        self.upper = self.dir / "upper"
+        self.rootfs = self.upper if self.copies else self.dir / "merged"
+        self._mounted = False
+        self._since_ns = 0
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def _lowers(self) -> list[Path]:
+        if self.parent is None:
+            return []
+        dirs = self.store.layer_dirs(self.parent)
+        return [dirs.upper, *dirs.lower]
+
+    def _prepare(self) -> None:
+        if self.copies:
+            if self.parent is None:
+                self.upper.mkdir(mode=0o755)
+            else:
+                copy_tree(self.store.layer_dirs(self.parent).upper, self.upper)
+            self._since_ns = time.time_ns()
+            return
+        for name in ("upper", "work", "merged", "init"):
+            (self.dir / name).mkdir(mode=0o755)
+        self._mount()
+
+    def _mount(self) -> None:
+        self.store.backend.mount(
+            [self.dir / "init", *self._lowers()], self.upper, self.dir / "work", self.rootfs
+        )
+        self._mounted = True
+
+    def _unmount(self) -> None:
+        if self._mounted:
+            self.store.backend.unmount(self.rootfs)
+            self._mounted = False
+
+    def provide_mountpoints(self, points: Sequence[tuple[str, bool]]) -> None:
+        """Make sure every (path, is_dir) mount point exists without touching the layer.
+
+        Overlay: missing ones are created in the ``init`` lower (then the overlay is mounted
+        again). vfs: nothing to do here; the runtime creates and removes them itself.
+        """
+        if self.copies:
+            return
+        missing: list[tuple[str, bool]] = []
+        for dest, is_dir in points:
+            try:
+                resolved = resolve_partial(self.rootfs, dest)
+            except OSError:
+                continue  # the runtime reports an unusable mount point itself
+            if not os.path.lexists(resolved):
+                missing.append((resolved.relative_to(self.rootfs).as_posix(), is_dir))
+        if not missing:
+            return
+        plan = [(rel, is_dir, self._existing_meta(rel)) for rel, is_dir in missing]
+        self._unmount()
+        init = self.dir / "init"
+        for rel, is_dir, metas in plan:
+            _create_in_init(init, rel, is_dir, metas)
+        self._mount()
+
+    def _existing_meta(self, rel: str) -> list[os.stat_result | None]:
+        """lstat of each leading component of ``rel`` in the mounted rootfs (None if absent)."""
+        out: list[os.stat_result | None] = []
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            try:
+                out.append(os.lstat(self.rootfs.joinpath(*parts[:i])))
+            except OSError:
+                out.append(None)
+        return out
+
+    def commit(self, *, epoch: int | None, onto: Digest | bool | None = True) -> Committed | None:
+        """Snapshot the step's changes into the store; None when nothing changed.
+
+        The layer is registered on ``onto`` (True = this step's parent; ``COPY --link`` builds
+        on scratch and passes the real parent). Unmounts first (the upper dir is stable then).
+        Idempotent per content: a layer with the same chain id already registered is reused.
+        """
+        self._unmount()
+        blobs = self.store.blobs
+        with blobs.begin() as ingest:
+            out = cast(BinaryIO, ingest)
+            if not self.copies:
+                written = write_layer(self.upper, out, kind="overlay-upper", epoch=epoch)
+            elif self.parent is None:
+                written = write_layer(self.upper, out, kind="dir", epoch=epoch)
+            else:
+                lower = self.store.layer_dirs(self.parent).upper
+                written = write_diff_layer(
+                    lower, self.upper, out, epoch=epoch, since_ns=self._since_ns
+                )
+            if written.size == EMPTY_TAR_SIZE:
+                return None
+            digest, size = ingest.commit()
+        parent = self.parent if onto is True else onto
+        return register_blob(
+            self.store, parent if isinstance(parent, Digest) else None, digest, size
+        )
+
+    def close(self) -> None:
+        """Unmount and remove everything (idempotent)."""
+        try:
+            self._unmount()
+        finally:
+            if self.dir.exists():
+                remove_tree(self.dir)
+
+    def __enter__(self) -> StepFS:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def register_blob(store: Store, parent: Digest | None, digest: Digest, size: int) -> Committed:
+    """Apply the stored uncompressed layer blob ``digest`` on ``parent``; return the layer."""
+    with store.blobs.open(digest) as f:
+        record = store.create_layer(parent, f, digest)
+    return Committed(diff_id=digest, size=size, chain=record.chain_id)
+
+
+def _create_in_init(
+    init: Path, rel: str, is_dir: bool, metas: Sequence[os.stat_result | None]
+) -> None:
+    """Create ``rel`` in ``init``; parents copy the image's metadata where the image has them."""
+    parts = rel.split("/")
+    current = init
+    times: list[tuple[Path, os.stat_result]] = []
+    for comp, meta in zip(parts[:-1], metas, strict=True):
+        current = current / comp
+        if not current.exists():
+            current.mkdir(mode=0o755)
+            if meta is not None and stat.S_ISDIR(meta.st_mode):
+                os.chown(current, meta.st_uid, meta.st_gid)
+                os.chmod(current, stat.S_IMODE(meta.st_mode))
+                times.append((current, meta))
+    leaf = current / parts[-1]
+    if is_dir:
+        leaf.mkdir(mode=0o755, exist_ok=True)
+    elif not leaf.exists():
+        leaf.touch(mode=0o644)
+    for path, meta in reversed(times):
+        os.utime(path, ns=(meta.st_atime_ns, meta.st_mtime_ns))
+
+
+@contextlib.contextmanager
+def open_view(store: Store, chain: Digest | None) -> Iterator[Path]:
+    """A merged tree of ``chain`` (an empty dir for None). Writes to it are thrown away
+    (overlay: a private upper) — except on vfs with a single tree, where callers must not
+    write. Unmounted and removed on exit."""
+    private = new_private_dir(store, "view-")
+    try:
+        if chain is None:
+            empty = private / "empty"
+            empty.mkdir()
+            yield empty
+            return
+        dirs = store.layer_dirs(chain)
+        if store.backend.copies:
+            yield dirs.upper
+            return
+        upper, work, merged = private / "upper", private / "work", private / "merged"
+        for d in (upper, work, merged):
+            d.mkdir()
+        store.backend.mount([dirs.upper, *dirs.lower], upper, work, merged)
+        try:
+            yield merged
+        finally:
+            store.backend.unmount(merged)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def open_overlay(store: Store, lower: Path) -> Iterator[Path]:
+    """A writable throwaway overlay on the directory ``lower`` (vfs: a private copy)."""
+    private = new_private_dir(store, "bind-")
+    try:
+        if store.backend.copies:
+            copy = private / "copy"
+            copy_tree(lower, copy)
+            yield copy
+            return
+        upper, work, merged = private / "upper", private / "work", private / "merged"
+        for d in (upper, work, merged):
+            d.mkdir()
+        store.backend.mount([lower], upper, work, merged)
+        try:
+            yield merged
+        finally:
+            store.backend.unmount(merged)
+    finally:
+        remove_tree(private)

@@ -1,0 +1,237 @@
+"""``lamina build``: flags -> :func:`lamina.ops.build.build`; progress rendering; errors.
+
+Progress goes to stderr: ``plain`` prints BuildKit-style lines (``#5 [2/3] RUN make``, output
+lines ``#5 0.123 text``, ``#5 CACHED``, ``#5 DONE 0.3s``), ``json`` one JSON object per
+event, ``tty`` a live view drawn with rich (imported only then), ``auto`` = tty when stderr
+is a terminal. ``--quiet`` shows nothing but the image id on stdout. A failed build prints one
+``Dockerfile:LINE: message`` error (with the RUN's last output lines as the hint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lamina.cli.main import Context
+from lamina.errors import BuildError, UsageError
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _pairs(values: tuple[str, ...], what: str, *, from_env: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid {what} {item!r}: empty name")
+        if eq:
+            out[key] = value
+        elif from_env:
+            if key in os.environ:
+                out[key] = os.environ[key]
+        else:
+            raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
+    return out
+
+
+def _epoch(reproducible: bool) -> int | None:
+    from lamina.cli.archive_cmd import source_date_epoch
+
+    epoch = source_date_epoch()
+    if epoch is None and reproducible:
+        return 0
+    return epoch
+
+
+class PlainRenderer:
+    """BuildKit's ``--progress plain`` text."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __call__(self, event: Any) -> None:
+        n = event.vertex
+        if event.kind == "start":
+            self.stream.write(f"\n#{n} {event.name}\n")
+        elif event.kind == "log":
+            self.stream.write(f"#{n} {event.elapsed:.3f} {event.text}\n")
+        elif event.kind == "cached":
+            self.stream.write(f"#{n} CACHED\n")
+        elif event.kind == "done":
+            self.stream.write(f"#{n} DONE {event.elapsed:.1f}s\n")
+        elif event.kind == "error":
+            self.stream.write(f"#{n} ERROR: {event.text}\n")
+        elif event.kind == "warning":
+            self.stream.write(f"WARNING: {event.text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Nothing to tear down."""
+
+
+class JsonRenderer:
+    """One JSON object per event."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __call__(self, event: Any) -> None:
+        obj = {
+            "kind": event.kind,
+            "vertex": event.vertex,
+            "name": event.name,
+            "elapsed": round(event.elapsed, 6),
+            "text": event.text,
+            "stream": event.stream,
+        }
+        self.stream.write(json.dumps(obj) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Nothing to tear down."""
+
+
+class TtyRenderer:
+    """A live view (rich): one line per vertex with its state and time, recent output."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.rows: dict[int, list[Any]] = {}
+        self.logs: dict[int, list[str]] = {}
+        self.warnings: list[str] = []
+        self.started = time.monotonic()
+        self.live = Live(console=self.console, refresh_per_second=8, transient=False)
+        self.live.start()
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        out = Text(f"[+] Building {time.monotonic() - self.started:.1f}s\n", style="bold")
+        for n, (name, state, elapsed) in sorted(self.rows.items()):
+            style = {"CACHED": "cyan", "ERROR": "red", "DONE": "blue"}.get(state, "yellow")
+            out.append(f" => {state:<7} ", style=style)
+            out.append(f"#{n} {name}")
+            out.append(f" {elapsed:.1f}s\n" if state != "CACHED" else "\n")
+            if state == "RUNNING":
+                for line in self.logs.get(n, [])[-5:]:
+                    out.append(f"    {line}\n", style="dim")
+        for w in self.warnings:
+            out.append(f"WARNING: {w}\n", style="yellow")
+        return out
+
+    def __call__(self, event: Any) -> None:
+        n = event.vertex
+        if event.kind == "start":
+            self.rows[n] = [event.name, "RUNNING", 0.0]
+        elif event.kind == "log":
+            self.logs.setdefault(n, []).append(event.text)
+            self.rows[n][2] = event.elapsed
+        elif event.kind in ("cached", "done", "error"):
+            self.rows[n][1:] = [event.kind.upper(), event.elapsed]
+        elif event.kind == "warning":
+            self.warnings.append(event.text)
+        self.live.update(self._render())
+
+    def close(self) -> None:
+        """Draw the final state and stop the live display."""
+        self.live.update(self._render())
+        self.live.stop()
+
+
+def _renderer(mode: str, quiet: bool) -> Any:
+    if quiet:
+        return None
+    if mode == "auto":
+        mode = "tty" if sys.stderr.isatty() else "plain"
+    if mode == "json":
+        return JsonRenderer(sys.stderr)
+    if mode == "tty":
+        return TtyRenderer()
+    return PlainRenderer(sys.stderr)
+
+
+@click.command()
+@click.option("-t", "--tag", "tags", multiple=True, help="Name the image (repeatable).")
+@click.option("-f", "--file", "dockerfile", help="Dockerfile path (default CONTEXT/Dockerfile).")
+@click.option("--build-arg", "build_args", multiple=True, help="Build-time variable K[=V].")
+@click.option("--target", help="Build this stage (default: the last).")
+@click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
+@click.option("--pull", is_flag=True, help="Always re-read base images from their transport.")
+@click.option("--platform", help="Target platform (default: this host's).")
+@click.option("--label", "labels", multiple=True, help="Image label K=V (repeatable).")
+@click.option("--secret", "secrets", multiple=True, help="Secret id=ID,src=PATH (repeatable).")
+@click.option("--network", type=click.Choice(["host", "none", "default"]), default="host")
+@click.option("--isolation", type=click.Choice(["auto", "oci", "chroot"]), default="auto")
+@click.option("--runtime", type=click.Choice(["runc", "crun", "native"]), default=None)
+@click.option("--output", "-o", "outputs", multiple=True, help="type=TYPE,dest=PATH export.")
+@click.option("--iidfile", type=click.Path(path_type=Path), help="Write the image id here.")
+@click.option("--progress", type=click.Choice(["auto", "tty", "plain", "json"]), default="auto")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
+@click.option("--reproducible", is_flag=True, help="Use SOURCE_DATE_EPOCH or 0 for all times.")
+@click.option("--check", is_flag=True, help="Only lint the Dockerfile.")
+@click.argument("context")
+@pass_ctx
+def build(ctx: Context, /, **opts: Any) -> None:
+    """Build an image from a Dockerfile and a CONTEXT (directory, tar file or -)."""
+    from lamina.build.outputs import parse_output
+    from lamina.build.secrets import parse_secret
+    from lamina.oci.platform import Platform
+    from lamina.ops.build import build as do_build
+
+    renderer = _renderer(opts["progress"], opts["quiet"])
+    callback: Callable[[Any], None] | None = renderer
+    df_name = Path(opts["dockerfile"]).name if opts["dockerfile"] not in (None, "-") else None
+    try:
+        result = do_build(
+            ctx.store(),
+            opts["context"],
+            dockerfile=opts["dockerfile"],
+            tags=opts["tags"],
+            build_args=_pairs(opts["build_args"], "--build-arg", from_env=True),
+            target=opts["target"],
+            no_cache=opts["no_cache"],
+            pull=opts["pull"],
+            platform=Platform.parse(opts["platform"]) if opts["platform"] else None,
+            labels=_pairs(opts["labels"], "--label", from_env=False),
+            secrets=[parse_secret(s, os.environ) for s in opts["secrets"]],
+            network=opts["network"],
+            isolation=opts["isolation"],
+            runtime=opts["runtime"],
+            outputs=[parse_output(o) for o in opts["outputs"]],
+            epoch=_epoch(opts["reproducible"]),
+            progress=callback,
+            check=opts["check"],
+        )
+    except BuildError as exc:
+        if exc.line:
+            exc.message = f"{df_name or 'Dockerfile'}:{exc.line}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
+    finally:
+        if renderer is not None:
+            renderer.close()
+    if opts["check"]:
+        if result.warnings:
+            for w in result.warnings:
+                click.echo(w.format(df_name or "Dockerfile"))
+            raise click.exceptions.Exit(1)
+        return
+    image_id = str(result.image_id)
+    if opts["iidfile"] is not None:
+        opts["iidfile"].write_text(image_id)
+    if opts["quiet"]:
+        click.echo(image_id)
+    else:
+        click.echo(f"writing image {image_id} done", err=True)
+        for tag in opts["tags"]:
+            click.echo(f"naming to {tag} done", err=True)

@@ -1,0 +1,166 @@
+"""``lamina build``: a Dockerfile and a context in, an image (and optional exports) out.
+
+:func:`build` is the verb the CLI (and later the Engine API) calls. It opens the context
+(directory, tar file or ``-``), reads the Dockerfile (``-f``: a path, ``-`` for stdin; by
+default ``Dockerfile`` in the context), lints it (warnings go to the progress callback; with
+``check=True`` only the lint runs), runs :class:`lamina.build.executor.Executor`, and then
+stores the target image under ``tags`` and writes each ``--output``.
+
+Reproducibility: ``epoch`` (``SOURCE_DATE_EPOCH``, or 0 for ``--reproducible``) fixes every
+``created`` time and clamps every file time in new layers, so the same context built in two
+stores on two days gives the same image digest. Without it, times are the build's start.
+
+Invariants: nothing is printed; all errors are LaminaError subclasses (BuildError carries the
+Dockerfile line); a failed build leaves no image record and no mount; the context's temp
+extraction is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from lamina.build.cache import BuildCache
+from lamina.build.context import BuildContext
+from lamina.build.executor import Executor, Plan
+from lamina.build.outputs import OutputSpec, export, final_image, store_image
+from lamina.build.progress import ProgressFn, Reporter
+from lamina.build.secrets import SecretSource, SecretStore
+from lamina.build.steps.base import BuildEnv, timestamp
+from lamina.dockerfile import Document, LintWarning, lint, parse
+from lamina.errors import BuildError, DockerfileError, UsageError
+from lamina.oci.digest import Digest
+from lamina.oci.platform import Platform
+from lamina.store import Store
+
+MAX_DOCKERFILE = 16 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildResult:
+    """What a build produced: the image id (config digest) and manifest digest; lint findings.
+
+    Both digests are None for ``check`` runs.
+    """
+
+    image_id: Digest | None
+    digest: Digest | None
+    warnings: tuple[LintWarning, ...] = ()
+
+
+def _read_dockerfile(
+    context: BuildContext, dockerfile: str | None, stdin: BinaryIO | None
+) -> tuple[str, bytes]:
+    if dockerfile == "-":
+        data = (stdin or cast(BinaryIO, sys.stdin.buffer)).read(MAX_DOCKERFILE + 1)
+        return "Dockerfile", data
+    path = Path(dockerfile) if dockerfile else context.root / "Dockerfile"
+    if dockerfile and not path.is_absolute() and not path.exists():
+        path = context.root / dockerfile
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_DOCKERFILE + 1)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise BuildError(
+            f"failed to read dockerfile: open {path.name}: {reason}",
+            hint="pass -f PATH, or put a Dockerfile in the context",
+        ) from exc
+    if len(data) > MAX_DOCKERFILE:
+        raise BuildError(f"dockerfile {path} is larger than {MAX_DOCKERFILE} bytes")
+    return path.name, data
+
+
+def build(
+    store: Store,
+    context: str | Path,
+    *,
+    dockerfile: str | None = None,
+    tags: Sequence[str] = (),
+    build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
+    no_cache: bool = False,
+    pull: bool = False,
+    platform: Platform | None = None,
+    labels: Mapping[str, str] | None = None,
+    secrets: Sequence[SecretSource] = (),
+    network: str = "host",
+    isolation: str = "auto",
+    runtime: str | None = None,
+    outputs: Sequence[OutputSpec] = (),
+    epoch: int | None = None,
+    progress: ProgressFn | None = None,
+    check: bool = False,
+    stdin: BinaryIO | None = None,
+) -> BuildResult:
+    """Build ``context`` (see the module docstring); returns ids and lint warnings.
+
+    ``pull`` is accepted for Docker compatibility: transport bases are always re-read, and
+    there is no registry yet. ``network`` is ``host`` or ``none``; ``isolation`` is ``auto``,
+    ``oci`` (runc/crun) or ``chroot`` (the native runtime).
+    """
+    del pull
+    if network not in ("host", "none", "default"):
+        raise UsageError(f"unknown network mode {network!r}", hint="use host or none")
+    if isolation not in ("auto", "oci", "chroot"):
+        raise UsageError(f"unknown isolation {isolation!r}", hint="use auto, oci or chroot")
+    if dockerfile == "-" and str(context) == "-":
+        raise UsageError("the Dockerfile and the context cannot both come from stdin")
+    reporter = Reporter(progress)
+    tmp = store.root / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    df_name = Path(dockerfile).name if dockerfile and dockerfile != "-" else "Dockerfile"
+    with BuildContext.open(context, dockerfile=df_name, stdin=stdin, tmp_dir=tmp) as ctx:
+        name, data = _read_dockerfile(ctx, dockerfile, stdin)
+        document = _parse(data, name)
+        warnings = tuple(lint(document, build_args=build_args, target=target))
+        for w in warnings:
+            reporter.warning(w.format(name))
+        if check:
+            return BuildResult(image_id=None, digest=None, warnings=warnings)
+        plat = platform or Platform.host()
+        env = BuildEnv(
+            store=store,
+            cache=BuildCache(store.root / "buildcache"),
+            reporter=reporter,
+            context=ctx,
+            dockerfile=name,
+            created=timestamp(epoch),
+            epoch=epoch,
+            no_cache=no_cache,
+            network="host" if network == "default" else network,
+            isolation=isolation,
+            runtime_name=runtime,
+            secrets=SecretStore(secrets),
+            build_args=dict(build_args or {}),
+            platform=str(plat),
+            find_source=lambda ref: executor.find_source(ref),
+        )
+        plan = Plan(
+            document=document, target=target, build_args=dict(build_args or {}), platform=plat
+        )
+        executor = Executor(env, plan)
+        try:
+            state = executor.run()
+            image = final_image(store, state, created=env.created, labels=labels or {})
+            digest = store_image(store, image, tags)
+            for spec in outputs:
+                export(store, image, state, spec, tags=tags, epoch=epoch)
+        finally:
+            env.close_thread()
+    return BuildResult(image_id=image.manifest().config.digest, digest=digest, warnings=warnings)
+
+
+def _parse(data: bytes, name: str) -> Document:
+    try:
+        return parse(data.decode("utf-8", "surrogateescape"), path=name)
+    except DockerfileError:
+        raise
+    except ValueError as exc:
+        raise BuildError(f"reading {name}: {exc}") from exc
+
+
+__all__ = ["BuildResult", "OutputSpec", "build"]
