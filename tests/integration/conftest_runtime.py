@@ -4,6 +4,8 @@
   once per session with a fixed ``SOURCE_DATE_EPOCH``;
 - ``rootfs``: a fresh extraction of it per test (so tests may change it);
 - ``runtime_state``: a per-test state directory;
+- ``rt``: the runtime under test, parametrized over runc and native; containers a failing test
+  left behind are force-deleted;
 - ``tree_snapshot``: a function giving (mode, size, mtime, link) of everything in a tree;
 - ``no_runtime_leaks``: asserts after the test that no mount is left under the test's tmp dir,
   that no proc/sysfs/devpts/mqueue/tmpfs/cgroup mount appeared anywhere in the host mount
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from lamina.runtime import Runtime, select_runtime
 from lamina.testing.capabilities import mount_points_under
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +53,17 @@ def rootfs(tmp_path: Path, busybox_tar: Path) -> Path:
 def runtime_state(tmp_path: Path) -> Path:
     """A per-test runtime state directory."""
     return tmp_path / "state"
+
+
+@pytest.fixture(params=[pytest.param("runc", marks=pytest.mark.needs_runtime), "native"])
+def rt(request: pytest.FixtureRequest, runtime_state: Path) -> Iterator[Runtime]:
+    """Each test runs with runc and with the native runtime; leftovers are force-deleted."""
+    runtime = select_runtime(request.param, state_dir=runtime_state)
+    yield runtime
+    root = runtime_state / request.param
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        if entry.is_dir() and runtime.exists(entry.name):
+            runtime.delete(entry.name, force=True)
 
 
 def container_mounts() -> set[tuple[str, str]]:

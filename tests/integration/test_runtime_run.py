@@ -37,11 +37,6 @@ def new_id() -> str:
     return f"t{os.getpid()}-{next(_ids)}"
 
 
-@pytest.fixture(params=[pytest.param("runc", marks=pytest.mark.needs_runtime), "native"])
-def rt(request: pytest.FixtureRequest, runtime_state: Path) -> Runtime:
-    return select_runtime(request.param, state_dir=runtime_state)
-
-
 def run(
     rt: Runtime, rootfs: Path, tmp_path: Path, *args: str, process: ProcessSpec | None = None,
     **kw: object,
@@ -55,7 +50,7 @@ def run(
     with out.open("wb") as o, err.open("wb") as e:
         status = rt.run(bundle, cid, stdin=subprocess.DEVNULL, stdout=o, stderr=e)
     assert not rt.exists(cid)
-    return status, out.read_text(), err.read_text()
+    return status, out.read_bytes().decode(), err.read_bytes().decode()
 
 
 def test_echo_output_is_captured(rt: Runtime, rootfs: Path, tmp_path: Path) -> None:
@@ -220,3 +215,22 @@ def test_native_setup_failure_is_a_container_error(
         run(native, rootfs, tmp_path, "true", binds=(missing,))
     assert "mounting /mnt/x" in info.value.message
     assert not (rootfs / "mnt").exists()
+
+
+def test_terminal_is_a_pty_of_the_container(rt: Runtime, rootfs: Path, tmp_path: Path) -> None:
+    proc = ProcessSpec(args=("sh", "-c", "tty; stty size; echo $TERM"), env=(*ENV, "TERM=xterm"),
+                       terminal=True)  # fmt: skip
+    status, out, err = run(rt, rootfs, tmp_path, process=proc)
+    assert (status, out, err) == (0, "/dev/pts/0\r\n24 80\r\nxterm\r\n", "")
+
+
+def test_terminal_carries_stdin_and_exit_status(rt: Runtime, rootfs: Path, tmp_path: Path) -> None:
+    spec = ContainerSpec(rootfs=rootfs, process=ProcessSpec(
+        args=("sh", "-c", "read x; echo got $x; exit 4"), env=ENV, terminal=True))  # fmt: skip
+    cid = new_id()
+    bundle = write_bundle(tmp_path / "bundle", spec, container_id=cid)
+    (tmp_path / "in").write_text("hello\n")
+    with (tmp_path / "in").open("rb") as i, (tmp_path / "out").open("wb") as o:
+        assert rt.run(bundle, cid, stdin=i, stdout=o, stderr=subprocess.DEVNULL) == 4
+    assert "got hello\r\n" in (tmp_path / "out").read_bytes().decode()
+    assert not rt.exists(cid)

@@ -10,8 +10,9 @@ start time in ``/proc/<pid>/stat`` is compared), ``running`` while it lives, ``c
 before the pid is known.
 
 Requires root (mount and pid namespaces without a user namespace). Compared with runc it has
-no cgroups (no resource limits), no seccomp/AppArmor, no user namespaces and no terminal
-allocation (give it a pty as stdio instead); ``/sys/fs/cgroup`` shows cgroup2 read-only.
+no cgroups (no resource limits), no seccomp/AppArmor and no user namespaces;
+``/sys/fs/cgroup`` shows cgroup2 read-only. Terminals work in the foreground (run and exec)
+through the same console-socket handover as runc (:mod:`lamina.runtime.console`).
 Everything else in the config (mounts, devices, masked and read-only paths, hostname, network
 none/host, rlimits, capabilities, uid/gid/groups, no_new_privs) is applied.
 
@@ -32,12 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lamina._internal.fileio import write_atomic
 from lamina.errors import CommandNotExecutable, CommandNotFound, ContainerError
 from lamina.runtime.bundle import Bundle
+from lamina.runtime.console import ConsoleSocket, pump, stdio_fd
 from lamina.runtime.linux import process_starttime
 from lamina.runtime.model import BaseRuntime, ContainerState, Stdio, wait_status
 
@@ -137,9 +140,59 @@ class NativeRuntime(BaseRuntime):
         with contextlib.suppress(ProcessLookupError):
             os.kill(st.pid, sig)
 
+    def _spawn(
+        self, build: Callable[[int], list[str]], *, stdin: Stdio, stdout: Stdio, stderr: Stdio,
+        console: ConsoleSocket | None,
+    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:  # fmt: skip
+        """Start the helper with ``build(channel_fd)`` as its arguments; read its channel."""
+        r, w = os.pipe()
+        try:
+            argv = _helper(*build(w), *([str(console.path)] if console else []))
+            if console is not None:  # the pty carries stdin/stdout
+                stdin = stdout = subprocess.DEVNULL
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=(w,))
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        return proc, _read_channel(r)
+
+    def _finish(
+        self, proc: subprocess.Popen[bytes], info: dict[str, Any], *, what: str,
+        console: ConsoleSocket | None, stdin: Stdio, stdout: Stdio,
+        interrupt: Callable[[], None],
+    ) -> int:  # fmt: skip
+        """Pump the terminal (if any), wait for the helper, raise a reported error."""
+        if console is None or "error" in info:
+            return self._wait(proc, info, what=what, interrupt=interrupt)
+        with stdio_fd(stdin, 0, write=False) as in_fd, stdio_fd(stdout, 1, write=True) as out:
+            master = console.receive(proc, in_fd)
+            try:
+                copier = pump(master, in_fd, out)
+                code = self._wait(proc, info, what=what, interrupt=interrupt)
+                copier.join(timeout=KILL_TIMEOUT)
+                return code
+            finally:
+                os.close(master)
+
+    @staticmethod
+    def _wait(
+        proc: subprocess.Popen[bytes], info: dict[str, Any], *, what: str,
+        interrupt: Callable[[], None],
+    ) -> int:  # fmt: skip
+        try:
+            code = wait_status(proc.wait())
+        except BaseException:
+            interrupt()
+            proc.wait()
+            raise
+        _raise_for(info, what)
+        return code
+
     def _launch(
         self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio,
-        detach: bool,
+        detach: bool, console: ConsoleSocket | None = None,
     ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:  # fmt: skip
         d = self._dir(container_id)
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -149,16 +202,10 @@ class NativeRuntime(BaseRuntime):
             raise ContainerError(f"container {container_id} already exists") from None
         doc: dict[str, Any] = {"id": container_id, "pid": 0, "bundle": str(bundle.path)}
         write_atomic(d / "state.json", json.dumps(doc).encode(), durable=False)
-        r, w = os.pipe()
-        try:
-            argv = _helper("run", str(bundle.path), str(d), str(w), "1" if detach else "0")
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=(w,))
-        except BaseException:
-            os.close(r)
-            raise
-        finally:
-            os.close(w)
-        info = _read_channel(r)
+        proc, info = self._spawn(
+            lambda w: ["run", str(bundle.path), str(d), str(w), "1" if detach else "0"],
+            stdin=stdin, stdout=stdout, stderr=stderr, console=console,
+        )  # fmt: skip
         if "pid" in info:
             for key in ("pid", "starttime", "helper", "helper_starttime"):
                 doc[key] = info[key]
@@ -168,24 +215,30 @@ class NativeRuntime(BaseRuntime):
     def _run(
         self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio
     ) -> int:
+        terminal = bool(bundle.read_config()["process"].get("terminal"))
         try:
-            proc, info = self._launch(
-                bundle, container_id, stdin=stdin, stdout=stdout, stderr=stderr, detach=False
-            )
-            try:
-                code = wait_status(proc.wait())
-            except BaseException:
-                self._kill_and_wait(container_id)
-                proc.wait()
-                raise
-            _raise_for(info, f"running container {container_id}")
-            return code
+            with contextlib.ExitStack() as stack:
+                console = stack.enter_context(ConsoleSocket(self.state_root)) if terminal else None
+                proc, info = self._launch(
+                    bundle, container_id, stdin=stdin, stdout=stdout, stderr=stderr,
+                    detach=False, console=console,
+                )  # fmt: skip
+                return self._finish(
+                    proc, info, what=f"running container {container_id}", console=console,
+                    stdin=stdin, stdout=stdout,
+                    interrupt=lambda: self._kill_and_wait(container_id),
+                )  # fmt: skip
         finally:
             shutil.rmtree(self._dir(container_id), ignore_errors=True)
 
     def _start_detached(
         self, bundle: Bundle, container_id: str, *, stdout: Stdio, stderr: Stdio
     ) -> None:
+        if bundle.read_config()["process"].get("terminal"):
+            raise ContainerError(
+                f"starting container {container_id}: a detached terminal is not supported",
+                hint="run it in the foreground, or without a terminal",
+            )
         proc, info = self._launch(
             bundle, container_id, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
             detach=True,
@@ -199,31 +252,28 @@ class NativeRuntime(BaseRuntime):
     ) -> int:  # fmt: skip
         d = self._dir(container_id)
         doc = json.loads((d / "state.json").read_bytes())
-        with tempfile.NamedTemporaryFile("w", prefix="process-", suffix=".json", dir=d) as f:
+        with (
+            tempfile.NamedTemporaryFile("w", prefix="process-", suffix=".json", dir=d) as f,
+            contextlib.ExitStack() as stack,
+        ):
             json.dump(process, f)
             f.flush()
-            r, w = os.pipe()
-            try:
-                argv = _helper("exec", str(doc["pid"]), str(doc["starttime"]), f.name, str(w))
-                proc = subprocess.Popen(
-                    argv, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=(w,)
-                )
-            except BaseException:
-                os.close(r)
-                raise
-            finally:
-                os.close(w)
-            info = _read_channel(r)
-            try:
-                code = wait_status(proc.wait())
-            except BaseException:
+            terminal = bool(process.get("terminal"))
+            console = stack.enter_context(ConsoleSocket(d)) if terminal else None
+            proc, info = self._spawn(
+                lambda w: ["exec", str(doc["pid"]), str(doc["starttime"]), f.name, str(w)],
+                stdin=stdin, stdout=stdout, stderr=stderr, console=console,
+            )  # fmt: skip
+
+            def interrupt() -> None:
                 if "pid" in info:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(info["pid"]), _signal.SIGKILL)
-                proc.wait()
-                raise
-        _raise_for(info, f"exec in container {container_id}")
-        return code
+
+            return self._finish(
+                proc, info, what=f"exec in container {container_id}", console=console,
+                stdin=stdin, stdout=stdout, interrupt=interrupt,
+            )  # fmt: skip
 
     def _kill_and_wait(self, container_id: str) -> None:
         deadline = time.monotonic() + KILL_TIMEOUT

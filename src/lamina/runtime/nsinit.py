@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import resource
 import select
 import signal
 import socket
+import struct
 import sys
+import termios
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -108,7 +111,29 @@ def _exec(proc: dict[str, Any], lifeline: int, channel: int) -> NoReturn:
         os._exit(127 if exc.errno == errno.ENOENT else 126)
 
 
-def _container_child(config: dict[str, Any], lifeline: int, channel: int) -> NoReturn:
+def _attach_terminal(console: socket.socket | None) -> None:
+    """Open a pty on the container's devpts, hand its master over ``console`` (already
+    connected, before any namespace change) and make its slave our controlling terminal and
+    stdio. No-op without a console."""
+    if console is None:
+        return
+    master, slave = os.openpty()  # /dev/ptmx -> pts/ptmx: the container's own devpts
+    # 24x80 until the caller copies its own size (which raises SIGWINCH, as a resize does).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    socket.send_fds(console, [b"console"], [master])
+    os.close(master)
+    console.close()
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+
+
+def _container_child(
+    config: dict[str, Any], lifeline: int, channel: int, console: socket.socket | None
+) -> NoReturn:
     try:
         # Unshared here, not in the helper: pivot_root moves the root of *every* process in
         # the mount namespace, and the helper must keep the host's view to write exit.json.
@@ -117,6 +142,7 @@ def _container_child(config: dict[str, Any], lifeline: int, channel: int) -> NoR
             flags |= linux.CLONE_NEWNET
         linux.unshare(flags)
         setup_rootfs(config)
+        _attach_terminal(console)
         if config.get("hostname"):
             socket.sethostname(str(config["hostname"]))
         if any(ns.get("type") == "network" for ns in config["linux"]["namespaces"]):
@@ -158,7 +184,9 @@ def _reap(child: int, channel: int, state_dir: Path | None) -> NoReturn:
     os._exit(code)
 
 
-def run(bundle: Path, state_dir: Path, channel: int, *, detach: bool) -> NoReturn:
+def run(
+    bundle: Path, state_dir: Path, channel: int, *, detach: bool, console: socket.socket | None
+) -> NoReturn:
     """The ``run`` mode (see the module docstring)."""
     try:
         config = json.loads((bundle / "config.json").read_bytes())
@@ -174,12 +202,16 @@ def run(bundle: Path, state_dir: Path, channel: int, *, detach: bool) -> NoRetur
     child = os.fork()
     if child == 0:
         os.close(keep)
-        _container_child(config, lifeline, channel)
+        _container_child(config, lifeline, channel, console)
     os.close(lifeline)
+    if console is not None:
+        console.close()
     _reap(child, channel, state_dir)
 
 
-def exec_in(pid: int, starttime: int, process_file: Path, channel: int) -> NoReturn:
+def exec_in(
+    pid: int, starttime: int, process_file: Path, channel: int, console: socket.socket | None
+) -> NoReturn:
     """The ``exec`` mode (see the module docstring)."""
     try:
         proc = json.loads(process_file.read_bytes())
@@ -197,22 +229,38 @@ def exec_in(pid: int, starttime: int, process_file: Path, channel: int) -> NoRet
     if child == 0:
         os.close(keep)
         try:
+            _attach_terminal(console)
             apply_process(proc)
         except BaseException as exc:  # report anything; never return into the caller
             _send(channel, {"error": str(exc), "errno": getattr(exc, "errno", None)})
             os._exit(SETUP_FAILED)
         _exec(proc, lifeline, channel)
     os.close(lifeline)
+    if console is not None:
+        console.close()
     _reap(child, channel, None)
 
 
+def _connect(path: str | None) -> socket.socket | None:
+    if path is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    return sock
+
+
 def main(argv: list[str]) -> NoReturn:
-    """Dispatch on the mode word; bad usage exits 125."""
-    if len(argv) == 5 and argv[0] == "run":
-        run(Path(argv[1]), Path(argv[2]), int(argv[3]), detach=argv[4] == "1")
-    if len(argv) == 5 and argv[0] == "exec":
-        exec_in(int(argv[1]), int(argv[2]), Path(argv[3]), int(argv[4]))
-    os.write(2, b"usage: nsinit run BUNDLE STATE CHANNEL DETACH | exec PID START PROC CHANNEL\n")
+    """Dispatch on the mode word; a trailing CONSOLE_SOCKET asks for a terminal; bad usage
+    exits 125."""
+    console_path = argv[5] if len(argv) == 6 else None
+    if len(argv) in (5, 6) and argv[0] == "run":
+        console = _connect(console_path)
+        run(Path(argv[1]), Path(argv[2]), int(argv[3]), detach=argv[4] == "1", console=console)
+    if len(argv) in (5, 6) and argv[0] == "exec":
+        console = _connect(console_path)
+        exec_in(int(argv[1]), int(argv[2]), Path(argv[3]), int(argv[4]), console)
+    os.write(2, b"usage: nsinit run BUNDLE STATE CHANNEL DETACH [CONSOLE] | ")
+    os.write(2, b"exec PID START PROC CHANNEL [CONSOLE]\n")
     os._exit(SETUP_FAILED)
 
 

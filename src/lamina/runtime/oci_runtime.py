@@ -33,6 +33,7 @@ import os
 import shutil
 import signal as _signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from typing import Any
 from lamina._internal.fileio import write_atomic
 from lamina.errors import ContainerError
 from lamina.runtime.bundle import Bundle, write_bundle
+from lamina.runtime.console import ConsoleSocket, pump, stdio_fd
 from lamina.runtime.model import BaseRuntime, ContainerState, Stdio, wait_status
 from lamina.runtime.spec import BindMount, ContainerSpec, ProcessSpec
 
@@ -113,28 +115,97 @@ class OCIRuntime(BaseRuntime):
         args = ["delete", "--force", container_id] if force else ["delete", container_id]
         self._control("deleting", container_id, *args)
 
+    def _foreground(
+        self, verb: str, flags: list[str], container_id: str, *, terminal: bool, stdin: Stdio,
+        stdout: Stdio, stderr: Stdio,
+    ) -> int:  # fmt: skip
+        """``verb [--console-socket S] FLAGS ID``; waits; on interruption kills the runtime."""
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not terminal:
+            argv = self._argv(verb, *flags, container_id)
+            return self._wait(subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr))
+        with (
+            ConsoleSocket(self.state_root) as console,
+            tempfile.TemporaryDirectory(prefix="shim-", dir=self.state_root) as tmp,
+        ):
+            return self._with_console(
+                console, Path(tmp), verb, flags, container_id, stdin=stdin, stdout=stdout,
+                stderr=stderr,
+            )  # fmt: skip
+
+    def _with_console(
+        self, console: ConsoleSocket, tmp: Path, verb: str, flags: list[str], container_id: str,
+        *, stdin: Stdio, stdout: Stdio, stderr: Stdio,
+    ) -> int:  # fmt: skip
+        """Detached ``verb`` under the shim (which gets the exit status), the pty pumped here."""
+        result, pidfile = tmp / "result.json", tmp / "pid"
+        runtime_argv = self._argv(
+            verb, "--detach", "--console-socket", str(console.path), "--pid-file", str(pidfile),
+            *flags, container_id,
+        )  # fmt: skip
+        argv = [sys.executable, "-P", "-m", "lamina.runtime.shim", str(result), str(pidfile),
+                "--", *runtime_argv]  # fmt: skip
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+        with stdio_fd(stdin, 0, write=False) as in_fd, stdio_fd(stdout, 1, write=True) as out:
+            try:
+                master = console.receive(proc, in_fd)
+            except BaseException:
+                self._wait(proc)
+                raise
+            try:
+                copier = pump(master, in_fd, out)
+                self._wait(proc)
+                copier.join(timeout=CONTROL_TIMEOUT)
+            finally:
+                os.close(master)
+        doc = json.loads(result.read_text())
+        if "runtime_failed" in doc:
+            raise ContainerError(
+                f"{verb} in container {container_id} with {self.name}: "
+                f"exit status {doc['runtime_failed']}"
+            )
+        return int(doc["status"])
+
+    @staticmethod
+    def _wait(proc: subprocess.Popen[bytes]) -> int:
+        try:
+            return wait_status(proc.wait())
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a caller's timeout): runc forwards nothing once
+            # killed, but its container dies with it in run mode, and exec'd processes are
+            # reaped by the container's init.
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=CONTROL_TIMEOUT)
+            raise
+
     def _run(
         self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio
     ) -> int:
         _check_id(container_id)
-        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        argv = self._argv("run", "--bundle", str(bundle.path), container_id)
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+        terminal = bool(bundle.read_config()["process"].get("terminal"))
         try:
-            return wait_status(proc.wait())
-        except BaseException:
-            # Interrupted (KeyboardInterrupt, timeout in a caller): take the container down.
-            proc.send_signal(_signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=CONTROL_TIMEOUT)
+            return self._foreground(
+                "run", ["--bundle", str(bundle.path)], container_id, terminal=terminal,
+                stdin=stdin, stdout=stdout, stderr=stderr,
+            )  # fmt: skip
+        finally:
+            # run deletes its container itself, except when detached under the shim
+            # (terminal) or interrupted; then the stopped container is removed here.
             with contextlib.suppress(ContainerError, subprocess.TimeoutExpired):
                 self._delete(container_id, force=True)
-            raise
 
     def _start_detached(
         self, bundle: Bundle, container_id: str, *, stdout: Stdio, stderr: Stdio
     ) -> None:
         _check_id(container_id)
+        if bundle.read_config()["process"].get("terminal"):
+            raise ContainerError(
+                f"starting container {container_id}: a detached terminal is not supported",
+                hint="run it in the foreground, or without a terminal",
+            )
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         argv = self._argv("run", "--detach", "--bundle", str(bundle.path), container_id)
         proc = subprocess.run(
@@ -157,14 +228,11 @@ class OCIRuntime(BaseRuntime):
         ) as f:
             json.dump(process, f)
             f.flush()
-            argv = self._argv("exec", "--process", f.name, container_id)
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
-            try:
-                return wait_status(proc.wait())
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
+            return self._foreground(
+                "exec", ["--process", f.name], container_id,
+                terminal=bool(process.get("terminal")), stdin=stdin, stdout=stdout,
+                stderr=stderr,
+            )  # fmt: skip
 
 
 def _check_id(container_id: str) -> None:
