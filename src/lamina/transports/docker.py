@@ -227,7 +227,10 @@ class DockerDestination(Destination):
         """Size of ``digest`` in the repository (pushed in this session or found by HEAD)."""
         size = self._known(digest)
         if size is None:
-            size = self.client.stat_blob(self.repo, digest)
+            try:
+                size = self.client.stat_blob(self.repo, digest)
+            except LaminaError as exc:
+                raise exc.with_context(f"pushing to {self.what}") from None
             if size is not None and size >= 0:
                 self._remember(digest, size)
         return size
