@@ -265,7 +265,7 @@ def test_metadata_instructions_and_labels(store: Store, tmp_path: Path) -> None:
     assert cfg["Entrypoint"] == ["/bin/sh"] and cfg.get("Cmd") is None
     assert cfg["User"] == "1:2" and image.author == "me"
     assert image.created == "2023-11-14T22:13:20Z"
-    assert all(h.empty_layer for h in image.history[-9:])
+    assert all(h.empty_layer for h in image.history[-8:])
 
 
 def test_copy_chown_chmod_and_heredoc(store: Store, tmp_path: Path) -> None:
