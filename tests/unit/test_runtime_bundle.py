@@ -30,7 +30,6 @@ def rootfs(tmp_path: Path) -> Path:
                        ("opt/tool/run", 0o700), ("opt/tool/grp", 0o710)):  # fmt: skip
         (root / name).write_text("#!/bin/sh\n")
         os.chmod(root / name, mode)
-    os.chown(root / "opt/tool/grp", 0, 4242)
     os.symlink("/usr/bin/env", root / "bin" / "env")
     os.symlink("../../../../../usr/bin/env", root / "bin" / "climb")
     return root
@@ -64,12 +63,15 @@ def test_not_found_and_not_executable(rootfs: Path) -> None:
     with pytest.raises(CommandNotExecutable, match="is a directory"):
         resolve_command(rootfs, proc("/tmp"))
     # owner-only and group-only execute bits are checked against the process's ids
+    st = os.stat(rootfs / "opt/tool/grp")
+    other = st.st_uid + 12345
     assert resolve_command(rootfs, proc("/opt/tool/run"))
+    assert resolve_command(rootfs, proc("/opt/tool/run", uid=st.st_uid, gid=st.st_gid + 1))
     with pytest.raises(CommandNotExecutable):
-        resolve_command(rootfs, proc("/opt/tool/run", uid=1000, gid=1000))
+        resolve_command(rootfs, proc("/opt/tool/run", uid=other, gid=st.st_gid))
     with pytest.raises(CommandNotExecutable):
-        resolve_command(rootfs, proc("/opt/tool/grp", uid=1000, gid=1000))
-    assert resolve_command(rootfs, proc("/opt/tool/grp", uid=1000, gid=4242))
+        resolve_command(rootfs, proc("/opt/tool/grp", uid=other, gid=st.st_gid + 1))
+    assert resolve_command(rootfs, proc("/opt/tool/grp", uid=other, gid=st.st_gid))
 
 
 def test_commands_on_mounts(rootfs: Path, tmp_path: Path) -> None:

@@ -10,7 +10,12 @@ import pytest
 from lamina.errors import ContainerError
 from lamina.runtime import ExecUser, IDMapping, resolve_user, single_id_mappings, subid_mappings
 from lamina.runtime.etcfiles import hosts_content, resolv_content, write_etc_files
-from lamina.runtime.idmap import SubIDRange, read_subid_ranges, validate_mappings
+from lamina.runtime.idmap import (
+    SubIDRange,
+    read_subid_ranges,
+    rootless_mappings,
+    validate_mappings,
+)
 from lamina.runtime.user import resolve_groups
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
@@ -143,6 +148,18 @@ def test_read_subid_ranges(tmp_path: Path) -> None:
         SubIDRange(start=100000, count=65536), SubIDRange(start=300000, count=5),
     ]  # fmt: skip
     assert read_subid_ranges(tmp_path / "missing", name="alice", host_id=1) == []
+
+
+def test_rootless_mappings_prefer_sub_ids(tmp_path: Path) -> None:
+    (tmp_path / "subuid").write_text("alice:100000:65536\n")
+    (tmp_path / "subgid").write_text("alice:200000:65536\n")
+    uids, gids = rootless_mappings(uid=1000, gid=1000, name="alice", subuid=tmp_path / "subuid",
+                                   subgid=tmp_path / "subgid")  # fmt: skip
+    assert [m.host_id for m in uids] == [1000, 100000]
+    assert [m.host_id for m in gids] == [1000, 200000]
+    single = rootless_mappings(uid=1000, gid=1000, name="bob", subuid=tmp_path / "subuid",
+                               subgid=tmp_path / "subgid")  # fmt: skip
+    assert single == single_id_mappings(1000, 1000)
 
 
 def test_hosts_content() -> None:

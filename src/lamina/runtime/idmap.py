@@ -130,3 +130,16 @@ def read_subid_ranges(path: Path, *, name: str, host_id: int) -> list[SubIDRange
         if start >= 0 and count >= 1:
             ranges.append(SubIDRange(start=start, count=count))
     return ranges
+
+
+def rootless_mappings(
+    *, uid: int, gid: int, name: str, subuid: Path = Path("/etc/subuid"),
+    subgid: Path = Path("/etc/subgid"),
+) -> tuple[tuple[IDMapping, ...], tuple[IDMapping, ...]]:  # fmt: skip
+    """(uid maps, gid maps) for a rootless user: sub-id ranges when both files grant some
+    (the runtime then needs newuidmap/newgidmap), else the single-id maps."""
+    uid_ranges = read_subid_ranges(subuid, name=name, host_id=uid)
+    gid_ranges = read_subid_ranges(subgid, name=name, host_id=gid)
+    if uid_ranges and gid_ranges:
+        return subid_mappings(uid, uid_ranges), subid_mappings(gid, gid_ranges)
+    return single_id_mappings(uid, gid)
