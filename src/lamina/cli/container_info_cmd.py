@@ -7,7 +7,6 @@ import datetime
 import json
 import os
 import sys
-import time
 from typing import Any
 
 import click
@@ -25,7 +24,7 @@ def _ts(text: str) -> float:
 
 
 def _duration(seconds: float) -> str:
-    return human_ago(time.time() - seconds).removesuffix(" ago")
+    return human_ago(seconds).removesuffix(" ago")
 
 
 def status_text(state: dict[str, Any]) -> str:

@@ -118,7 +118,7 @@ class ContainerStore:
         except OSError as exc:
             raise ContainerError(f"container {cid[:12]}: layer dir is missing: {exc}") from None
         links = [self.layout.overlay2 / item for item in lower_file.split(":") if item]
-        diffs = [self.layout.overlay2 / os.readlink(p) for p in links]
+        diffs = [self.layout.links / os.readlink(p) for p in links]
         lower = [Path(os.path.normpath(d)) for d in diffs]
         return ContainerDirs(
             init=init / "diff",

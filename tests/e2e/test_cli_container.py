@@ -1,0 +1,222 @@
+"""End-to-end container tests: the seed's union-filesystem walkthrough and Jenkins ``.inside``.
+
+The CLI runs as a subprocess over a fresh store (``cli`` fixture); the busybox image is
+imported from ``scripts/make-busybox-rootfs.sh``. Every test checks that nothing is left
+behind: no mounts under the store, no container processes, no container dirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lamina.testing.capabilities import mount_points_under
+from lamina.testing.cli import Result
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay, pytest.mark.needs_runtime]
+
+Cli = Callable[..., Result]
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of names, modes, sizes, mtimes and contents under ``root``."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(root)):
+        dirnames.sort()
+        for name in sorted(filenames + dirnames):
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            h.update(f"{p}:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+            if os.path.isfile(p) and not os.path.islink(p):
+                h.update(Path(p).read_bytes())
+    return h.hexdigest()
+
+
+def container_processes(root: Path) -> list[int]:
+    """Pids whose root dir lies inside the store ``root``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/root").startswith(str(root)):
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
+@pytest.fixture
+def store(cli: Cli, busybox_tar: Path) -> Iterator[Cli]:
+    """A store with the busybox image; asserts on exit that nothing is left behind."""
+    cli("import", str(busybox_tar), "busybox")
+    yield cli
+    root: Path = cli.root  # type: ignore[attr-defined]
+    for cid in cli("ps", "-aq", "--no-trunc").out.split():
+        cli("rm", "-f", cid)
+    assert mount_points_under(root) == []
+    assert container_processes(root) == []
+    names = [e for e in os.listdir(root / "containers") if e != "names"]
+    assert names == []
+    assert [e for e in os.listdir(root / "overlay2") if e.endswith("-init")] == []
+
+
+def test_seed_walkthrough(store: Cli) -> None:
+    """run -d; exec touch/echo; UpperDir holds TEST, MergedDir shows it, image dirs intact."""
+    image_dirs = json.loads(store("inspect", "--type", "image", "busybox").out)[0]["GraphDriver"][
+        "Data"
+    ]
+    before = tree_digest(Path(image_dirs["UpperDir"]))
+    cid = store("run", "-d", "--name", "seed", "busybox", "sleep", "600").out.strip()
+    assert len(cid) == 64
+    store("exec", "seed", "touch", "/TEST")
+    store("exec", "seed", "sh", "-c", 'echo "Hello World" >> /TEST')
+    doc = json.loads(store("inspect", "seed").out)[0]
+    data = doc["GraphDriver"]["Data"]
+    assert doc["GraphDriver"]["Name"] == "overlay2"
+    assert set(data) == {"LowerDir", "MergedDir", "UpperDir", "WorkDir"}
+    lowers = data["LowerDir"].split(":")
+    assert lowers[0].endswith(f"/overlay2/{cid}-init/diff")
+    assert lowers[1:] == [image_dirs["UpperDir"]]
+    assert data["UpperDir"].endswith(f"/overlay2/{cid}/diff")
+    assert (Path(data["UpperDir"]) / "TEST").read_text() == "Hello World\n"
+    assert (Path(data["MergedDir"]) / "TEST").read_text() == "Hello World\n"
+    assert "bin" in os.listdir(data["MergedDir"])
+    assert tree_digest(Path(image_dirs["UpperDir"])) == before
+    assert store("diff", "seed").out.splitlines() == ["A /TEST"]
+    layer_dir = Path(data["UpperDir"]).parent
+    lower_file = (layer_dir / "lower").read_text()
+    assert all(item.startswith("l/") and len(item) == 28 for item in lower_file.split(":"))
+    assert len(lower_file.split(":")) == 2
+    assert doc["State"]["Status"] == "running" and doc["State"]["Running"] is True
+    assert doc["Name"] == "/seed" and doc["Path"] == "sleep" and doc["Args"] == ["600"]
+    assert doc["Config"]["Image"] == "busybox" and doc["HostConfig"]["AutoRemove"] is False
+    init = Path(lowers[0])
+    for name in (".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "dev/console"):
+        assert (init / name).is_file()
+    store("stop", "-t", "1", "seed")
+    state = json.loads(store("inspect", "seed").out)[0]["State"]
+    assert state["Status"] == "exited" and state["Running"] is False
+    assert not os.path.ismount(data["MergedDir"])
+    store("rm", "seed")
+    assert not layer_dir.exists() and not Path(lowers[0]).exists()
+
+
+def test_jenkins_inside_sequence(store: Cli, tmp_path: Path) -> None:
+    """docker-workflow's ``.inside``: run -t -d -u ... cat; exec; top; stop --time=1; rm -f."""
+    ctr = store("create", "busybox", "true").out.strip()
+    src = tmp_path / "a.txt"
+    src.write_text("This is a simple file.")
+    store("cp", str(src), f"{ctr}:/a.txt")
+    store("commit", "-c", 'CMD ["cat", "/a.txt"]', ctr, "simple-jenkins-image")
+    store("rm", ctr)
+    ws = tmp_path / "workspace" / "job"
+    (ws.parent / "job@tmp").mkdir(parents=True)
+    ws.mkdir()
+    os.chown(ws, 1000, 1000)  # the agent's workspace belongs to the jenkins user
+    out = store(
+        "run", "-t", "-d", "-u", "1000:1000", "-w", str(ws), "-v", f"{ws}:{ws}:rw,z",
+        "-v", f"{ws}@tmp:{ws}@tmp:rw,z", "-e", "JENKINS_HOME=/var/jenkins_home",
+        "-e", "BUILD_ID=1", "simple-jenkins-image", "cat",
+    ).out.strip()  # fmt: skip
+    top = store("top", out, "-eo", "pid,comm").out.splitlines()
+    assert top[0].split() == ["PID", "COMMAND"]
+    assert [line.split()[1] for line in top[1:]] == ["cat"]
+    res = store("exec", out, "sh", "-c", "cat /a.txt; echo; id -u; pwd; echo $BUILD_ID")
+    assert res.out.splitlines() == ["This is a simple file.", "1000", str(ws), "1"]
+    store("exec", out, "sh", "-c", "echo built > out.txt")
+    assert (ws / "out.txt").read_text() == "built\n"
+    assert "Up " in store("ps").out
+    store("stop", "--time=1", out)
+    assert store("rm", "-f", out).out.strip() == out
+    assert store("ps", "-aq").out == ""
+
+
+def test_run_exit_codes_and_bad_input(store: Cli, tmp_path: Path) -> None:
+    """Docker's exit codes and one clear line for each kind of bad input."""
+    assert store("run", "--rm", "busybox", "sh", "-c", "exit 7", check=False).code == 7
+    res = store("run", "--rm", "busybox", "nosuchcmd", check=False)
+    assert res.code == 127 and "nosuchcmd" in res.err
+    res = store("run", "--rm", "busybox", "/etc/passwd", check=False)
+    assert res.code == 126 and "permission denied" in res.err
+    res = store("run", "--rm", "nosuchimage", "true", check=False)
+    assert res.code == 125 and "nosuchimage" in res.err
+    res = store("run", "--rm", "-v", f"{tmp_path}/missing:/x", "busybox", "true", check=False)
+    assert res.code == 125 and "bind source path does not exist" in res.err
+    res = store("run", "--rm", "-u", "nosuchuser", "busybox", "true", check=False)
+    assert res.code == 125 and "unable to find user nosuchuser" in res.err
+    store("run", "-d", "--name", "busy", "busybox", "sleep", "600")
+    res = store("run", "-d", "--name", "busy", "busybox", "true", check=False)
+    assert res.code == 125 and "already in use" in res.err
+    res = store("rm", "busy", check=False)
+    assert res.code != 0 and "container is running" in res.err
+    res = store("exec", "nosuch", "true", check=False)
+    assert res.code == 125 and "no such container" in res.err
+    store("rm", "-f", "busy")
+    for line in store("ps", "-a").out.splitlines()[1:]:
+        assert "busy" not in line
+    assert all(len(r.err.strip().splitlines()) <= 2 for r in [res])
+
+
+def test_logs_wait_kill_rename_export(store: Cli, tmp_path: Path) -> None:
+    """Output is logged as JSON lines; wait returns the status; rename and export work."""
+    cid = store("run", "-d", "--name", "talk", "busybox", "sh", "-c",
+                "echo out; echo err >&2; exit 3").out.strip()  # fmt: skip
+    assert store("wait", "talk").out.strip() == "3"
+    res = store("logs", "talk")
+    assert res.out == "out\n" and res.err == "err\n"
+    log = Path(json.loads(store("inspect", "talk").out)[0]["LogPath"])
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {e["stream"] for e in entries} == {"stdout", "stderr"}
+    assert all(set(e) == {"log", "stream", "time"} for e in entries)
+    store("rename", "talk", "quiet")
+    assert json.loads(store("inspect", "quiet").out)[0]["Id"] == cid
+    assert store("inspect", "talk", check=False).code != 0
+    out = tmp_path / "fs.tar"
+    store("container", "export", "quiet", "-o", str(out))
+    assert out.stat().st_size > 1_000_000
+    store("run", "-d", "--name", "victim", "busybox", "sleep", "600")
+    store("kill", "victim")
+    assert store("wait", "victim").out.strip() == "137"
+    res = store("kill", "victim", check=False)
+    assert res.code != 0 and "not running" in res.err
+
+
+def test_stale_state_after_monitor_kill(store: Cli) -> None:
+    """kill -9 of the monitor and of the container: ps reports Exited, nothing leaks."""
+    cid = store("run", "-d", "busybox", "sleep", "600").out.strip()
+    root: Path = store.root  # type: ignore[attr-defined]
+    state = json.loads((root / "containers" / cid / "state.json").read_text())
+    os.kill(state["MonitorPid"], 9)
+    os.kill(state["Pid"], 9)
+    out = store("ps", "-a").out
+    assert "Exited (255)" in out
+    doc = json.loads(store("inspect", cid).out)[0]
+    assert doc["State"]["Status"] == "exited"
+    assert not os.path.ismount(doc["GraphDriver"]["Data"]["MergedDir"])
+
+
+def test_commit_changes_and_cp_both_ways(store: Cli, tmp_path: Path) -> None:
+    """commit --change/-m gives a runnable image; cp round-trips files."""
+    store("run", "--name", "maker", "busybox", "sh", "-c",
+          "mkdir /data && echo payload > /data/f && rm /bin/vi")  # fmt: skip
+    assert store("diff", "maker").out.splitlines() == [
+        "C /bin", "D /bin/vi", "A /data", "A /data/f",
+    ]  # fmt: skip
+    store("commit", "-m", "made", "-a", "me", "-c", "ENV MODE=test",
+          "-c", 'CMD ["cat", "/data/f"]', "maker", "made:1")  # fmt: skip
+    assert store("run", "--rm", "made:1").out == "payload\n"
+    assert store("run", "--rm", "made:1", "sh", "-c", "echo $MODE").out == "test\n"
+    history = json.loads(store("history", "--format", "json", "made:1").out.splitlines()[0])
+    assert "made" in json.dumps(history)
+    store("cp", "maker:/data", str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "f").read_text() == "payload\n"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "g").write_text("host\n")
+    store("cp", str(tmp_path / "in"), "maker:/data/")
+    store("commit", "maker", "made:2")
+    assert store("run", "--rm", "made:2", "cat", "/data/in/g").out == "host\n"
