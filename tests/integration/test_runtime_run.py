@@ -234,3 +234,24 @@ def test_terminal_carries_stdin_and_exit_status(rt: Runtime, rootfs: Path, tmp_p
         assert rt.run(bundle, cid, stdin=i, stdout=o, stderr=subprocess.DEVNULL) == 4
     assert "got hello\r\n" in (tmp_path / "out").read_bytes().decode()
     assert not rt.exists(cid)
+
+
+def test_mount_points_through_image_symlinks_stay_in_the_rootfs(
+    rt: Runtime, rootfs: Path, tmp_path: Path, tree_snapshot: Callable[[Path], object]
+) -> None:
+    # /data -> /etc: read naively on the host this is the host's /etc
+    os.symlink("/etc", rootfs / "data")
+    host_etc = sorted(os.listdir("/etc"))
+    before = tree_snapshot(rootfs)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "marker").write_text("m\n")
+    script = "cat /etc/lamina-bind/marker; mount | grep -c ' /etc/lamina-tmpfs type tmpfs'"
+    status, out, err = run(
+        rt, rootfs, tmp_path, "sh", "-c", script,
+        binds=(BindMount(source=src, destination="/data/lamina-bind"),),
+        tmpfs=(TmpfsMount(destination="/data/lamina-tmpfs"),),
+    )  # fmt: skip
+    assert (status, out) == (0, "m\n1\n"), err
+    assert sorted(os.listdir("/etc")) == host_etc
+    assert tree_snapshot(rootfs) == before

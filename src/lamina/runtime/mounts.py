@@ -18,8 +18,10 @@ controllers, no resource limits), and there is no seccomp or AppArmor profile.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,14 @@ _STDIO_LINKS = (
 )
 
 
-def _target(rootfs: str, dest: str, *, is_dir: bool) -> str:
-    """The host path of ``dest`` inside ``rootfs``; created (dir or empty file) if missing."""
+@contextlib.contextmanager
+def _target(rootfs: str, dest: str, *, is_dir: bool) -> Iterator[tuple[str, str]]:
+    """(mount target, path) for ``dest`` inside ``rootfs``; created (dir or empty file) if missing.
+
+    The target is ``/proc/self/fd/N`` of an ``O_PATH`` fd opened on the resolved path, after
+    checking that the fd's canonical path is that path: a symlink swapped in after the
+    resolution cannot redirect the mount. ``path`` names the new mount for later remounts.
+    """
     path = resolve_partial(Path(rootfs), dest)
     if not os.path.lexists(path):
         if is_dir:
@@ -45,7 +53,13 @@ def _target(rootfs: str, dest: str, *, is_dir: bool) -> str:
         else:
             path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             path.touch(mode=0o644)
-    return str(path)
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}") != str(path):
+            raise OSError(errno.EXDEV, "mount point moved during setup", str(path))
+        yield f"/proc/self/fd/{fd}", str(path)
+    finally:
+        os.close(fd)
 
 
 def _mount_one(rootfs: str, m: dict[str, Any]) -> None:
@@ -53,29 +67,29 @@ def _mount_one(rootfs: str, m: dict[str, Any]) -> None:
     options = [str(o) for o in m.get("options", [])]
     flags, propagation, data = linux.parse_mount_options(options)
     source = str(m.get("source", fstype))
-    if fstype == "bind" or flags & linux.MS_BIND:
-        target = _target(rootfs, m["destination"], is_dir=os.path.isdir(source))
-        linux.mount(source, target, None, linux.MS_BIND | (flags & linux.MS_REC))
-        extra = flags & ~(linux.MS_BIND | linux.MS_REC)
-        if extra:
-            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | extra)
-    elif fstype == "cgroup":
-        target = _target(rootfs, m["destination"], is_dir=True)
-        try:
-            linux.mount("cgroup2", target, "cgroup2", flags)
-        except OSError:
-            linux.mount("tmpfs", target, "tmpfs", flags | linux.MS_RDONLY, "mode=755")
-    else:
-        target = _target(rootfs, m["destination"], is_dir=True)
-        linux.mount(source, target, fstype, flags, data)
-    if propagation:
-        linux.mount(None, target, None, propagation)
+    is_bind = fstype == "bind" or bool(flags & linux.MS_BIND)
+    is_dir = os.path.isdir(source) if is_bind else True
+    with _target(rootfs, m["destination"], is_dir=is_dir) as (target, path):
+        if is_bind:
+            linux.mount(source, target, None, linux.MS_BIND | (flags & linux.MS_REC))
+            extra = flags & ~(linux.MS_BIND | linux.MS_REC)
+            if extra:
+                linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | extra)
+        elif fstype == "cgroup":
+            try:
+                linux.mount("cgroup2", target, "cgroup2", flags)
+            except OSError:
+                linux.mount("tmpfs", target, "tmpfs", flags | linux.MS_RDONLY, "mode=755")
+        else:
+            linux.mount(source, target, fstype, flags, data)
+        if propagation:
+            linux.mount(None, path, None, propagation)
 
 
 def _make_devices(rootfs: str, devices: list[dict[str, Any]]) -> None:
     for d in devices:
-        path = _target(rootfs, str(Path(d["path"]).parent), is_dir=True) + "/"
-        path += Path(d["path"]).name
+        # on the /dev tmpfs mounted just before: no image content can be in the way
+        path = str(resolve_partial(Path(rootfs), str(d["path"])))
         mode = int(d.get("fileMode", 0o666)) & 0o7777
         kind = stat.S_IFCHR if d.get("type", "c") == "c" else stat.S_IFBLK
         with contextlib.suppress(FileNotFoundError):
