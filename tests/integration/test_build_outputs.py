@@ -86,6 +86,9 @@ def test_every_output_type(tmp_path: Path, busybox_tar: Path, ctx: Path) -> None
         ).stdout
     )
     assert manifest["config"]["digest"] == str(result.image_id)
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    }
     bundle = tmp_path / "bundle"
     subprocess.run(
         ["umoci", "unpack", "--image", f"{out / 'layout'}:v1", str(bundle)],
@@ -111,3 +114,24 @@ def test_vfs_store_builds_the_same_image(tmp_path: Path, busybox_tar: Path, ctx:
     assert a.image_id == b.image_id and a.digest == b.digest
     again = build(vfs, ctx, tags=["x"], epoch=EPOCH)
     assert again.digest == b.digest
+
+
+@pytest.mark.needs_tools
+def test_compressed_blobs_are_cached_for_the_next_export(
+    tmp_path: Path, busybox_tar: Path, ctx: Path
+) -> None:
+    store = new_store(tmp_path / "root", busybox_tar)
+    digests = []
+    for name in ("a", "b"):
+        spec = OutputSpec(type="oci-archive", dest=str(tmp_path / f"{name}.tar"))
+        build(store, ctx, outputs=[spec], epoch=EPOCH)
+        raw = subprocess.run(
+            ["skopeo", "inspect", "--raw", f"oci-archive:{tmp_path / f'{name}.tar'}"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        digests.append(raw)
+    assert digests[0] == digests[1]
+    top = store.list_images()[0].layers[-1]
+    kinds = {b.media_type for b in store.layers.get(top).blobs}
+    assert "application/vnd.oci.image.layer.v1.tar+gzip" in kinds
