@@ -107,6 +107,7 @@ def test_force_delete_kills_a_running_container(rt: Runtime, rootfs: Path, tmp_p
     st = rt.start_detached(bundle, cid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with pytest.raises(ContainerError):
         rt.start_detached(bundle, cid)  # the id is taken
+    assert rt.state(cid).status == "running"  # and the failed start left it alone
     rt.delete(cid, force=True)
     assert not rt.exists(cid)
     wait_for(lambda: not os.path.exists(f"/proc/{st.pid}/root"))

@@ -88,6 +88,10 @@ def test_commands_on_mounts(rootfs: Path, tmp_path: Path) -> None:
     with pytest.raises(CommandNotFound):
         resolve_command(rootfs, proc("/mnt/tools/x"), mounts)
     assert resolve_command(rootfs, proc("/dev/shm/x"), mounts) is None  # cannot be checked
+    # a dot directory is not confused with a mount (/.mnt is not /mnt)
+    (rootfs / ".mnt" / "tools").mkdir(parents=True)
+    with pytest.raises(CommandNotFound):
+        resolve_command(rootfs, proc("/.mnt/tools/t"), mounts)
 
 
 def spec_with_mounts(rootfs: Path, tmp_path: Path) -> ContainerSpec:

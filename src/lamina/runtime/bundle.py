@@ -322,7 +322,8 @@ class _View:
             if exc.errno == errno.ELOOP:
                 return None
             raise ContainerError(f"looking up {name} in {self.rootfs}: {exc.strerror}") from exc
-        rel = "/" + resolved.relative_to(self.rootfs).as_posix().lstrip(".")
+        inner = resolved.relative_to(self.rootfs).as_posix()
+        rel = "/" if inner == "." else "/" + inner
         hit = self._under_mount(rel)
         if hit is not False:
             return hit if isinstance(hit, os.stat_result) else None

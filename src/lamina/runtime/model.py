@@ -111,9 +111,10 @@ class BaseRuntime(ABC):
         resolve_command(bundle.rootfs, config["process"], config.get("mounts"))
         prepare_mountpoints(bundle)
         try:
+            # On failure the implementation leaves no container behind (and never touches an
+            # existing one with the same id).
             self._start_detached(bundle, container_id, stdout=stdout, stderr=stderr)
         except BaseException:
-            self._delete(container_id, force=True)
             remove_mountpoints(bundle)
             raise
         return self.state(container_id)

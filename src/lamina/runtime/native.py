@@ -190,16 +190,22 @@ class NativeRuntime(BaseRuntime):
         _raise_for(info, what)
         return code
 
-    def _launch(
-        self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio,
-        detach: bool, console: ConsoleSocket | None = None,
-    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:  # fmt: skip
+    def _claim(self, container_id: str) -> Path:
+        """Create the state directory; ContainerError if the id is taken (atomic: mkdir)."""
         d = self._dir(container_id)
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             d.mkdir(mode=0o700)
         except FileExistsError:
             raise ContainerError(f"container {container_id} already exists") from None
+        return d
+
+    def _launch(
+        self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio,
+        detach: bool, console: ConsoleSocket | None = None,
+    ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:  # fmt: skip
+        """Start the helper for a claimed container; record its pids in ``state.json``."""
+        d = self._dir(container_id)
         doc: dict[str, Any] = {"id": container_id, "pid": 0, "bundle": str(bundle.path)}
         write_atomic(d / "state.json", json.dumps(doc).encode(), durable=False)
         proc, info = self._spawn(
@@ -216,6 +222,7 @@ class NativeRuntime(BaseRuntime):
         self, bundle: Bundle, container_id: str, *, stdin: Stdio, stdout: Stdio, stderr: Stdio
     ) -> int:
         terminal = bool(bundle.read_config()["process"].get("terminal"))
+        self._claim(container_id)  # outside the try: a taken id is never cleaned up by us
         try:
             with contextlib.ExitStack() as stack:
                 console = stack.enter_context(ConsoleSocket(self.state_root)) if terminal else None
@@ -239,12 +246,17 @@ class NativeRuntime(BaseRuntime):
                 f"starting container {container_id}: a detached terminal is not supported",
                 hint="run it in the foreground, or without a terminal",
             )
-        proc, info = self._launch(
-            bundle, container_id, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            detach=True,
-        )  # fmt: skip
-        proc.wait()
-        _raise_for(info, f"starting container {container_id}")
+        self._claim(container_id)
+        try:
+            proc, info = self._launch(
+                bundle, container_id, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                detach=True,
+            )  # fmt: skip
+            proc.wait()
+            _raise_for(info, f"starting container {container_id}")
+        except BaseException:
+            self._delete(container_id, force=True)
+            raise
 
     def _exec(
         self, container_id: str, process: dict[str, Any], *, stdin: Stdio, stdout: Stdio,
