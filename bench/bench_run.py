@@ -1,0 +1,77 @@
+"""Benchmark: ``run --rm IMAGE true`` latency, lamina vs podman, on the same busybox rootfs.
+
+Usage: ``python bench/bench_run.py [-n 20]``. Builds the busybox rootfs with
+``scripts/make-busybox-rootfs.sh``, imports it into a fresh lamina store (overlay2) and a fresh
+podman store (``--root``/``--runroot`` in a temp dir, ``--storage-driver overlay``,
+``--cgroup-manager cgroupfs``, ``--runtime runc`` as lamina, ``--ulimit nofile=`` the
+current limits, since runc refuses podman's default nofile limit above the hard limit here, ``--network none``
+on both sides), warms each once, then runs
+each ``-n`` times alternately and prints the medians and the ratio lamina/podman.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timed(argv: list[str]) -> float:
+    """Wall time of one run of ``argv`` (must exit 0)."""
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    """Run the benchmark and print the result."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=20)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
+    try:
+        tar = tmp / "busybox.tar"
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "0"}
+        subprocess.run([str(REPO / "scripts" / "make-busybox-rootfs.sh"), str(tar)], check=True,
+                       env=env)  # fmt: skip
+        lamina = [sys.executable, "-m", "lamina", "--root", str(tmp / "lamina")]
+        subprocess.run([*lamina, "import", str(tar), "bench"], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        podman = ["podman", "--root", str(tmp / "podman"), "--runroot", str(tmp / "podman-run"),
+                  "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
+                  "--events-backend", "none", "--runtime", "runc"]  # fmt: skip
+        subprocess.run([*podman, "import", str(tar), "localhost/bench"], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        lam_cmd = [*lamina, "run", "--rm", "--network", "none", "bench", "true"]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        pod_cmd = [*podman, "run", "--rm", "--network", "none", "--ulimit",
+                   f"nofile={soft}:{hard}", "localhost/bench", "true"]  # fmt: skip
+        timed(lam_cmd)
+        timed(pod_cmd)
+        lam, pod = [], []
+        for _ in range(args.n):
+            lam.append(timed(lam_cmd))
+            pod.append(timed(pod_cmd))
+        lm, pm = statistics.median(lam), statistics.median(pod)
+        print(f"lamina run --rm true: median {lm:.3f}s over {args.n}")
+        print(f"podman run --rm true: median {pm:.3f}s over {args.n}")
+        print(f"ratio lamina/podman: {lm / pm:.2f}")
+        subprocess.run([*podman, "system", "reset", "-f"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    finally:
+        subprocess.run(["umount", "-R", str(tmp / "podman")], check=False,
+                       stderr=subprocess.DEVNULL)  # fmt: skip
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
