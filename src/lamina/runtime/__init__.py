@@ -10,8 +10,9 @@ Knows nothing of layers, images or the store: it takes a rootfs *path*. Typical 
 Modules: :mod:`spec` (ContainerSpec -> config.json), :mod:`defaults` (Docker's tables),
 :mod:`bundle` (bundle dirs, mount points, command lookup), :mod:`user` (USER resolution),
 :mod:`idmap` (user-namespace maps), :mod:`etcfiles` (hosts/resolv.conf/hostname content),
-:mod:`model` (the Runtime protocol), :mod:`oci_runtime` (runc/crun), :mod:`native` (+
-:mod:`nsinit`, :mod:`mounts`, :mod:`linux`), :mod:`selection` (select_runtime).
+:mod:`model` (the Runtime protocol), :mod:`oci_runtime` (runc/crun, + :mod:`shim`),
+:mod:`native` (+ :mod:`nsinit`, :mod:`mounts`, :mod:`linux`), :mod:`console` (terminals),
+:mod:`selection` (select_runtime).
 """
 
 from __future__ import annotations

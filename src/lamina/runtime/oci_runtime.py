@@ -16,10 +16,15 @@ Mapping of :class:`~lamina.runtime.model.Runtime` to the runtime CLI (the same f
 ``state``          ``state ID`` (JSON on stdout)
 =================  =====================================================================
 
+With ``process.terminal`` set, ``run``/``exec`` become ``--detach --console-socket S
+--pid-file F`` under :mod:`lamina.runtime.shim` (runc accepts a console socket only when
+detaching): the pty master arrives on S and is pumped to the caller's stdio
+(:mod:`lamina.runtime.console`), and the shim, a child subreaper, reports the exit status.
+
 Errors: a failing control command raises ContainerError carrying the runtime's last stderr
 line as context; whether a container exists is decided by its state directory, not by text.
 
-:func:`probe` runs ``/bin/true`` in a throw-away bundle (the host's ``/usr`` bound read-only)
+:func:`probe` runs ``/usr/bin/true`` in a throw-away bundle (the host's ``/usr`` bound read-only)
 to learn whether a runtime works on this host: crun 1.8.1 refuses hybrid cgroup v1/v2 hosts
 ("cgroups in hybrid mode not supported"). The answer is cached in memory and in
 ``<state_root>/probe.json``, keyed by the binary's path, size and mtime.
