@@ -21,14 +21,12 @@ from typing import IO, TYPE_CHECKING, cast
 
 from lamina import reference, transports
 from lamina._internal.fileio import fsync_dir
-from lamina.build.imageconfig import apply_changes
 from lamina.errors import ImageError, UsageError
 from lamina.image.memory import MemoryImage, file_layer
 from lamina.oci.config import History, ImageConfig
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
-from lamina.snapshot import write_layer
 from lamina.store import Store
 from lamina.transports.copy import ProgressFn
 
@@ -185,6 +183,8 @@ def import_rootfs(
     The tarball becomes the single layer exactly as given (its digest is the layer digest), so
     the same tarball and ``epoch`` give the same manifest digest in any store.
     """
+    from lamina.build.imageconfig import apply_changes  # the Dockerfile parser: only here
+
     plat = platform or Platform.host()
     tmp_root = store.root / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
@@ -222,6 +222,7 @@ def export(store: Store, ref: str, output: Path | None, *, epoch: int | None = N
 
 def _export_to(store: Store, top: object, out: IO[bytes], epoch: int | None) -> None:
     from lamina.oci.digest import Digest
+    from lamina.snapshot import write_layer
 
     if not isinstance(top, Digest):  # an image without layers: an empty tar
         tarfile.open(fileobj=out, mode="w|").close()
