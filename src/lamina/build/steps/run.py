@@ -38,7 +38,7 @@ from lamina.dockerfile.instructions import Run
 from lamina.errors import BuildError, ContainerError
 from lamina.runtime import BindMount, ContainerSpec, ProcessSpec, Runtime, resolve_user
 from lamina.runtime import select_runtime as _select
-from lamina.runtime.bundle import write_bundle
+from lamina.runtime.bundle import resolve_partial, write_bundle
 from lamina.runtime.etcfiles import write_etc_files
 from lamina.runtime.spec import NetworkMode, mount_destinations
 
@@ -145,6 +145,7 @@ def _execute(
         who = resolve_user(fs.rootfs, user)
     except ContainerError as exc:
         raise BuildError(exc.message) from exc
+    _check_cwd(fs.rootfs, cwd)
     ensure_dir(fs.rootfs, cwd)
     with contextlib.ExitStack() as stack:
         mounts = prepare_mounts(env, instr.mounts, cwd, scratch, stack)
@@ -166,6 +167,22 @@ def _execute(
         raise BuildError(
             f'process "{" ".join(argv)}" did not complete successfully: exit code: {status}',
             hint="\n".join(tail) if tail else None,
+        )
+
+
+def _check_cwd(rootfs: Path, cwd: str) -> None:
+    """Refuse a working directory that resolves into /proc or /sys: those are the runtime's
+    kernel mounts, and ``/proc/self/fd/N`` there would be a descriptor of the runtime itself
+    (CVE-2024-21626)."""
+    try:
+        rel = resolve_partial(rootfs, cwd).relative_to(rootfs).as_posix()
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"working directory {cwd}: cannot be resolved in the image") from exc
+    top = rel.split("/", 1)[0]
+    if top in ("proc", "sys"):
+        raise BuildError(
+            f"working directory {cwd} is inside /{top}, which the runtime mounts",
+            hint="use a WORKDIR outside /proc and /sys",
         )
 
 
