@@ -124,11 +124,26 @@ class OCIRuntime(BaseRuntime):
         self, verb: str, flags: list[str], container_id: str, *, terminal: bool, stdin: Stdio,
         stdout: Stdio, stderr: Stdio,
     ) -> int:  # fmt: skip
-        """``verb [--console-socket S] FLAGS ID``; waits; on interruption kills the runtime."""
+        """``verb [--console-socket S] FLAGS ID``; waits; on interruption kills the runtime.
+
+        A non-zero status with no pid file written means the runtime failed before the process
+        existed (a bad mount, say): that raises ContainerError instead of passing as the
+        process's status. The runtime's own message went to ``stderr``.
+        """
         self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not terminal:
-            argv = self._argv(verb, *flags, container_id)
-            return self._wait(subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr))
+            with tempfile.TemporaryDirectory(prefix="pid-", dir=self.state_root) as tmp:
+                pidfile = Path(tmp, "pid")
+                argv = self._argv(verb, "--pid-file", str(pidfile), *flags, container_id)
+                proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr)
+                code = self._wait(proc)
+                if code != 0 and not pidfile.exists():
+                    raise ContainerError(
+                        f"{verb} in container {container_id} with {self.name}: "
+                        f"the runtime failed (exit status {code})",
+                        hint="its message is on the container's stderr",
+                    )
+                return code
         with (
             ConsoleSocket(self.state_root) as console,
             tempfile.TemporaryDirectory(prefix="shim-", dir=self.state_root) as tmp,
