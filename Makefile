@@ -21,7 +21,8 @@ deps: apt venv compile
 # Byte-compile so CLI start-up does not pay for compiling, even where the environment sets
 # PYTHONDONTWRITEBYTECODE (Python still reads existing .pyc files). Only changed files compile.
 compile: venv
-	$(BIN)/python -m compileall -q src >/dev/null
+	$(BIN)/python -m compileall -q src \
+	  "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null
 
 # Installs only what is missing, so a warm machine pays nothing.
 apt:
