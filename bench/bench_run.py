@@ -3,17 +3,16 @@
 Usage: ``python bench/bench_run.py [-n 20]``. Builds the busybox rootfs with
 ``scripts/make-busybox-rootfs.sh``, imports it into a fresh lamina store (overlay2) and a fresh
 podman store (``--root``/``--runroot`` in a temp dir, ``--storage-driver overlay``,
-``--cgroup-manager cgroupfs``, ``--runtime runc`` as lamina, ``--ulimit nofile=`` the
-current limits, since runc refuses podman's default nofile limit above the hard limit here, ``--network none``
-on both sides), warms each once, then runs
-each ``-n`` times alternately and prints the medians and the ratio lamina/podman.
+``--cgroup-manager cgroupfs``, ``--runtime runc`` as lamina, ``--ulimit`` nofile/nproc
+1024, since runc refuses podman's defaults above the hard limit here,
+``--network none`` on both sides), warms each once, then runs each ``-n`` times
+alternately and prints the medians and the ratio lamina/podman.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -52,9 +51,8 @@ def main() -> None:
         subprocess.run([*podman, "import", str(tar), "localhost/bench"], check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
         lam_cmd = [*lamina, "run", "--rm", "--network", "none", "bench", "true"]
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        pod_cmd = [*podman, "run", "--rm", "--network", "none", "--ulimit",
-                   f"nofile={soft}:{hard}", "localhost/bench", "true"]  # fmt: skip
+        limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+        pod_cmd = [*podman, "run", "--rm", "--network", "none", *limits, "localhost/bench", "true"]
         timed(lam_cmd)
         timed(pod_cmd)
         lam, pod = [], []
