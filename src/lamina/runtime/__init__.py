@@ -17,22 +17,61 @@ Modules: :mod:`spec` (ContainerSpec -> config.json), :mod:`defaults` (Docker's t
 
 from __future__ import annotations
 
-from lamina.runtime.bundle import Bundle, open_bundle, resolve_command, write_bundle
-from lamina.runtime.idmap import IDMapping, single_id_mappings, subid_mappings
-from lamina.runtime.model import ContainerState, Runtime
-from lamina.runtime.native import NativeRuntime
-from lamina.runtime.oci_runtime import OCIRuntime
-from lamina.runtime.selection import select_runtime
-from lamina.runtime.spec import (
-    BindMount,
-    ContainerSpec,
-    EtcFiles,
-    ProcessSpec,
-    Rlimit,
-    TmpfsMount,
-    build_config,
-)
-from lamina.runtime.user import ExecUser, resolve_user
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lamina.runtime.bundle import Bundle, open_bundle, resolve_command, write_bundle
+    from lamina.runtime.idmap import IDMapping, single_id_mappings, subid_mappings
+    from lamina.runtime.model import ContainerState, Runtime
+    from lamina.runtime.native import NativeRuntime
+    from lamina.runtime.oci_runtime import OCIRuntime
+    from lamina.runtime.selection import select_runtime
+    from lamina.runtime.spec import (
+        BindMount,
+        ContainerSpec,
+        EtcFiles,
+        ProcessSpec,
+        Rlimit,
+        TmpfsMount,
+        build_config,
+    )
+    from lamina.runtime.user import ExecUser, resolve_user
+
+# Imported on first use (PEP 562): a caller that needs only the spec or the user lookup must
+# not pay for the native runtime, terminals and the runc wrapper at start-up.
+_LAZY: dict[str, str] = {
+    "BindMount": "lamina.runtime.spec",
+    "Bundle": "lamina.runtime.bundle",
+    "ContainerSpec": "lamina.runtime.spec",
+    "ContainerState": "lamina.runtime.model",
+    "EtcFiles": "lamina.runtime.spec",
+    "ExecUser": "lamina.runtime.user",
+    "IDMapping": "lamina.runtime.idmap",
+    "NativeRuntime": "lamina.runtime.native",
+    "OCIRuntime": "lamina.runtime.oci_runtime",
+    "ProcessSpec": "lamina.runtime.spec",
+    "Rlimit": "lamina.runtime.spec",
+    "Runtime": "lamina.runtime.model",
+    "TmpfsMount": "lamina.runtime.spec",
+    "build_config": "lamina.runtime.spec",
+    "open_bundle": "lamina.runtime.bundle",
+    "resolve_command": "lamina.runtime.bundle",
+    "resolve_user": "lamina.runtime.user",
+    "select_runtime": "lamina.runtime.selection",
+    "single_id_mappings": "lamina.runtime.idmap",
+    "subid_mappings": "lamina.runtime.idmap",
+    "write_bundle": "lamina.runtime.bundle",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina.runtime' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "BindMount",
