@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lamina.testing.cli import Result, run_cli
 from lamina.testing.layers import EPOCH, tree_manifest
 
 #: config fields compared by the corpus and differential tests
@@ -285,10 +287,39 @@ def file_problems(expected: dict[str, Any], root: Path, *, exact: bool = False) 
 
 def import_busybox(root: Path, busybox_tar: Path) -> None:
     """Import the busybox rootfs tarball into the store at ``root`` as ``busybox``."""
-    from lamina.testing.cli import run_cli
-
     changes = [arg for change in IMPORT_CHANGES for arg in ("--change", change)]
     run_cli(root, "import", str(busybox_tar), "busybox", *changes)
+
+
+def build_with_lamina(root: Path, case: Case, work: Path) -> tuple[Result, Path]:
+    """Build ``case`` (after its pre-builds) into the store at ``root`` as ``corpus-<name>``.
+
+    The context is prepared under ``work``; returns the CLI result (never raises for the
+    case's own build) and the context directory. Pre-builds must succeed and match their
+    ``config`` expectations.
+    """
+    ctx = prepare_context(case, work)
+    for pre in case.spec.get("pre_builds", []):
+        run_cli(root, "build", "-t", pre["tag"], "-f", str(ctx / pre["dockerfile"]), str(ctx))
+        if "config" in pre:
+            [data] = json.loads(run_cli(root, "inspect", pre["tag"]).out)
+            problems = config_problems(pre["config"], data["Config"])
+            assert problems == [], problems
+    with case_server(case) as url:
+        flags = build_flags(case, ctx, url)
+        res = run_cli(
+            root, "build", "-t", f"corpus-{case.name}", *flags, str(ctx), check=False, timeout=180
+        )
+    return res, ctx
+
+
+def export_tree(root: Path, tag: str, dest: Path) -> Path:
+    """``lamina export TAG`` extracted at ``dest`` by GNU tar (numeric owners, symlink times)."""
+    tar = dest.with_suffix(".tar")
+    run_cli(root, "export", tag, "-o", str(tar))
+    dest.mkdir()
+    subprocess.run(["tar", "--numeric-owner", "-C", str(dest), "-xpf", str(tar)], check=True)
+    return dest
 
 
 @contextlib.contextmanager

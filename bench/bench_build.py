@@ -1,0 +1,232 @@
+"""Benchmark: `lamina build` against buildah (overlay, --layers) and podman, side by side.
+
+Workloads (issue 4):
+
+- W1 the seed Dockerfile (``FROM busybox`` / ``COPY a.txt`` / ``CMD``), built without cache;
+- W2 ``COPY . /data/`` of 20,000 1 KiB files in nested dirs + one 200 MiB random file, cold;
+- W5 W2 rebuilt unchanged, after editing one small file, after touching one (mtime only);
+- W6 ``RUN touch /x`` on a Debian bookworm minbase base (mmdebstrap, cached), without cache.
+
+Every tool gets its own store under the work dir and the same base images (lamina's, copied
+over as ``oci:`` layouts). Each command runs under GNU time (wall seconds, peak RSS); the best
+of ``--repeat`` runs is reported. The table gives lamina's time, each peer's, the ratio
+lamina/buildah (lower is better), BuildKit's reference time from the issue, the target and
+lamina's peak RSS (target <= 80 MB). Usage:
+``python bench/bench_build.py [--files N] [--big-mib M] [--repeat R] [--workdir DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from lamina.testing import debian  # noqa: E402
+
+LAMINA = str(ROOT / ".venv" / "bin" / "lamina")
+SEED = 'FROM busybox\nCOPY a.txt /a.txt\nCMD ["cat", "/a.txt"]\n'
+W2 = "FROM busybox\nCOPY . /data/\n"
+W6 = "FROM debian:bookworm\nRUN touch /x\n"
+#: workload -> (BuildKit seconds measured here, target factor of BuildKit)
+REFERENCE = {
+    "W1 seed": (0.42, 1.0),
+    "W2 20k files + 200 MiB": (14.1, 0.5),
+    "W5 unchanged": (1.02, 0.5),
+    "W5 one file edited": (5.95, 0.5),
+    "W5 one file touched": (1.12, 0.5),
+    "W6 RUN on Debian": (0.20, 1.0),
+}
+RSS_TARGET_KB = 80 * 1000
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Run ``cmd`` under GNU time; (wall seconds, peak RSS KiB). Failure raises."""
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %M", *cmd], stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    wall, rss = proc.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(rss)
+
+
+@dataclass
+class Tool:
+    """One builder with a private store: how to build and how to load a base image."""
+
+    name: str
+    base: list[str]
+    cache_flag: str  # added for cold builds
+    layers_flags: list[str]
+
+    def build(self, ctx: Path, tag: str, *, cold: bool) -> tuple[float, int]:
+        flags = [self.cache_flag] if cold else []
+        if self.name == "lamina":
+            return timed([*self.base, "build", "-q", *flags, "-t", tag, str(ctx)])
+        return timed([*self.base, "build", "-q", *self.layers_flags, *flags, "-t", tag, str(ctx)])
+
+    def load(self, layout: Path, ref: str, name: str) -> None:
+        if self.name == "lamina":
+            return
+        subprocess.run([*self.base, "pull", "-q", f"oci:{layout}:{ref}"], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        ident = subprocess.run(
+            [*self.base, "images", "-q", "--no-trunc", f"oci:{layout}:{ref}"],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()  # fmt: skip
+        if not ident:
+            ident = subprocess.run([*self.base, "images", "-q", "--no-trunc"], capture_output=True,
+                                   text=True, check=True).stdout.split()  # fmt: skip
+        subprocess.run([*self.base, "tag", ident[0], name], check=True)
+
+    def close(self) -> None:
+        if self.name == "lamina":
+            return
+        for args in (["rm", "--all"], ["rmi", "--all", "--force"]):
+            subprocess.run([*self.base, *args], capture_output=True, check=False)
+
+
+def make_tools(work: Path) -> list[Tool]:
+    tools = [Tool("lamina", [LAMINA, "--root", str(work / "lamina")], "--no-cache", [])]
+    for peer in ("buildah", "podman"):
+        if shutil.which(peer):
+            store = ["--root", str(work / peer / "storage"), "--runroot", str(work / peer / "run")]
+            flags = ["--layers", "--isolation", "chroot"] if peer == "buildah" else ["--layers"]
+            base = [peer, *store, "--storage-driver", "overlay"]
+            tools.append(Tool(peer, base, "--no-cache", flags))
+    return tools
+
+
+def make_w2(ctx: Path, files: int, big_mib: int) -> None:
+    """20,000 x 1 KiB files in a 3-level tree plus one big random file, and the Dockerfile."""
+    ctx.mkdir(parents=True)
+    rnd = os.urandom(1 << 20)
+    for i in range(files):
+        d = ctx / f"d{i % 20}" / f"e{(i // 20) % 50}"
+        d.mkdir(parents=True, exist_ok=True)
+        off = (i * 1031) % ((1 << 20) - 2048)
+        (d / f"f{i}.txt").write_bytes(rnd[off : off + 1024])
+    with (ctx / "big.bin").open("wb") as f:
+        for _ in range(big_mib):
+            f.write(os.urandom(1 << 20))
+    (ctx / "Dockerfile").write_text(W2)
+
+
+def best(run: Callable[[int], tuple[float, int]], repeat: int) -> tuple[float, int]:
+    """Best wall time of ``repeat`` runs (and the max RSS seen); ``run`` gets the run index."""
+    results = [run(i) for i in range(repeat)]
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
+def bench_tool(tool: Tool, work: Path, repeat: int, w6: bool) -> dict[str, tuple[float, int]]:
+    """Every workload for one tool (W5 cases run right after that tool's W2 build)."""
+    out: dict[str, tuple[float, int]] = {}
+    out["W1 seed"] = best(lambda i: tool.build(work / "w1", "w1", cold=True), repeat)
+    out["W2 20k files + 200 MiB"] = best(lambda i: tool.build(work / "w2", "w2", cold=True), repeat)
+    edited = work / "w2" / "d0" / "e0" / "f0.txt"
+
+    def edit(i: int) -> tuple[float, int]:
+        edited.write_bytes(os.urandom(1024))
+        return tool.build(work / "w2", "w2", cold=False)
+
+    def touch(i: int) -> tuple[float, int]:
+        os.utime(edited, (time.time() + 10 + i, time.time() + 10 + i))
+        return tool.build(work / "w2", "w2", cold=False)
+
+    tool.build(work / "w2", "w2", cold=False)  # make sure the cache holds the current state
+    out["W5 unchanged"] = best(lambda i: tool.build(work / "w2", "w2", cold=False), repeat)
+    out["W5 one file edited"] = best(edit, repeat)
+    out["W5 one file touched"] = best(touch, repeat)
+    if w6:
+        out["W6 RUN on Debian"] = best(lambda i: tool.build(work / "w6", "w6", cold=True), repeat)
+    return out
+
+
+def prepare(work: Path, tools: list[Tool], files: int, big_mib: int, w6: bool) -> None:
+    """Contexts, and the base images in every tool's store."""
+    bb_tar = work / "busybox.tar"
+    subprocess.run([str(ROOT / "scripts" / "make-busybox-rootfs.sh"), str(bb_tar)], check=True)
+    lam = tools[0].base
+    env_path = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    subprocess.run([*lam, "import", str(bb_tar), "busybox", "--change", env_path], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([*lam, "copy", "busybox", f"oci:{work / 'layout'}:busybox"], check=True)
+    (work / "w1").mkdir()
+    (work / "w1" / "a.txt").write_text("This is a simple file.\n")
+    (work / "w1" / "Dockerfile").write_text(SEED)
+    print(f"bench: making the W2 context ({files} files + {big_mib} MiB)", file=sys.stderr)
+    make_w2(work / "w2", files, big_mib)
+    if w6:
+        debian.import_debian(Path(lam[-1]))
+        subprocess.run([*lam, "copy", "debian:bookworm", f"oci:{work / 'layout'}:debian"],
+                       check=True)  # fmt: skip
+        (work / "w6").mkdir()
+        (work / "w6" / "Dockerfile").write_text(W6)
+    for tool in tools[1:]:
+        tool.load(work / "layout", "busybox", "busybox")
+        if w6:
+            tool.load(work / "layout", "debian", "debian:bookworm")
+
+
+def report(results: dict[str, dict[str, tuple[float, int]]]) -> None:
+    """Print the side-by-side table (markdown) to stdout."""
+    peers = [t for t in results if t != "lamina"]
+    head = ["workload", "lamina s", *[f"{p} s" for p in peers], *[f"lamina/{p}" for p in peers]]
+    head += ["BuildKit s", "target s", "lamina RSS MB", "ok"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for name, (bk, factor) in REFERENCE.items():
+        if name not in results["lamina"]:
+            continue
+        wall, rss = results["lamina"][name]
+        target = bk * factor
+        ok = wall <= target and rss <= RSS_TARGET_KB
+        cells = [name, f"{wall:.2f}", *[f"{results[p][name][0]:.2f}" for p in peers]]
+        cells += [f"{wall / max(results[p][name][0], 0.01):.2f}" for p in peers]
+        cells += [f"{bk:.2f}", f"{target:.2f}", f"{rss / 1000:.0f}", "yes" if ok else "NO"]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--files", type=int, default=20000)
+    ap.add_argument("--big-mib", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--no-debian", action="store_true", help="skip W6 (needs mmdebstrap)")
+    args = ap.parse_args()
+    w6 = not args.no_debian
+    if w6 and (reason := debian.missing()) is not None:
+        print(f"bench: W6 skipped: {reason}", file=sys.stderr)
+        w6 = False
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="lamina-bench-build-", dir="/var/tmp"))
+    work.mkdir(parents=True, exist_ok=True)
+    tools = make_tools(work)
+    try:
+        prepare(work, tools, args.files, args.big_mib, w6)
+        results = {}
+        for tool in tools:
+            print(f"bench: {tool.name}", file=sys.stderr)
+            results[tool.name] = bench_tool(tool, work, args.repeat, w6)
+        report(results)
+    finally:
+        for tool in tools:
+            tool.close()
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
