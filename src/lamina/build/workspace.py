@@ -14,9 +14,14 @@
   tree; the snapshot is the two-tree diff (:func:`lamina.snapshot.write_diff_layer`).
 
 :meth:`StepFS.commit` streams the layer tar straight into the blob store (an ingest file,
-hashed while written; the tar is the uncompressed blob, digest == diff_id) and registers the
-layer with :meth:`Store.create_layer`; an empty change set gives no layer (None), as BuildKit
-drops empty layers. :func:`open_view` gives a read-only-in-practice merged tree of any chain
+hashed while written; the tar is the uncompressed blob, digest == diff_id) and then *moves*
+the step's directory into the store as the layer (:meth:`Store.adopt_layer`: the upper dir is
+already in the store's overlay format, and on vfs the step's tree is the full layer tree), so
+nothing is applied or deleted twice; an empty change set gives no layer (None), as BuildKit
+drops empty layers. Known difference: with an epoch the tar's times are clamped while the
+adopted directory keeps the real times (later steps may see times after the epoch; every
+layer tar is clamped again, so image digests stay reproducible).
+:func:`open_view` gives a read-only-in-practice merged tree of any chain
 (for ``COPY --from`` and ``RUN --mount=from=``).
 
 Invariants: whatever happens, leaving the context unmounts everything it mounted and removes
@@ -170,9 +175,12 @@ class StepFS:
                 return None
             digest, size = ingest.commit()
         parent = self.parent if onto is True else onto
-        return register_blob(
-            self.store, parent if isinstance(parent, Digest) else None, digest, size
-        )
+        base = parent if isinstance(parent, Digest) else None
+        if onto is not True and self.copies:
+            # a vfs layer dir is a full tree: rebasing needs the tar applied on the parent
+            return register_blob(self.store, base, digest, size)
+        record = self.store.adopt_layer(base, self.upper, digest, size)
+        return Committed(diff_id=digest, size=size, chain=record.chain_id)
 
     def close(self) -> None:
         """Unmount and remove everything (idempotent)."""

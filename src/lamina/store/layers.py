@@ -158,6 +158,47 @@ class LayerStore:
                 return existing
             return self._create_unlocked(parent, reader, store_lock)
 
+    def adopt(
+        self,
+        parent: Digest | None,
+        diff: Path,
+        diff_id: Digest,
+        size: int,
+        *,
+        store_lock: Path,
+    ) -> LayerRecord:
+        """Register the already-built directory ``diff`` as the layer ``diff_id`` on ``parent``.
+
+        ``diff`` must hold exactly what applying the layer would give (overlay format: the
+        upper dir of a build step; for a copying backend, the full merged tree) and live on the
+        store's filesystem: it is *moved* into place (rename), never copied. The caller
+        vouches that ``diff_id`` is the tar of ``diff`` (it just wrote it). If the chain is
+        already registered, ``diff`` is removed and the existing record returned. Atomic as
+        :meth:`create`: the layerdb entry is written last, under ``store_lock``.
+        """
+        if parent is not None:
+            self.get(parent)
+        chain = chain_id(parent, diff_id)
+        with flocked(self.layout.apply_locks / lock_name(str(chain)), timeout=APPLY_WAIT):
+            existing = self.db.get(chain)
+            if existing is not None:
+                remove_tree(diff)
+                return existing
+            layer_id = new_layer_id()
+            tmp = self.layout.overlay2 / f"{TMP_PREFIX}{layer_id}"
+            try:
+                tmp.mkdir(mode=0o710)
+                os.rename(diff, tmp / "diff")
+                (tmp / "work").mkdir(mode=0o700)
+                with flocked(store_lock):
+                    existing = self.db.get(chain)
+                    if existing is not None:
+                        return existing
+                    return self._register(tmp, layer_id, chain, diff_id, parent, size)
+            finally:
+                if tmp.exists():
+                    remove_tree(tmp)
+
     def _create_unlocked(
         self, parent: Digest | None, reader: VerifyingReader, store_lock: Path
     ) -> LayerRecord:

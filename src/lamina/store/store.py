@@ -120,6 +120,15 @@ class Store:
                 parent_chain, uncompressed, expected_diff_id, store_lock=self.layout.lock
             )
 
+    def adopt_layer(
+        self, parent_chain: Digest | None, diff: Path, diff_id: Digest, size: int
+    ) -> LayerRecord:
+        """Register a directory built in place (a build step's upper dir) as a layer, by
+        renaming it into the store; see :meth:`LayerStore.adopt`. ``diff`` must be on the
+        store's filesystem (under ``<root>/tmp``)."""
+        with flocked(self.layout.gc_lock, shared=True):
+            return self.layers.adopt(parent_chain, diff, diff_id, size, store_lock=self.layout.lock)
+
     def get_layer(self, chain: Digest) -> LayerRecord:
         """The record of a layer with ``refcount`` = how many images use it; NotFound if absent.
 
