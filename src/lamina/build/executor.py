@@ -26,6 +26,7 @@ from lamina.build.stage import build_stage, image_state, scratch_state
 from lamina.build.steps.base import BuildEnv, Source, StageState
 from lamina.dockerfile import BuildGraph, Document, build_graph
 from lamina.dockerfile.graph import StageNode
+from lamina.dockerfile.instructions import Copy, Run
 from lamina.dockerfile.scope import platform_args
 from lamina.errors import BuildError, InvalidReference, LaminaError, NotFound
 from lamina.oci.platform import Platform
@@ -56,13 +57,13 @@ def resolve_image(store: Store, name: str, platform: Platform) -> StoreImage:
         return store.get_image(str(digest))
     except NotFound as exc:
         raise BuildError(
-            f"base image {name}: not found in the local store",
+            f"image {name}: not found in the local store",
             hint=f"load it first (lamina load / lamina pull TRANSPORT:REF --name {name})",
         ) from exc
     except InvalidReference as exc:
-        raise BuildError(f"base image {name}: {exc.message}", hint=exc.hint) from exc
+        raise BuildError(f"image {name}: {exc.message}", hint=exc.hint) from exc
     except LaminaError as exc:
-        raise BuildError(f"loading base image {name}: {exc.message}", hint=exc.hint) from exc
+        raise BuildError(f"loading image {name}: {exc.message}", hint=exc.hint) from exc
 
 
 class Executor:
@@ -97,16 +98,16 @@ class Executor:
     def _resolve_images(self, graph: BuildGraph) -> None:
         for i in graph.needed:
             node = graph.stages[i]
-            names = list(node.images)
+            names = [(name, _from_line(node, name)) for name in node.images]
             if node.base_image is not None and node.base_image != "scratch":
-                names.insert(0, node.base_image)
-            for name in names:
+                names.insert(0, (node.base_image, node.stage.from_.line))
+            for name, line in names:
                 if name not in self.images:
                     platform = self._stage_platform(node)
                     try:
                         self.images[name] = resolve_image(self.env.store, name, platform)
                     except BuildError as exc:
-                        exc.line = exc.line or node.stage.from_.line
+                        exc.line = exc.line or line
                         exc.stage = exc.stage or (node.name or str(node.index))
                         raise
 
@@ -177,6 +178,17 @@ class Executor:
                     if errors:
                         raise errors[0]
             return self.results[graph.target]
+
+
+def _from_line(node: StageNode, name: str) -> int:
+    """The line of the first ``COPY --from``/``--mount=from`` in ``node`` naming ``name``."""
+    for step in node.resolved.steps:
+        instr = step.instruction
+        if isinstance(instr, Copy) and instr.from_ == name:
+            return instr.line
+        if isinstance(instr, Run) and any(m.from_ == name for m in instr.mounts):
+            return instr.line
+    return node.stage.from_.line
 
 
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
