@@ -33,9 +33,17 @@ _RANGE = re.compile(r"(?:bytes=)?0-(\d+)")
 _OCTETS = "application/octet-stream"
 
 
+def _release(resp: httpx.Response) -> None:
+    """Close ``resp`` and break httpx's response <-> stream reference cycle, so the response,
+    and the request body it holds (a whole chunk), are freed now rather than at the next
+    cyclic garbage collection (which would let dozens of chunks pile up)."""
+    resp.close()
+    resp.stream = httpx.ByteStream(b"")
+
+
 def _location(transport: Transport, resp: httpx.Response, context: str) -> str:
     location = resp.headers.get("Location")
-    resp.close()
+    _release(resp)
     if not location:
         raise RegistryError(
             f"{context}: upload response without a Location", status=resp.status_code
@@ -176,4 +184,4 @@ def upload(
     )
     if resp.status_code != 201:
         raise transport.error(resp, context)
-    resp.close()
+    _release(resp)
