@@ -198,3 +198,23 @@ def test_workdir_in_proc_cannot_reach_runtime_fds(store: Store, ctx: Path, tmp_p
         build(store, ctx)
     assert info.value.line == 3 and "/proc" in info.value.message
     assert mount_points_under(tmp_path) == []
+
+
+def test_run_heredocs_exclude_parents_and_chroot_isolation(store: Store, ctx: Path) -> None:
+    (ctx / "sub" / "a").mkdir(parents=True)
+    (ctx / "sub" / "b").mkdir()
+    (ctx / "sub" / "a" / "keep.txt").write_text("k")
+    (ctx / "sub" / "b" / "skip.log").write_text("s")
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN <<EOT\necho one > /h1\necho two >> /h1\nEOT\n"
+        'RUN <<EOT\n#!/bin/sh\necho "script $0" > /h2\nEOT\n'
+        "COPY --exclude=**/*.log sub/ /ex/\n"
+        "COPY --parents sub/a/keep.txt /par/\n"
+    )
+    build(store, ctx, tags=["h"], isolation="chroot", epoch=EPOCH)
+    assert read_file(store, "h", "h1") == b"one\ntwo\n"
+    assert read_file(store, "h", "h2") == b"script /dev/pipes/EOT\n"
+    assert read_file(store, "h", "ex/a/keep.txt") == b"k"
+    assert read_file(store, "h", "ex/b/skip.log") is None
+    assert read_file(store, "h", "par/sub/a/keep.txt") == b"k"
