@@ -330,3 +330,9 @@ def case_server(case: Case) -> Iterator[str | None]:
         return
     with serving(case.path / "_http") as url:
         yield url
+
+
+def read_text(root: Path, path: str) -> str:
+    """The text of regular file ``path`` inside an extracted tree ("" if it is not one)."""
+    p = root / path.strip("/")
+    return p.read_text() if p.is_file() and not p.is_symlink() else ""
