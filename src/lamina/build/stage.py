@@ -20,7 +20,7 @@ from lamina.build.steps import execute_step, has_vertex, located
 from lamina.build.steps.base import BuildEnv, LayerRef, StageState
 from lamina.dockerfile import parse, parse_instruction
 from lamina.dockerfile.graph import StageNode
-from lamina.dockerfile.instructions import Instruction
+from lamina.dockerfile.instructions import Instruction, Run
 from lamina.dockerfile.scope import expand_instruction
 from lamina.errors import BuildError, DockerfileError
 from lamina.oci import mediatype
@@ -68,9 +68,15 @@ def scratch_state(platform: Platform) -> StageState:
 
 
 def _display(instr: Instruction) -> str:
-    text = instr.node.original or instr.keyword
+    """The vertex text: the instruction as written, keyword upper-cased; a RUN with one
+    heredoc gets BuildKit's summary of it: ``RUN <<EOT (first line...)``."""
+    text = (instr.node.original or instr.keyword).split("\n", 1)[0]
     word, _, rest = text.partition(" ")
-    return f"{word.upper()} {rest}".strip()
+    shown = f"{word.upper()} {rest}".strip()
+    if isinstance(instr, Run) and instr.files and len(instr.cmdline or ()) == 1:
+        lines = instr.files[0].data.strip().replace("\r\n", "\n").split("\n")
+        shown += f" ({lines[0]}{'...' if len(lines) > 1 else ''})"
+    return shown
 
 
 def _triggers(state: StageState, env: BuildEnv, visible: Mapping[str, str]) -> list[Instruction]:

@@ -21,7 +21,6 @@ import posixpath
 import secrets
 from collections.abc import Mapping
 
-from lamina.build.add import RemoteSource, add_into, resolve_add_sources
 from lamina.build.chown import Owner, resolve_chown
 from lamina.build.context import SourcePath, resolve_sources
 from lamina.build.copy import copy_into, ensure_dir
@@ -55,7 +54,9 @@ def _source_key(env: BuildEnv, instr: Copy | Add) -> object:
         source = env.find_source(instr.from_)
         return ["from", instr.from_, str(source.chain)]
     if isinstance(instr, Add):
-        names = [s for s in instr.sources]
+        from lamina.build.add import RemoteSource, resolve_add_sources  # urllib: only for ADD
+
+        names = list(instr.sources)
         ctx = env.context
         found = resolve_add_sources(ctx, names) if names else []
         local = [s for s in found if isinstance(s, SourcePath)]
@@ -129,6 +130,8 @@ def _copy(
         found = resolve_sources(docs, [posixpath.basename(n) for n, _ in contents])
         copy_into(fs.rootfs, found, _dest(instr, len(found)), **common)  # type: ignore[arg-type]
     if isinstance(instr, Add):
+        from lamina.build.add import add_into, resolve_add_sources
+
         if instr.sources:
             found_add = resolve_add_sources(env.context, list(instr.sources))
             add_into(
