@@ -9,6 +9,13 @@ state can be shared with the stages that read it (``COPY --from``, ``FROM stage`
 :class:`BuildEnv` holds what the steps of every stage share: the store, the build cache, the
 progress reporter, the build context, the epoch, RUN settings and how to find other stages
 and images. It is created once per build by the executor.
+
+:func:`lookup` and :func:`record` are the cache protocol of steps that may make a layer (RUN,
+COPY, ADD, WORKDIR). A record of an empty step adds nothing; a record with a layer is usable
+when the store still has that layer on the stage's current chain and its blob, or at least
+the blob (then the layer is re-created from it — cheap, and exactly how ``COPY --link``
+results are rebased onto a new parent). Anything else is a miss. The caller adds the step's
+history entry after either, so ``history`` and ``layers`` stay aligned.
 """
 
 from __future__ import annotations
@@ -20,17 +27,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lamina.build.cache import BuildCache, step_key
+from lamina.build.cache import BuildCache, CacheRecord, step_key
 from lamina.build.context import BuildContext
 from lamina.build.progress import Reporter
 from lamina.build.secrets import SecretStore
 from lamina.build.statcache import StatCache
-from lamina.errors import BuildError
+from lamina.build.workspace import Committed, register_blob
+from lamina.errors import BuildError, NotFound
 from lamina.oci import mediatype
 from lamina.oci.config import History
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
-from lamina.store import Store
+from lamina.store import Store, chain_id
 
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
 
@@ -156,3 +164,37 @@ class BuildEnv:
         if self.context is None:
             raise BuildError(f"{what}: this build has no context")
         return self.context
+
+
+def lookup(env: BuildEnv, state: StageState, key: str) -> bool | None:
+    """Apply a cached result for ``key``: True (a layer added), False (an empty step), or
+    None on a miss (also with ``--no-cache``)."""
+    if env.no_cache:
+        return None
+    rec = env.cache.get(key)
+    if rec is None:
+        return None
+    if rec.diff_id is None:
+        return False
+    if rec.blob is None or not env.store.blobs.has(rec.blob):
+        return None  # the image would need the blob: run the step again
+    chain = chain_id(state.chain, rec.diff_id)
+    try:
+        env.store.layers.get(chain)
+    except NotFound:
+        register_blob(env.store, state.chain, rec.blob, rec.size)
+    state.add_layer(rec.diff_id, rec.size, chain)
+    return True
+
+
+def record(env: BuildEnv, state: StageState, key: str, committed: Committed | None) -> bool:
+    """Remember what a step produced under ``key`` and apply it; True if it added a layer."""
+    if committed is None:
+        env.cache.put(key, CacheRecord(diff_id=None))
+        return False
+    env.cache.put(
+        key,
+        CacheRecord(diff_id=committed.diff_id, blob=committed.diff_id, size=committed.size),
+    )
+    state.add_layer(committed.diff_id, committed.size, committed.chain)
+    return True

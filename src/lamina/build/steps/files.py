@@ -26,8 +26,7 @@ from lamina.build.context import SourcePath, resolve_sources
 from lamina.build.copy import copy_into, ensure_dir
 from lamina.build.progress import Vertex
 from lamina.build.statcache import hash_sources
-from lamina.build.steps.base import BuildEnv, StageState
-from lamina.build.steps.layer import lookup, record
+from lamina.build.steps.base import BuildEnv, StageState, lookup, record
 from lamina.build.workspace import StepFS, open_view
 from lamina.dockerfile.instructions import Add, Copy, Workdir
 from lamina.dockerfile.scope import make_lexer

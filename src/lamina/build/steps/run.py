@@ -30,8 +30,7 @@ from lamina.build.copy import ensure_dir
 from lamina.build.imageconfig import DEFAULT_SHELL
 from lamina.build.mounts import RunMounts, mount_key, prepare_mounts
 from lamina.build.progress import Vertex
-from lamina.build.steps.base import BuildEnv, StageState
-from lamina.build.steps.layer import lookup, record
+from lamina.build.steps.base import BuildEnv, StageState, lookup, record
 from lamina.build.workspace import StepFS
 from lamina.dockerfile.heredoc import chomp_heredoc_content, maybe_heredoc
 from lamina.dockerfile.instructions import Run
