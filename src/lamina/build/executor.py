@@ -159,7 +159,11 @@ class Executor:
         )
 
     def run(self) -> StageState:
-        """Build the target stage and return its final state."""
+        """Build the target stage and return its final state.
+
+        Holds the store's gc lock shared while it runs; callers that store the result take
+        it again around that (flock is re-entrant for shared holders in one process).
+        """
         with flocked(self.env.store.layout.gc_lock, shared=True):
             self._resolve_images(self._graph())
             self.graph = graph = self._graph()

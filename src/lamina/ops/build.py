@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from lamina._internal.lock import flocked
 from lamina.build.cache import BuildCache
 from lamina.build.context import BuildContext
 from lamina.build.executor import Executor, Plan
@@ -144,9 +145,11 @@ def build(
         )
         executor = Executor(env, plan)
         try:
-            state = executor.run()
-            image = final_image(store, state, created=env.created, labels=labels or {})
-            digest = store_image(store, image, tags)
+            # gc.lock shared: gc never collects a layer made here before the image holds it
+            with flocked(store.layout.gc_lock, shared=True):
+                state = executor.run()
+                image = final_image(store, state, created=env.created, labels=labels or {})
+                digest = store_image(store, image, tags)
             for spec in outputs:
                 export(store, image, state, spec, tags=tags, epoch=epoch)
         finally:
