@@ -218,3 +218,20 @@ def test_run_heredocs_exclude_parents_and_chroot_isolation(store: Store, ctx: Pa
     assert read_file(store, "h", "ex/a/keep.txt") == b"k"
     assert read_file(store, "h", "ex/b/skip.log") is None
     assert read_file(store, "h", "par/sub/a/keep.txt") == b"k"
+
+
+@pytest.mark.needs_registry
+def test_from_an_explicit_registry_pulls_and_keeps_the_name(
+    store: Store, ctx: Path, tmp_path: Path
+) -> None:
+    from lamina import transports
+    from lamina.testing.registry import run_registry
+
+    with run_registry(tmp_path / "registry") as registry:
+        host = registry.url.split("//", 1)[1]
+        transports.copy(store.get_image("busybox"), transports.parse(f"docker://{host}/bb:1"))
+        other = Store(tmp_path / "other")
+        (ctx / "Dockerfile").write_text(f"FROM {host}/bb:1\nRUN echo pulled > /p\n")
+        build(other, ctx, tags=["p"], epoch=EPOCH)
+        assert read_file(other, "p", "p") == b"pulled\n"
+        assert other.get_image(f"{host}/bb:1").id() == store.get_image("busybox").id()

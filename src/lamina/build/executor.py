@@ -35,26 +35,51 @@ from lamina.store import Store, StoreImage
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
-    """What to build: the parsed Dockerfile, target, build-args and the target platform."""
+    """What to build: the parsed Dockerfile, target, build-args, the target platform, and
+    whether to pull base images from their registries first (``--pull``)."""
 
     document: Document
     target: str | None
     build_args: Mapping[str, str]
     platform: Platform
+    pull: bool = False
     max_parallel: int = 4
 
 
-def resolve_image(store: Store, name: str, platform: Platform) -> StoreImage:
+def _explicit_registry(name: str) -> bool:
+    """True when ``name`` names its registry (``host.tld/x``, ``host:5000/x``, ``localhost/x``)."""
+    first, sep, _rest = name.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def _pull(store: Store, name: str, platform: Platform) -> StoreImage:
+    """``docker pull``: fetch ``name`` from its registry into the store under that name."""
+    ref = transports.parse(f"docker://{name}", store=store)
+    digest = store.put_image(ref.open_image(platform), [name])
+    return store.get_image(str(digest))
+
+
+def resolve_image(store: Store, name: str, platform: Platform, *, pull: bool = False) -> StoreImage:
     """The image ``name`` means: a local-store image, or a transport reference imported once.
 
-    Raises BuildError naming the image when it cannot be found or read.
+    A plain name is looked up in the store; it is pulled from its registry (and kept under
+    that name) when ``pull`` is set, or when it is missing locally and names its registry
+    explicitly (``localhost:5000/app``) — never from Docker Hub implicitly. Raises BuildError
+    naming the image when it cannot be found or read.
     """
     try:
         ref = transports.parse(name, store=store)
-        if ref.transport == "local":
+        if ref.transport != "local":
+            digest = store.put_image(ref.open_image(platform), [])
+            return store.get_image(str(digest))
+        if pull and "docker" in transports.TRANSPORTS:
+            return _pull(store, name, platform)
+        try:
             return store.get_image(name)
-        digest = store.put_image(ref.open_image(platform), [])
-        return store.get_image(str(digest))
+        except NotFound:
+            if "docker" not in transports.TRANSPORTS or not _explicit_registry(name):
+                raise
+            return _pull(store, name, platform)
     except NotFound as exc:
         raise BuildError(
             f"image {name}: not found in the local store",
@@ -105,7 +130,9 @@ class Executor:
                 if name not in self.images:
                     platform = self._stage_platform(node)
                     try:
-                        self.images[name] = resolve_image(self.env.store, name, platform)
+                        self.images[name] = resolve_image(
+                            self.env.store, name, platform, pull=self.plan.pull
+                        )
                     except BuildError as exc:
                         exc.line = exc.line or line
                         exc.stage = exc.stage or (node.name or str(node.index))

@@ -166,7 +166,7 @@ def _renderer(mode: str, quiet: bool) -> Any:
 @click.option("--build-arg", "build_args", multiple=True, help="Build-time variable K[=V].")
 @click.option("--target", help="Build this stage (default: the last).")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
-@click.option("--pull", is_flag=True, help="Always re-read base images from their transport.")
+@click.option("--pull", is_flag=True, help="Always pull base images from their registries.")
 @click.option("--platform", help="Target platform (default: this host's).")
 @click.option("--label", "labels", multiple=True, help="Image label K=V (repeatable).")
 @click.option("--secret", "secrets", multiple=True, help="Secret id=ID,src=PATH (repeatable).")

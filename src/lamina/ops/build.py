@@ -99,11 +99,10 @@ def build(
 ) -> BuildResult:
     """Build ``context`` (see the module docstring); returns ids and lint warnings.
 
-    ``pull`` is accepted for Docker compatibility: transport bases are always re-read, and
-    there is no registry yet. ``network`` is ``host`` or ``none``; ``isolation`` is ``auto``,
-    ``oci`` (runc/crun) or ``chroot`` (the native runtime).
+    ``pull`` fetches base images from their registries first (else only a missing image
+    whose name has an explicit registry is pulled). ``network`` is ``host`` or ``none``;
+    ``isolation`` is ``auto``, ``oci`` (runc/crun) or ``chroot`` (the native runtime).
     """
-    del pull
     if network not in ("host", "none", "default"):
         raise UsageError(f"unknown network mode {network!r}", hint="use host or none")
     if isolation not in ("auto", "oci", "chroot"):
@@ -141,7 +140,11 @@ def build(
             find_source=lambda ref: executor.find_source(ref),
         )
         plan = Plan(
-            document=document, target=target, build_args=dict(build_args or {}), platform=plat
+            document=document,
+            target=target,
+            build_args=dict(build_args or {}),
+            platform=plat,
+            pull=pull,
         )
         executor = Executor(env, plan)
         try:
