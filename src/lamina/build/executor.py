@@ -198,17 +198,34 @@ class Executor:
                 self.env.reporter.warning(graph.unused_build_args_warning)
             workers = max(1, self.plan.max_parallel)
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
-                for level in graph.levels:
-                    futures = [(i, pool.submit(self._run_stage, i)) for i in level]
-                    errors: list[BaseException] = []
-                    for i, future in futures:
-                        try:
-                            self.results[i] = future.result()
-                        except BaseException as exc:
-                            errors.append(exc)
-                    if errors:
-                        raise errors[0]
+                try:
+                    for level in graph.levels:
+                        self._run_level(pool, level)
+                except BaseException:
+                    # Ctrl-C / SIGTERM (or a failed stage): stop the others quickly; the
+                    # pool's exit then waits for them, and their ``with`` blocks unmount.
+                    self.env.cancel()
+                    raise
             return self.results[graph.target]
+
+    def _run_level(self, pool: ThreadPoolExecutor, level: tuple[int, ...]) -> None:
+        futures = [(i, pool.submit(self._run_stage, i)) for i in level]
+        errors: list[BaseException] = []
+        for i, future in futures:
+            try:
+                self.results[i] = future.result()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                errors.append(exc)
+                self.env.cancel()  # the first failure stops the rest of the level
+        if errors:
+            real = [e for e in errors if not _is_cancel(e)]
+            raise (real or errors)[0]
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    return isinstance(exc, BuildError) and exc.message == "build cancelled"
 
 
 def _from_line(node: StageNode, name: str) -> int:

@@ -3,14 +3,17 @@
 Progress goes to stderr: ``plain`` prints BuildKit-style lines (``#5 [2/3] RUN make``, output
 lines ``#5 0.123 text``, ``#5 CACHED``, ``#5 DONE 0.3s``), ``json`` one JSON object per
 event, ``tty`` a live view drawn with rich (imported only then), ``auto`` = tty when stderr
-is a terminal. ``--quiet`` shows nothing but the image id on stdout. A failed build prints one
-``Dockerfile:LINE: message`` error (with the RUN's last output lines as the hint).
+is a terminal. SIGTERM is handled as Ctrl-C (running RUN containers are killed and every
+mount is undone before exiting 130). ``--quiet`` shows nothing but the image id on stdout.
+A failed build prints one ``Dockerfile:LINE: message`` error (with the RUN's last output
+lines as the hint).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -188,6 +191,8 @@ def build(ctx: Context, /, **opts: Any) -> None:
     from lamina.oci.platform import Platform
     from lamina.ops.build import build as do_build
 
+    # SIGTERM stops the build like Ctrl-C: containers are killed, mounts undone, then exit.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     renderer = _renderer(opts["progress"], opts["quiet"])
     callback: Callable[[Any], None] | None = renderer
     df_name = Path(opts["dockerfile"]).name if opts["dockerfile"] not in (None, "-") else None

@@ -39,6 +39,7 @@ def execute_step(
 ) -> None:
     """Run one instruction against ``state`` (see the module docstring)."""
     try:
+        env.check_cancelled()
         if isinstance(instr, ins.Run):
             assert vertex is not None
             run_step(env, state, instr, visible, vertex)

@@ -21,6 +21,7 @@ history entry after either, so ``history`` and ``layers`` stay aligned.
 from __future__ import annotations
 
 import copy
+import signal
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -137,6 +138,33 @@ class BuildEnv:
     platform: str
     find_source: Callable[[str], Source]
     _local: threading.local = field(default_factory=threading.local)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _running: dict[str, Any] = field(default_factory=dict)
+    _running_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check_cancelled(self) -> None:
+        """Raise BuildError when the build was cancelled (checked before every step)."""
+        if self.cancelled.is_set():
+            raise BuildError("build cancelled")
+
+    def track(self, container_id: str, runtime: Any | None) -> None:
+        """Remember (runtime given) or forget (None) a running RUN container."""
+        with self._running_lock:
+            if runtime is None:
+                self._running.pop(container_id, None)
+            else:
+                self._running[container_id] = runtime
+
+    def cancel(self) -> None:
+        """Stop the build: later steps refuse to start, running RUN containers are killed."""
+        self.cancelled.set()
+        with self._running_lock:
+            running = list(self._running.items())
+        for container_id, runtime in running:
+            try:
+                runtime.kill(container_id, signal.SIGKILL)
+            except Exception:  # it may have exited meanwhile
+                continue
 
     def cache_key(self, *parts: object) -> str:
         """A step's cache key from ``parts`` (digests as text), scoped to the platform."""

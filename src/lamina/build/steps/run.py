@@ -161,7 +161,14 @@ def _execute(
         cid = f"lamina-build-{secrets.token_hex(8)}"
         bundle = write_bundle(scratch / "bundle", spec, container_id=cid)
         fs.provide_mountpoints(mount_destinations(bundle.read_config()))
-        status, tail = _run_logged(runtime_for(env), bundle, cid, vertex)
+        runtime = runtime_for(env)
+        env.check_cancelled()
+        env.track(cid, runtime)
+        try:
+            status, tail = _run_logged(runtime, bundle, cid, vertex)
+        finally:
+            env.track(cid, None)
+        env.check_cancelled()
     if status != 0:
         raise BuildError(
             f'process "{" ".join(argv)}" did not complete successfully: exit code: {status}',
