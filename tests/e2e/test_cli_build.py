@@ -93,3 +93,33 @@ def test_reproducible_flag_gives_stable_ids(cli: Cli, seeded: Path) -> None:
     assert first.out == second.out
     created = cli("inspect", "--format", "{{.Created}}", first.out.strip()).out.strip()
     assert created == "1970-01-01T00:00:00Z"
+
+
+def test_sigterm_cancels_cleanly(cli: Cli, seeded: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    (seeded / "Dockerfile").write_text(
+        "FROM busybox AS a\nRUN sleep 60\nFROM busybox AS b\nRUN sleep 60\n"
+        "FROM busybox\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n"
+    )
+    log = tmp_path / "build.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lamina", "--root", str(cli.root), "build",  # type: ignore[attr-defined]
+             "--progress", "plain", str(seeded)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ},
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while log.read_text().count("RUN sleep 60") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+    assert time.monotonic() - started < 30
+    assert "build cancelled" in log.read_text()
+    assert mount_points_under(tmp_path) == []
+    assert not list((cli.root / "tmp").glob("step-*"))  # type: ignore[attr-defined]
