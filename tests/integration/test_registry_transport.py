@@ -257,15 +257,21 @@ def test_round_trip_through_every_transport(
     assert store.check() == []
 
 
+@pytest.mark.parametrize("size", [200_000, 6 << 20])  # the big one is prefetched in a thread
 def test_missing_tag_and_corrupt_blob_leave_the_store_clean(
-    registry: testreg.RegistryServer, registries: Registries, make_image: MakeImage, tmp_path: Path
+    registry: testreg.RegistryServer,
+    registries: Registries,
+    make_image: MakeImage,
+    tmp_path: Path,
+    size: int,
 ) -> None:
     store = Store(tmp_path / "root")
     with pytest.raises(RegistryNotFound) as info:
         archive.pull(store, f"{registry.host}/nothing/here:v9", registries=registries)
     assert "\n" not in info.value.message and "nothing/here:v9" in info.value.message
-    image = make_image([[file("data", (b"corrupt-me", 200_000))]], tag="corrupt")
-    ref = DockerRef.parse(f"//{registry.host}/bad/blob:v1").with_registries(registries)
+    layers = [[file("data", (b"corrupt-me", size))]]
+    image = make_image(layers, tag=f"corrupt{size}", compression="none")
+    ref = DockerRef.parse(f"//{registry.host}/bad/blob{size}:v1").with_registries(registries)
     transports.copy(image, ref)
     layer = image.layers()[0].digest()
     blob = (
@@ -273,9 +279,9 @@ def test_missing_tag_and_corrupt_blob_leave_the_store_clean(
         / layer.encoded[:2] / layer.encoded / "data"
     )  # fmt: skip
     data = bytearray(blob.read_bytes())
-    data[1000] ^= 0xFF
+    data[size // 2] ^= 0xFF
     blob.write_bytes(bytes(data))
     with pytest.raises(DigestMismatch):
-        archive.pull(store, f"{registry.host}/bad/blob:v1", registries=registries)
+        archive.pull(store, f"{registry.host}/bad/blob{size}:v1", registries=registries)
     assert store.check() == [] and store.list_images() == []
     assert not store.blobs.has(layer)

@@ -6,15 +6,16 @@ No registry is contacted here (fast); the round trips against a real one are in
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
 from lamina import transports
-from lamina.errors import InvalidReference, UsageError
+from lamina.errors import DigestMismatch, InvalidReference, UsageError
 from lamina.oci import Digest
 from lamina.ops.registry import open_registries, registry_name, transport_options
-from lamina.transports.docker import DockerRef, Registries
+from lamina.transports.docker import DockerRef, Prefetch, Registries
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -83,3 +84,36 @@ def test_creds_apply_only_to_the_command_hosts(tmp_path: Path) -> None:
         assert registries.credentials.get("other.example") is None
     with pytest.raises(UsageError, match="USER"):
         open_registries(env, creds=":pw")
+
+
+class Failing(io.RawIOBase):
+    """``good`` bytes, then an error (as a blob stream raises DigestMismatch at EOF)."""
+
+    def __init__(self, good: bytes) -> None:
+        self._left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1, /) -> bytes:
+        if not self._left:
+            raise DigestMismatch("blob sha256:x: content has a different digest")
+        out, self._left = self._left[: max(n, 1)], self._left[max(n, 1) :]
+        return out
+
+
+def test_prefetch_keeps_order_raises_errors_and_closes_early() -> None:
+    data = bytes(range(256)) * 40_000  # ~10 MB in 1 KiB-unaligned chunks
+    with Prefetch(io.BytesIO(data), depth=2, chunk=100_003) as f:  # type: ignore[arg-type]
+        assert f.read() == data
+    with (
+        pytest.raises(DigestMismatch),
+        io.BufferedReader(Prefetch(Failing(data[:300_000]), chunk=65_536)) as g,  # type: ignore[arg-type]
+    ):
+        assert g.read(300_000) == data[:300_000]
+        g.read(1)
+    early = Prefetch(io.BytesIO(data), depth=1, chunk=1000)  # type: ignore[arg-type]
+    assert early.read(10) == data[:10]
+    early.close()  # the reader thread is blocked on a full queue: close must not hang
+    early.close()
+    assert early.closed

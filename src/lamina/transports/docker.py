@@ -19,10 +19,13 @@ Indexes are pushed whole; manifests keep their bytes (``Format(media_types="pres
 
 from __future__ import annotations
 
+import contextlib
+import io
+import queue
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, cast
 
 from lamina import reference
 from lamina._internal.verify import Readable, VerifyingReader
@@ -44,6 +47,9 @@ from lamina.transports.source import BlobSource
 if TYPE_CHECKING:
     from lamina.image.model import Image, ImageIndex
 
+CHUNK = 1 << 20
+#: blobs at least this big are downloaded ahead of their reader, in a thread
+PREFETCH_MIN = 4 << 20
 _HINT = "use docker://[registry[:port]/]name[:tag|@sha256:digest], e.g. docker://busybox:latest"
 
 
@@ -173,8 +179,12 @@ class RegistrySource(BlobSource):
         self._documents = dict(documents or {})
 
     def open_blob(self, desc: Descriptor) -> BinaryIO:
-        """A stream of the blob, verified by digest and size as it is read."""
-        return self.client.open_blob(self.repo, desc)
+        """A stream of the blob, verified by digest and size as it is read; big blobs are
+        fetched ahead in a thread (:class:`Prefetch`) so the download overlaps their use."""
+        stream = self.client.open_blob(self.repo, desc)
+        if desc.size < PREFETCH_MIN:
+            return stream
+        return cast(BinaryIO, io.BufferedReader(Prefetch(stream), CHUNK))
 
     def read_document(self, desc: Descriptor, what: str) -> bytes:
         """Manifests/indexes by digest from the manifest endpoint; configs as blobs."""
@@ -189,6 +199,71 @@ class RegistrySource(BlobSource):
                 f"the descriptor says {desc.size}"
             )
         return data
+
+
+class Prefetch(io.RawIOBase):
+    """Reads ``raw`` in a background thread, at most ``depth`` chunks ahead.
+
+    Invariants: memory is bounded by ``depth`` chunks; bytes come out in order; an error in
+    the reader thread (a dropped connection, a digest mismatch at EOF) is raised by the next
+    read; ``close()`` stops the thread, waits for it and closes ``raw`` (idempotent).
+    """
+
+    def __init__(self, raw: BinaryIO, *, depth: int = 8, chunk: int = CHUNK) -> None:
+        super().__init__()
+        self._raw = raw
+        self._chunk = chunk
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._pending = memoryview(b"")
+        self._eof = False
+        self._thread = threading.Thread(target=self._run, name="lamina-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._raw.read(self._chunk)
+                self._offer(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the reader, raised there
+            self._offer(exc)
+
+    def _offer(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        if not self._pending and not self._eof:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            self._eof = not item
+            self._pending = memoryview(item)
+        n = min(len(buf), len(self._pending))
+        buf[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._thread.join()
+        self._raw.close()
+        super().close()
 
 
 def _is_document(media_type: str) -> bool:
