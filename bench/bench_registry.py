@@ -32,12 +32,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_store import make_rootfs, timed  # noqa: E402
+from bench_store import make_rootfs  # noqa: E402
 
 from lamina.testing.registry import run_registry  # noqa: E402
 
 LAMINA = [str(ROOT / ".venv" / "bin" / "lamina")]
-Result = tuple[float, int]
+#: (wall seconds, peak RSS KiB, CPU seconds user+sys)
+Result = tuple[float, int, float]
+
+
+def timed(cmd: list[str]) -> Result:
+    """Run ``cmd`` under GNU time; (wall s, peak RSS KiB, user+sys CPU s)."""
+    out = subprocess.run(
+        ["/usr/bin/time", "-f", "%e %M %U %S", *cmd],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall, rss, user, system = out.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(rss), float(user) + float(system)
 
 
 def rm(*paths: Path) -> None:
@@ -69,13 +83,13 @@ def against_fresh_registry(
                 seed(server.host)
             if before is not None:
                 before()
-            wall, rss = timed(command(server.host))
+            wall, rss, cpu = timed(command(server.host))
             if after is not None:
-                extra_wall, extra_rss = timed(after())
-                wall, rss = wall + extra_wall, max(rss, extra_rss)
-            runs.append((wall, rss))
+                extra_wall, extra_rss, extra_cpu = timed(after())
+                wall, rss, cpu = wall + extra_wall, max(rss, extra_rss), cpu + extra_cpu
+            runs.append((wall, rss, cpu))
         rm(directory)
-    return min(r[0] for r in runs), max(r[1] for r in runs)
+    return min(r[0] for r in runs), max(r[1] for r in runs), min(r[2] for r in runs)
 
 
 def quiet(cmd: list[str]) -> None:
@@ -194,11 +208,18 @@ def main() -> int:
     results.append(("pull (extract)", lam_pull, "skopeo copy + umoci unpack", peer_pull))
     rm(pulled, layout, bundle, cached, first)
 
-    print(f"\n{'workload':28} {'peer':30} {'lamina s':>9} {'peer s':>8} {'ratio':>6} {'RSS':>9}")
+    print(
+        f"\n{'workload':27} {'peer':27} {'lamina s':>8} {'peer s':>7} {'ratio':>5}"
+        f" {'CPU ratio':>9} {'RSS':>8}"
+    )
     worst = 0
-    for name, (ot, orss), peer, (pt, _) in results:
+    for name, (ot, orss, oc), peer, (pt, _, pc) in results:
         worst = max(worst, orss)
-        print(f"{name:28} {peer:30} {ot:9.2f} {pt:8.2f} {ot / pt:6.2f} {orss / 1024:7.1f}MB")
+        print(
+            f"{name:27} {peer:27} {ot:8.2f} {pt:7.2f} {ot / pt:5.2f} {oc / pc:9.2f}"
+            f" {orss / 1024:6.1f}MB"
+        )
+    print("(wall: best run; CPU: user+sys, best run; RSS: worst run)")
     print(f"\npeak RSS of lamina: {worst / 1024:.1f} MB (target <= 80 MB)")
     return 0
 
