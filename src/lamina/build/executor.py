@@ -209,6 +209,9 @@ class Executor:
             return self.results[graph.target]
 
     def _run_level(self, pool: ThreadPoolExecutor, level: tuple[int, ...]) -> None:
+        if len(level) == 1:  # nothing to overlap with: run it here
+            self.results[level[0]] = self._build_stage(level[0])
+            return
         futures = [(i, pool.submit(self._run_stage, i)) for i in level]
         errors: list[BaseException] = []
         for i, future in futures:

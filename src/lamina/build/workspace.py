@@ -3,13 +3,15 @@
 :class:`StepFS` (a context manager) gives a step a ``rootfs`` to write into:
 
 - overlay backends: ``rootfs`` is an overlay mount of the parent chain's diff dirs under a
-  fresh ``upper`` in a private directory below ``<root>/tmp``. An extra lowest-priority-above-
-  the-chain ``init`` lower holds the mount points a RUN needs (``/proc``, ``/etc/hosts``...)
-  when the image lacks them, as Docker's ``<id>-init`` layer does, so the runtime creates
-  nothing in ``upper`` and they never reach the layer. Directories created there copy the
-  metadata of the image's own directories, so a later copy-up keeps the image's modes.
-  The snapshot is ``upper`` itself (:func:`lamina.snapshot.write_layer`, ``overlay-upper``):
-  its cost is proportional to what the step changed, never to the size of the base.
+  fresh ``upper`` in a private directory below ``<root>/tmp``, mounted ``volatile`` (its
+  unmount must not sync the whole disk: the step's result is made durable as a blob). An
+  ``init`` lower, stacked just above the chain, holds the mount points a RUN needs
+  (``/proc``, ``/etc/hosts``...) when the image lacks them, as Docker's ``<id>-init`` layer
+  does, so the runtime creates nothing in ``upper`` and they never reach the layer.
+  Directories created there copy the metadata of the image's own directories, so a later
+  copy-up keeps the image's modes. The snapshot is ``upper`` itself
+  (:func:`lamina.snapshot.write_layer`, ``overlay-upper``): its cost is proportional to what
+  the step changed, never to the size of the base.
 - the copying backend (vfs): ``rootfs`` is a ``cp -a --reflink=auto`` copy of the parent's full
   tree; the snapshot is the two-tree diff (:func:`lamina.snapshot.write_diff_layer`).
 
@@ -105,8 +107,12 @@ class StepFS:
         self._mount()
 
     def _mount(self) -> None:
+        work = self.dir / "work"
+        if any(work.iterdir()):  # a volatile work dir cannot be mounted twice
+            shutil.rmtree(work)
+            work.mkdir(mode=0o755)
         self.store.backend.mount(
-            [self.dir / "init", *self._lowers()], self.upper, self.dir / "work", self.rootfs
+            [self.dir / "init", *self._lowers()], self.upper, work, self.rootfs, volatile=True
         )
         self._mounted = True
 
@@ -252,7 +258,7 @@ def open_view(store: Store, chain: Digest | None) -> Iterator[Path]:
         upper, work, merged = private / "upper", private / "work", private / "merged"
         for d in (upper, work, merged):
             d.mkdir()
-        store.backend.mount([dirs.upper, *dirs.lower], upper, work, merged)
+        store.backend.mount([dirs.upper, *dirs.lower], upper, work, merged, volatile=True)
         try:
             yield merged
         finally:
@@ -274,7 +280,7 @@ def open_overlay(store: Store, lower: Path) -> Iterator[Path]:
         upper, work, merged = private / "upper", private / "work", private / "merged"
         for d in (upper, work, merged):
             d.mkdir()
-        store.backend.mount([lower], upper, work, merged)
+        store.backend.mount([lower], upper, work, merged, volatile=True)
         try:
             yield merged
         finally:

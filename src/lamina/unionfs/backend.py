@@ -46,8 +46,15 @@ class Backend(Protocol):
         """True if this backend works here (may mount something briefly)."""
         ...
 
-    def mount(self, lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
-        """Mount ``lowers`` (top first) under ``upper`` at ``target``; ``work`` is scratch."""
+    def mount(
+        self, lowers: list[Path], upper: Path, work: Path, target: Path, *, volatile: bool = False
+    ) -> None:
+        """Mount ``lowers`` (top first) under ``upper`` at ``target``; ``work`` is scratch.
+
+        ``volatile``: the upper dir's data need not survive a crash (build steps, which
+        snapshot it themselves), so unmounting does not sync the whole upper filesystem. A
+        volatile ``work`` dir cannot be mounted again: give a fresh one.
+        """
         ...
 
     def unmount(self, target: Path) -> None:
@@ -69,7 +76,9 @@ class VfsBackend:
         """Always works."""
         return True
 
-    def mount(self, lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
+    def mount(
+        self, lowers: list[Path], upper: Path, work: Path, target: Path, *, volatile: bool = False
+    ) -> None:
         """Nothing to mount: the caller uses ``upper`` as the merged tree."""
         if not upper.is_dir():
             raise UnionFSError(f"vfs: layer directory {upper} does not exist")

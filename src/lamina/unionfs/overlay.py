@@ -95,7 +95,9 @@ class OverlayBackend:
         finally:
             shutil.rmtree(base, ignore_errors=True)
 
-    def _options(self, upper: Path, work: Path) -> list[tuple[str, str | None]]:
+    def _options(
+        self, upper: Path, work: Path, volatile: bool = False
+    ) -> list[tuple[str, str | None]]:
         opts: list[tuple[str, str | None]] = [
             ("upperdir", str(upper)),
             ("workdir", str(work)),
@@ -103,38 +105,50 @@ class OverlayBackend:
         ]
         if self.rootless:
             opts.append(("userxattr", None))
+        if volatile:
+            opts.append(("volatile", None))
         return opts
 
-    def mount(self, lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
-        """Mount ``lowers`` (top first) + ``upper`` at ``target``; raise UnionFSError."""
+    def mount(
+        self, lowers: list[Path], upper: Path, work: Path, target: Path, *, volatile: bool = False
+    ) -> None:
+        """Mount ``lowers`` (top first) + ``upper`` at ``target``; raise UnionFSError.
+
+        ``volatile`` adds overlayfs's ``volatile`` option (no sync of the upper fs, ever; the
+        unmount of a build step then costs nothing instead of a sync of the whole disk).
+        """
         if not lowers:
             raise UnionFSError(f"mounting overlay at {target}: no lower layers")
         try:
             if self.new_api:
-                opts = [("lowerdir+", str(p)) for p in lowers] + self._options(upper, work)
+                opts: list[tuple[str, str | None]] = [("lowerdir+", str(p)) for p in lowers]
+                opts += self._options(upper, work, volatile)
                 syscall.fs_mount("overlay", target, opts)
                 return
-            self._mount_classic(lowers, upper, work, target)
+            self._mount_classic(lowers, upper, work, target, volatile)
         except OSError as exc:
             raise UnionFSError(
                 f"mounting overlay at {target}: {exc.strerror}",
                 hint="is the store on a filesystem overlayfs accepts as upper (not overlay)?",
             ) from None
 
-    def _classic_string(self, lowerdir: str, upper: Path, work: Path) -> str:
+    def _classic_string(self, lowerdir: str, upper: Path, work: Path, volatile: bool) -> str:
         opts = [f"lowerdir={lowerdir}"]
-        for key, value in self._options(upper, work):
+        for key, value in self._options(upper, work, volatile):
             opts.append(key if value is None else f"{key}={_escape(value)}")
         return ",".join(opts)
 
-    def _mount_classic(self, lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
-        data = self._classic_string(":".join(_escape(str(p)) for p in lowers), upper, work)
+    def _mount_classic(
+        self, lowers: list[Path], upper: Path, work: Path, target: Path, volatile: bool
+    ) -> None:
+        lowerdir = ":".join(_escape(str(p)) for p in lowers)
+        data = self._classic_string(lowerdir, upper, work, volatile)
         if len(data) < PAGE:
             syscall.mount("overlay", target, "overlay", 0, data)
             return
         common = Path(os.path.commonpath([str(p) for p in lowers]))
         rel = ":".join(_escape(os.path.relpath(p, common)) for p in lowers)
-        data = self._classic_string(rel, upper, work)
+        data = self._classic_string(rel, upper, work, volatile)
         if len(data) >= PAGE:
             raise UnionFSError(
                 f"mounting overlay at {target}: {len(lowers)} layers do not fit in the "
@@ -183,8 +197,10 @@ class FuseOverlayBackend:
         finally:
             shutil.rmtree(base, ignore_errors=True)
 
-    def mount(self, lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
-        """Run fuse-overlayfs (it daemonises once the mount is up)."""
+    def mount(
+        self, lowers: list[Path], upper: Path, work: Path, target: Path, *, volatile: bool = False
+    ) -> None:
+        """Run fuse-overlayfs (it daemonises once the mount is up); ``volatile`` is moot."""
         paths = [*lowers, upper, work]
         if any(c in str(p) for p in paths for c in ":,="):
             raise UnionFSError("fuse-overlayfs: paths with ':', ',' or '=' are not supported")
