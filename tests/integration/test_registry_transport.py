@@ -5,6 +5,7 @@ multi-arch indexes; docker:// <-> oci: <-> docker-archive: <-> local; failed pul
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
@@ -285,3 +286,30 @@ def test_missing_tag_and_corrupt_blob_leave_the_store_clean(
         archive.pull(store, f"{registry.host}/bad/blob{size}:v1", registries=registries)
     assert store.check() == [] and store.list_images() == []
     assert not store.blobs.has(layer)
+
+
+def test_push_without_destination_uses_the_name_given(
+    registry: testreg.RegistryServer,
+    registries: Registries,
+    make_image: MakeImage,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = Store(tmp_path / "root")
+    image = make_image(LAYERS, tag="names")
+    first, second = f"{registry.host}/names/first:v1", f"{registry.host}/names/second:v2"
+    store.put_image(image, [first, second])
+    dst, desc = ops_registry.push(store, second, registries=registries)
+    assert str(dst) == f"docker://{second}" and desc.digest == image.digest()
+    with pytest.raises(subprocess.CalledProcessError):
+        skopeo("inspect", "--tls-verify=false", f"docker://{first}")
+    # the other name is on the same registry: its blobs are mounted from the pushed repository
+    with caplog.at_level(logging.DEBUG, logger="lamina.registry.transport"):
+        dst, again = ops_registry.push(store, first, registries=registries)
+    mounts = [m for m in caplog.messages if "mount=" in m and "from=names/second" in m]
+    assert len(mounts) == 3 and all(m.endswith("-> 201") for m in mounts)  # 2 layers + config
+    assert not [m for m in caplog.messages if m.startswith("PATCH")]
+    assert isinstance(dst, DockerRef) and dst.mount_from == ("names/second",)
+    assert again == desc
+    digest = skopeo("inspect", "--tls-verify=false", "--format", "{{.Digest}}", f"docker://{first}")
+    assert digest.strip() == str(desc.digest)

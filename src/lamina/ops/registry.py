@@ -27,7 +27,7 @@ from typing import BinaryIO
 from lamina import reference, transports
 from lamina._internal.compression import open_compressor
 from lamina._internal.lock import flocked
-from lamina.errors import AuthError, StoreCorrupt, UsageError
+from lamina.errors import AuthError, InvalidReference, StoreCorrupt, UsageError
 from lamina.image.model import Image, ImageIndex, Layer
 from lamina.image.partial import BlobImage
 from lamina.oci import mediatype
@@ -186,15 +186,21 @@ def push(
     """
     stored = store.get_image(image)
     if dest is None:
-        named = image if image in stored.names() else None
-        if named is None:
-            candidates = [n for n in stored.names() if "@" not in n]
-            if not candidates:
-                raise UsageError(f"{image} has no name to push to", hint="give a destination")
-            named = candidates[0]
-        dest = named
-    dst = with_registries(registry_name(dest), registries)
-    return dst, copy_to(store, stored, dst, progress=progress)
+        dest = _own_name(image, stored.names())
+    item, dst = for_registry(store, stored, with_registries(registry_name(dest), registries))
+    return dst, transports.copy(item, dst, progress=progress)
+
+
+def _own_name(image: str, names: Sequence[str]) -> str:
+    """The name ``image`` was given by (normalised), else the image's first tag."""
+    with contextlib.suppress(InvalidReference):
+        wanted = str(reference.parse(image))
+        if wanted in names:
+            return wanted
+    tagged = [n for n in names if "@" not in n]
+    if not tagged:
+        raise UsageError(f"{image} has no name to push to", hint="give a destination")
+    return tagged[0]
 
 
 def copy_to(
@@ -205,19 +211,28 @@ def copy_to(
     platform: Platform | None = None,
     progress: ProgressFn | None = None,
 ) -> Descriptor:
-    """Copy ``src`` to ``dst`` with the registry conversions: a stored image going to a
-    registry gets gzip layers, and blobs may be mounted from other repositories of the same
-    registry (a registry source, or other names of the stored image)."""
-    item: Image | ImageIndex | transports.ImageRef = src
-    if isinstance(dst, DockerRef):
-        if isinstance(src, DockerRef) and src.host == dst.host:
-            dst = dst.with_registries(dst.registries or Registries(), [src.repository])
-        if isinstance(src, transports.ImageRef) and src.transport == "local":
-            item = src.open()
-        if isinstance(item, StoreImage):
-            dst = dst.with_registries(dst.registries or Registries(), _same_host(item, dst))
-            item = compressed_for_push(store, item)
+    """Copy ``src`` to ``dst`` with the registry conversions of :func:`for_registry`."""
+    item, dst = for_registry(store, src, dst)
     return transports.copy(item, dst, platform=platform, progress=progress)
+
+
+def for_registry(
+    store: Store, src: Image | ImageIndex | transports.ImageRef, dst: transports.ImageRef
+) -> tuple[Image | ImageIndex | transports.ImageRef, transports.ImageRef]:
+    """What to copy where when ``dst`` is a registry: a stored image gets gzip layers
+    (:func:`compressed_for_push`), and ``dst`` may mount blobs from other repositories of the
+    same registry (a registry source's, or those of the stored image's other names)."""
+    if not isinstance(dst, DockerRef):
+        return src, dst
+    item: Image | ImageIndex | transports.ImageRef = src
+    if isinstance(src, DockerRef) and src.host == dst.host:
+        dst = dst.with_registries(dst.registries or Registries(), [src.repository])
+    if isinstance(src, transports.ImageRef) and src.transport == "local":
+        item = src.open()
+    if isinstance(item, StoreImage):
+        dst = dst.with_registries(dst.registries or Registries(), _same_host(item, dst))
+        item = compressed_for_push(store, item)
+    return item, dst
 
 
 def _same_host(image: StoreImage, dst: DockerRef) -> list[str]:
@@ -311,6 +326,7 @@ __all__ = [
     "PushImage",
     "compressed_for_push",
     "copy_to",
+    "for_registry",
     "gzip_blob",
     "login",
     "logout",
