@@ -10,6 +10,7 @@ import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -23,6 +24,7 @@ from lamina.ops import archive
 from lamina.ops import registry as ops_registry
 from lamina.registry import RetryPolicy, TransportOptions
 from lamina.store import Store
+from lamina.store.image import StoreLayer
 from lamina.testing import registry as testreg
 from lamina.testing.layers import directory, file, symlink, tree_manifest
 from lamina.transports.docker import DockerRef, Registries
@@ -174,7 +176,7 @@ def test_multi_arch_index_made_by_skopeo_selects_the_platform(
 ) -> None:
     index = PlatformIndex([platform_image(make_image, a) for a in ("amd64", "arm64")])
     layout = tmp_path / "layout"
-    transports.copy(index, transports.parse(f"oci:{layout}:multi"))  # type: ignore[arg-type]
+    transports.copy(index, transports.parse(f"oci:{layout}:multi"))
     dest = f"docker://{registry.host}/multi/arch:v1"
     skopeo("copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi", dest)
     raw = skopeo("inspect", "--raw", "--tls-verify=false", dest)
@@ -214,9 +216,8 @@ def test_push_compresses_plain_layers_once(
     assert [layer["mediaType"] for layer in pushed["layers"]] == [mediatype.OCI_LAYER_GZIP] * 2
     assert pushed["config"]["digest"] == str(image.manifest().config.digest)  # same image id
     stored = store.get_image(f"{registry.host}/plain/app:v1")
-    gz = [
-        b for layer in stored.layers() for b in layer.layer_record().blobs if "gzip" in b.media_type
-    ]
+    layers = cast(list[StoreLayer], stored.layers())
+    gz = [b for layer in layers for b in layer.layer_record().blobs if "gzip" in b.media_type]
     assert [str(b.digest) for b in gz] == [d["digest"] for d in pushed["layers"]]
     mtimes = [store.blobs.path(b.digest).stat().st_mtime_ns for b in gz]
     # a second push (another repository) reuses the cached gzip blobs: same manifest digest

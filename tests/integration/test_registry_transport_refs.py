@@ -104,7 +104,7 @@ class Failing(io.RawIOBase):
 
 def test_prefetch_keeps_order_raises_errors_and_closes_early() -> None:
     data = bytes(range(256)) * 40_000  # ~10 MB in 1 KiB-unaligned chunks
-    with Prefetch(io.BytesIO(data), depth=2, chunk=100_003) as f:  # type: ignore[arg-type]
+    with Prefetch(io.BytesIO(data), depth=2, chunk=100_003) as f:
         assert f.read() == data
     with (
         pytest.raises(DigestMismatch),
@@ -112,7 +112,7 @@ def test_prefetch_keeps_order_raises_errors_and_closes_early() -> None:
     ):
         assert g.read(300_000) == data[:300_000]
         g.read(1)
-    early = Prefetch(io.BytesIO(data), depth=1, chunk=1000)  # type: ignore[arg-type]
+    early = Prefetch(io.BytesIO(data), depth=1, chunk=1000)
     assert early.read(10) == data[:10]
     early.close()  # the reader thread is blocked on a full queue: close must not hang
     early.close()
