@@ -173,9 +173,24 @@ def _renderer(mode: str, quiet: bool) -> Any:
 @click.option("--platform", help="Target platform (default: this host's).")
 @click.option("--label", "labels", multiple=True, help="Image label K=V (repeatable).")
 @click.option("--secret", "secrets", multiple=True, help="Secret id=ID,src=PATH (repeatable).")
-@click.option("--network", type=click.Choice(["host", "none", "default"]), default="host")
-@click.option("--isolation", type=click.Choice(["auto", "oci", "chroot"]), default="auto")
-@click.option("--runtime", type=click.Choice(["runc", "crun", "native"]), default=None)
+@click.option(
+    "--network",
+    type=click.Choice(["host", "none", "default"]),
+    default="host",
+    help="Network for RUN (default host; none isolates).",
+)
+@click.option(
+    "--isolation",
+    type=click.Choice(["auto", "oci", "chroot"]),
+    default="auto",
+    help="RUN isolation: oci = runc/crun, chroot = the built-in namespaces runtime.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["runc", "crun", "native"]),
+    default=None,
+    help="OCI runtime for RUN (crun falls back to runc where it does not work).",
+)
 @click.option("--output", "-o", "outputs", multiple=True, help="type=TYPE,dest=PATH export.")
 @click.option("--iidfile", type=click.Path(path_type=Path), help="Write the image id here.")
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "json"]), default="auto")
