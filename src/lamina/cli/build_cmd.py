@@ -193,7 +193,12 @@ def _renderer(mode: str, quiet: bool) -> Any:
 )
 @click.option("--output", "-o", "outputs", multiple=True, help="type=TYPE,dest=PATH export.")
 @click.option("--iidfile", type=click.Path(path_type=Path), help="Write the image id here.")
-@click.option("--progress", type=click.Choice(["auto", "tty", "plain", "json"]), default="auto")
+@click.option(
+    "--progress",
+    type=click.Choice(["auto", "tty", "plain", "json"]),
+    default="auto",
+    help="Progress on stderr: tty live view, plain lines, or JSON events.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
 @click.option("--reproducible", is_flag=True, help="Use SOURCE_DATE_EPOCH or 0 for all times.")
 @click.option("--check", is_flag=True, help="Only lint the Dockerfile.")
