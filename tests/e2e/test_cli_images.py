@@ -142,14 +142,14 @@ def test_import_from_stdin_and_compressed(cli: Cli, busybox_tar: Path, tmp_path:
 @pytest.mark.parametrize(
     ("args", "fragment", "code"),
     [
-        (["inspect", "nosuchimage"], "no such image", 1),
+        (["inspect", "nosuchimage"], "no such object", 1),
         (["rmi", "nosuchimage"], "nosuchimage", 1),
         (["save", "-o", "{tmp}/x.tar", "nosuchimage"], "nosuchimage", 1),
         (["load", "-i", "{tmp}/missing.tar"], "no such archive", 2),
         (["load", "-i", "{tmp}/garbage.tar"], "not a readable tar", 1),
         (["import", "{tmp}/missing.tar"], "no such file", 2),
         (["import", "{tmp}/garbage.tar", "x", "--change", "RUN true"], "not allowed", 2),
-        (["pull", "docker://busybox"], "registry", 2),
+        (["pull", "docker://127.0.0.1:9/x:y"], "connection refused", 1),
         (["pull", "oci:{tmp}/nolayout:x"], "not an oci layout", 1),
         (["copy", "busybox", "bad transport:x"], "invalid", 2),
         (["tag", "nosuchimage", "x"], "nosuchimage", 1),

@@ -325,8 +325,8 @@ def test_destination_context_discards_without_commit(tmp_path: Path, make_image:
     layer = img.layers()[0]
     with transports.parse(f"oci:{tmp_path}/lay").destination() as dst:
         with layer.open_compressed() as f:
-            dst.put_blob(f, layer.descriptor())
-        assert dst.has_blob(layer.descriptor())
+            dst.put_blob(f, layer.descriptor)
+        assert dst.has_blob(layer.descriptor)
     assert not (tmp_path / "lay").exists()
     dst.discard()  # idempotent
 

@@ -42,6 +42,7 @@ from lamina.build.steps.base import StageState
 from lamina.build.workspace import open_view
 from lamina.errors import BuildError, UsageError
 from lamina.image.memory import FileLayer, MemoryImage
+from lamina.image.model import Layer
 from lamina.oci import mediatype
 from lamina.oci.config import ImageConfig
 from lamina.oci.digest import Digest
@@ -206,7 +207,7 @@ def compressed_image(store: Store, image: MemoryImage, compression: str) -> Memo
     return MemoryImage(config, layers)
 
 
-def _compressed_blob(store: Store, layer: FileLayer, chain: Digest, kind: str) -> BlobRef:
+def _compressed_blob(store: Store, layer: Layer, chain: Digest, kind: str) -> BlobRef:
     media_type = mediatype.oci_layer_type(kind)
     record = store.layers.get(chain)
     for ref in record.blobs:

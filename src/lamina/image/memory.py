@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from lamina._internal.compression import open_decompressed
 from lamina._internal.verify import VerifyingReader
+from lamina.image.model import Layer
 from lamina.image.partial import closing_reader
 from lamina.oci import mediatype
 from lamina.oci.config import ImageConfig
@@ -71,6 +72,7 @@ class FileLayer:
         """The descriptor media type."""
         return self._media_type
 
+    @property
     def descriptor(self) -> Descriptor:
         """The manifest descriptor."""
         return Descriptor(media_type=self._media_type, digest=self._digest, size=self._size)
@@ -106,17 +108,29 @@ def file_layer(path: Path) -> FileLayer:
     )
 
 
-class MemoryImage:
-    """An image from a config and layers; implements :class:`lamina.image.Image`."""
+def layer_descriptor(layer: Layer) -> Descriptor:
+    """The manifest descriptor of any layer (its own, annotations included, when it has one)."""
+    own = getattr(layer, "descriptor", None)
+    if isinstance(own, Descriptor):
+        return own
+    return Descriptor(media_type=layer.media_type(), digest=layer.digest(), size=layer.size())
 
-    def __init__(self, config: ImageConfig, layers: Sequence[FileLayer]) -> None:
+
+class MemoryImage:
+    """An image from a config and layers of any kind (files, stored layers, ...).
+
+    Implements :class:`lamina.image.Image`; e.g. a commit is the base image's stored layers
+    plus one new :class:`FileLayer`.
+    """
+
+    def __init__(self, config: ImageConfig, layers: Sequence[Layer]) -> None:
         self._config = config
         self._raw_config = config.to_json()
         self._layers = list(layers)
         manifest = Manifest(
             media_type=mediatype.OCI_MANIFEST,
             config=Descriptor.of_bytes(mediatype.OCI_CONFIG, self._raw_config),
-            layers=tuple(layer.descriptor() for layer in self._layers),
+            layers=tuple(layer_descriptor(layer) for layer in self._layers),
         )
         self._manifest = manifest
         self._raw_manifest = manifest.to_json()
@@ -137,7 +151,7 @@ class MemoryImage:
         """The config."""
         return self._config
 
-    def layers(self) -> list[FileLayer]:
+    def layers(self) -> list[Layer]:
         """The layers, base first."""
         return list(self._layers)
 

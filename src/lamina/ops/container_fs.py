@@ -21,12 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from lamina.errors import NotFound, UsageError
-from lamina.image.memory import FileLayer, file_layer
-from lamina.oci import mediatype
-from lamina.oci.config import History, ImageConfig
-from lamina.oci.descriptor import Descriptor
-from lamina.oci.digest import Digest
-from lamina.oci.manifest import Manifest
+from lamina.image.memory import MemoryImage, file_layer
+from lamina.oci.config import History
 from lamina.ops import container_state as cs
 from lamina.ops.container_config import host_paths
 from lamina.snapshot import Change, changes_from_trees, changes_from_upper, write_layer
@@ -110,51 +106,6 @@ def export(store: Store, ref: str, out: IO[bytes], *, epoch: int | None = None) 
             cs.unmount_unless_running(store, cid)
 
 
-class CommittedImage:
-    """Base image layers + one new layer file: implements :class:`lamina.image.Image`."""
-
-    def __init__(self, base: StoreImage | None, config: ImageConfig, layer: FileLayer) -> None:
-        base_layers = list(base.layers()) if base is not None else []
-        descs: list[Descriptor] = list(base.manifest().layers) if base is not None else []
-        self._layers: list[Any] = [*base_layers, layer]
-        self._config = config
-        self._raw_config = config.to_json()
-        self._manifest = Manifest(
-            media_type=mediatype.OCI_MANIFEST,
-            config=Descriptor.of_bytes(mediatype.OCI_CONFIG, self._raw_config),
-            layers=(*descs, layer.descriptor()),
-        )
-        self._raw_manifest = self._manifest.to_json()
-
-    def raw_manifest(self) -> bytes:
-        """Deterministic manifest bytes."""
-        return self._raw_manifest
-
-    def manifest(self) -> Manifest:
-        """The manifest."""
-        return self._manifest
-
-    def raw_config(self) -> bytes:
-        """Deterministic config bytes."""
-        return self._raw_config
-
-    def config(self) -> ImageConfig:
-        """The config."""
-        return self._config
-
-    def layers(self) -> list[Any]:
-        """Base layers then the committed one."""
-        return list(self._layers)
-
-    def digest(self) -> Digest:
-        """The manifest digest."""
-        return Digest.of_bytes(self._raw_manifest)
-
-    def media_type(self) -> str:
-        """OCI manifest."""
-        return mediatype.OCI_MANIFEST
-
-
 def commit(
     store: Store, ref: str, name: str | None, *, changes: Sequence[str] = (),
     message: str | None = None, author: str | None = None, epoch: int | None = None,
@@ -199,7 +150,10 @@ def commit(
                 comment=message or None,
             )),
         )  # fmt: skip
-        digest = store.put_image(CommittedImage(base, config, layer), [name] if name else [])
+        digest = store.put_image(
+            MemoryImage(config, [*(base.layers() if base else []), layer]),
+            [name] if name else [],
+        )
     return str(store.get_image(str(digest)).id())
 
 
