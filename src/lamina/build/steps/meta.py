@@ -10,6 +10,7 @@ history) and its resolved value in the entry.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import Mapping
 
@@ -17,6 +18,7 @@ from lamina.build import imageconfig
 from lamina.build.steps.base import BuildEnv, StageState
 from lamina.dockerfile import instructions as ins
 from lamina.dockerfile.dump import go_quote
+from lamina.dockerfile.ports import PortError, parse_ports
 from lamina.errors import BuildError
 
 
@@ -70,7 +72,13 @@ def apply_meta(
         return
     if isinstance(instr, ins.StopSignal):
         _check_signal(instr.signal)
-    state.config = imageconfig.apply(state.config, instr, cmd_set_in_stage=state.cmd_set)
+    applied = instr
+    if isinstance(instr, ins.Expose):  # ranges and protocols as Docker's nat.ParsePortSpecs
+        try:
+            applied = dataclasses.replace(instr, ports=tuple(parse_ports(instr.ports)))
+        except PortError as exc:
+            raise BuildError(str(exc)) from exc
+    state.config = imageconfig.apply(state.config, applied, cmd_set_in_stage=state.cmd_set)
     if isinstance(instr, ins.Cmd):
         state.cmd_set = True
         text = f"CMD {_go_list(state.config.get('Cmd'))}"
