@@ -18,6 +18,8 @@ from lamina.errors import UnsafeArchive
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BZIP2_MAGIC = b"BZh"
+XZ_MAGIC = b"\xfd7zXZ\x00"
 #: Compressed layers whose output exceeds this many times their input are refused once the
 #: output passes :data:`BOMB_FLOOR`. Deflate cannot exceed ~1032:1, so only crafted zstd
 #: frames (or zero-filled multi-GiB files, which no real image carries) hit it.
@@ -26,12 +28,17 @@ BOMB_FLOOR = 1 << 30
 GZIP_LEVEL = 1
 
 
-def sniff(head: bytes) -> str:
-    """``"gzip"``, ``"zstd"`` or ``"none"`` from a stream's first bytes."""
+def sniff(head: bytes, *, extended: bool = False) -> str:
+    """``"gzip"``, ``"zstd"`` or ``"none"`` from a stream's first bytes; with ``extended``
+    also ``"bzip2"`` and ``"xz"`` (what ADD accepts; layers are only gzip/zstd/plain)."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
     if head.startswith(ZSTD_MAGIC):
         return "zstd"
+    if extended and head.startswith(BZIP2_MAGIC):
+        return "bzip2"
+    if extended and head.startswith(XZ_MAGIC):
+        return "xz"
     return "none"
 
 
@@ -85,13 +92,16 @@ class _Decompressed(io.RawIOBase):
         return n
 
 
-def open_decompressed(raw: Any, what: str = "layer") -> tuple[BinaryIO, str]:
+def open_decompressed(
+    raw: Any, what: str = "layer", *, extended: bool = False
+) -> tuple[BinaryIO, str]:
     """Wrap ``raw`` (a readable binary stream) in a decompressor chosen by sniffing.
 
-    Returns the uncompressed stream and the detected compression. The caller closes ``raw``.
+    Returns the uncompressed stream and the detected compression (see :func:`sniff` for
+    ``extended``). The caller closes ``raw``.
     """
     buffered = io.BufferedReader(_Counting(raw), buffer_size=1 << 20)
-    kind = sniff(buffered.peek(4)[:4])
+    kind = sniff(buffered.peek(6)[:6], extended=extended)
     counter = buffered.raw
     assert isinstance(counter, _Counting)
     inner: Any
@@ -105,6 +115,15 @@ def open_decompressed(raw: Any, what: str = "layer") -> tuple[BinaryIO, str]:
 
         inner = _ZstdReader(buffered)
         errors = (*errors, zstandard.ZstdError)
+    elif kind == "bzip2":
+        import bz2
+
+        inner = bz2.BZ2File(buffered)
+    elif kind == "xz":
+        import lzma
+
+        inner = lzma.LZMAFile(buffered)  # noqa: SIM115 (lives as long as the stream)
+        errors = (*errors, lzma.LZMAError)
     else:
         return cast(BinaryIO, buffered), "none"
     reader = _Decompressed(inner, counter, what, errors)

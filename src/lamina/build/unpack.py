@@ -28,91 +28,33 @@ Not atomic: on error ``dest`` holds what was written so far.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import errno
-import io
-import lzma
 import os
 import shutil
 import stat
 import tarfile
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import BinaryIO, Literal, cast
 
-from lamina._internal.compression import BOMB_FLOOR, BOMB_RATIO, open_decompressed
+from lamina._internal.compression import open_decompressed
 from lamina.build.chown import Owner
-from lamina.errors import BuildError, UnsafeArchive
+from lamina.errors import BuildError
 from lamina.snapshot.tarstream import DIR, LINK, SYMLINK, Member, TarReader
 
 __all__ = ["extract_tar", "is_archive", "open_archive", "resolve_missing"]
 
-_BZ2_MAGIC = b"BZh"
-_XZ_MAGIC = b"\xfd7zXZ\x00"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class _Counting(io.RawIOBase):
-    """Counts the compressed bytes read (for the bomb ratio)."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        data = self._raw.read(len(buf))
-        buf[: len(data)] = data
-        self.count += len(data)
-        return len(data)
-
-
-class _StdlibDecompressed(io.RawIOBase):
-    """bz2/xz decoding with the same bomb bound as the layer codecs."""
-
-    def __init__(self, raw: BinaryIO, kind: str, what: str) -> None:
-        self._counter = _Counting(raw)
-        source = io.BufferedReader(self._counter, 1 << 16)
-        self._file: Any = (
-            bz2.BZ2File(source) if kind == "bzip2" else lzma.LZMAFile(source)  # noqa: SIM115
-        )
-        self._what = what
-        self.out = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        try:
-            data = self._file.read(len(buf))
-        except (EOFError, OSError, lzma.LZMAError) as exc:
-            raise UnsafeArchive(
-                f"{self._what}: corrupt or truncated compressed data: {exc}"
-            ) from None
-        n = len(data)
-        buf[:n] = data
-        self.out += n
-        if self.out > BOMB_FLOOR and self.out > BOMB_RATIO * max(self._counter.count, 1):
-            raise UnsafeArchive(f"{self._what}: decompression ratio above {BOMB_RATIO}:1")
-        return n
 
 
 def open_archive(raw: BinaryIO, what: str = "archive") -> tuple[BinaryIO, str]:
     """Wrap ``raw`` in a decompressor chosen by magic bytes; returns (stream, kind).
 
-    ``kind`` is ``gzip``, ``bzip2``, ``xz``, ``zstd`` or ``none``. The caller closes ``raw``
-    (and may drop the returned wrapper without closing it).
+    ``kind`` is ``gzip``, ``bzip2``, ``xz``, ``zstd`` or ``none``; corruption and bomb checks
+    are the layer codecs' own. The caller closes ``raw``.
     """
-    buffered = io.BufferedReader(_Counting(raw), 1 << 20)
-    head = buffered.peek(6)[:6]
-    if head.startswith(_BZ2_MAGIC) or head.startswith(_XZ_MAGIC):
-        kind = "bzip2" if head.startswith(_BZ2_MAGIC) else "xz"
-        reader = _StdlibDecompressed(cast(BinaryIO, buffered), kind, what)
-        return cast(BinaryIO, io.BufferedReader(reader, 1 << 20)), kind
-    return open_decompressed(buffered, what)
+    return open_decompressed(raw, what, extended=True)
 
 
 def is_archive(path: Path) -> bool:
