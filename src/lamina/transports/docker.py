@@ -206,12 +206,16 @@ class Prefetch(io.RawIOBase):
 
     Invariants: memory is bounded by ``depth`` chunks; bytes come out in order; an error in
     the reader thread (a dropped connection, a digest mismatch at EOF) is raised by the next
-    read; ``close()`` stops the thread, waits for it and closes ``raw`` (idempotent).
+    read; ``close()`` stops the thread, waits for it and closes ``raw`` unless ``close_raw`` is
+    false (idempotent). Only the thread reads ``raw`` until ``close()`` returns.
     """
 
-    def __init__(self, raw: BinaryIO, *, depth: int = 8, chunk: int = CHUNK) -> None:
+    def __init__(
+        self, raw: BinaryIO, *, depth: int = 8, chunk: int = CHUNK, close_raw: bool = True
+    ) -> None:
         super().__init__()
         self._raw = raw
+        self._close_raw = close_raw
         self._chunk = chunk
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -262,7 +266,8 @@ class Prefetch(io.RawIOBase):
             while True:
                 self._queue.get_nowait()
         self._thread.join()
-        self._raw.close()
+        if self._close_raw:
+            self._raw.close()
         super().close()
 
 
@@ -333,8 +338,12 @@ class DockerDestination(Destination):
                 body = data.read(MAX_MANIFEST + 1)
                 data.drain()
                 self.client.put_manifest(self.repo, desc.digest, body, desc.media_type)
-            else:
+            elif desc.size < PREFETCH_MIN:
                 self.client.put_blob(self.repo, stream, desc, mount_from=self.mount_from)
+            else:  # read (and verify, or regenerate) the source while the upload sends
+                with Prefetch(cast(BinaryIO, stream), depth=4, close_raw=False) as ahead:
+                    source = io.BufferedReader(ahead, CHUNK)
+                    self.client.put_blob(self.repo, source, desc, mount_from=self.mount_from)
         except LaminaError as exc:
             raise exc.with_context(f"pushing to {self.what}") from None
         self._remember(desc.digest, desc.size)
