@@ -104,6 +104,8 @@ def make_tools(work: Path) -> list[Tool]:
             store = ["--root", str(work / peer / "storage"), "--runroot", str(work / peer / "run")]
             flags = ["--layers", "--isolation", "chroot"] if peer == "buildah" else ["--layers"]
             base = [peer, *store, "--storage-driver", "overlay"]
+            if peer == "podman" and shutil.which("runc"):
+                base += ["--runtime", "runc"]  # crun 1.8 fails here on hybrid cgroups
             tools.append(Tool(peer, base, "--no-cache", flags))
     return tools
 
@@ -123,15 +125,24 @@ def make_w2(ctx: Path, files: int, big_mib: int) -> None:
     (ctx / "Dockerfile").write_text(W2)
 
 
-def best(run: Callable[[int], tuple[float, int]], repeat: int) -> tuple[float, int]:
-    """Best wall time of ``repeat`` runs (and the max RSS seen); ``run`` gets the run index."""
-    results = [run(i) for i in range(repeat)]
+def best(run: Callable[[int], tuple[float, int]], repeat: int) -> tuple[float, int] | None:
+    """Best wall time of ``repeat`` runs (and the max RSS seen); ``run`` gets the run index.
+
+    None when a run fails (the failure is printed to stderr and the table shows n/a).
+    """
+    try:
+        results = [run(i) for i in range(repeat)]
+    except RuntimeError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return None
     return min(r[0] for r in results), max(r[1] for r in results)
 
 
-def bench_tool(tool: Tool, work: Path, repeat: int, w6: bool) -> dict[str, tuple[float, int]]:
+def bench_tool(
+    tool: Tool, work: Path, repeat: int, w6: bool
+) -> dict[str, tuple[float, int] | None]:
     """Every workload for one tool (W5 cases run right after that tool's W2 build)."""
-    out: dict[str, tuple[float, int]] = {}
+    out: dict[str, tuple[float, int] | None] = {}
     out["W1 seed"] = best(lambda i: tool.build(work / "w1", "w1", cold=True), repeat)
     out["W2 20k files + 200 MiB"] = best(lambda i: tool.build(work / "w2", "w2", cold=True), repeat)
     edited = work / "w2" / "d0" / "e0" / "f0.txt"
@@ -179,7 +190,11 @@ def prepare(work: Path, tools: list[Tool], files: int, big_mib: int, w6: bool) -
             tool.load(work / "layout", "debian", "debian:bookworm")
 
 
-def report(results: dict[str, dict[str, tuple[float, int]]]) -> None:
+def _cell(value: tuple[float, int] | None) -> str:
+    return "n/a" if value is None else f"{value[0]:.2f}"
+
+
+def report(results: dict[str, dict[str, tuple[float, int] | None]]) -> None:
     """Print the side-by-side table (markdown) to stdout."""
     peers = [t for t in results if t != "lamina"]
     head = ["workload", "lamina s", *[f"{p} s" for p in peers], *[f"lamina/{p}" for p in peers]]
@@ -187,13 +202,15 @@ def report(results: dict[str, dict[str, tuple[float, int]]]) -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, (bk, factor) in REFERENCE.items():
-        if name not in results["lamina"]:
+        ours = results["lamina"].get(name)
+        if ours is None:
             continue
-        wall, rss = results["lamina"][name]
+        wall, rss = ours
         target = bk * factor
         ok = wall <= target and rss <= RSS_TARGET_KB
-        cells = [name, f"{wall:.2f}", *[f"{results[p][name][0]:.2f}" for p in peers]]
-        cells += [f"{wall / max(results[p][name][0], 0.01):.2f}" for p in peers]
+        theirs = [results[p].get(name) for p in peers]
+        cells = [name, f"{wall:.2f}", *[_cell(t) for t in theirs]]
+        cells += ["n/a" if t is None else f"{wall / max(t[0], 0.01):.2f}" for t in theirs]
         cells += [f"{bk:.2f}", f"{target:.2f}", f"{rss / 1000:.0f}", "yes" if ok else "NO"]
         print("| " + " | ".join(cells) + " |")
 
@@ -215,10 +232,11 @@ def main() -> int:
     tools = make_tools(work)
     try:
         prepare(work, tools, args.files, args.big_mib, w6)
-        results = {}
+        results: dict[str, dict[str, tuple[float, int] | None]] = {}
         for tool in tools:
             print(f"bench: {tool.name}", file=sys.stderr)
             results[tool.name] = bench_tool(tool, work, args.repeat, w6)
+            print(f"bench: {tool.name}: {results[tool.name]}", file=sys.stderr)
         report(results)
     finally:
         for tool in tools:
