@@ -8,6 +8,9 @@ talks through (credentials, TLS and retry options, mirrors); it is not part of e
 Reading: :meth:`DockerRef.open` fetches the manifest (or index) by tag or digest; child manifests
 and blobs are fetched lazily, every byte verified against its digest and size (the registry
 client verifies downloads; :class:`~lamina.transports.source.BlobSource` checks documents).
+Blobs of at least :data:`PREFETCH_MIN` bytes are downloaded by a :class:`Prefetch` thread a few
+MiB ahead of their reader, so the network overlaps decompression and extraction; the same
+thread reads a big source blob ahead of its upload when writing. Memory stays bounded.
 
 Writing (:class:`DockerDestination`): a registry has no staging area, so blobs are pushed as
 the copier hands them over (existence check first, then a cross-repository mount from the
