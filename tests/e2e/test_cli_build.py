@@ -123,3 +123,10 @@ def test_sigterm_cancels_cleanly(cli: Cli, seeded: Path, tmp_path: Path) -> None
     assert "build cancelled" in log.read_text()
     assert mount_points_under(tmp_path) == []
     assert not list((cli.root / "tmp").glob("step-*"))  # type: ignore[attr-defined]
+
+
+def test_check_error_directive_fails_the_build(cli: Cli, seeded: Path) -> None:
+    (seeded / "Dockerfile").write_text("# check=error=true\nFROM busybox\nCMD echo hi\n")
+    res = cli("build", "--progress", "plain", str(seeded), check=False)
+    assert res.code == 1
+    assert "Dockerfile:3: lint violation: JSONArgsRecommended" in res.err

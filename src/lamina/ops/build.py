@@ -121,6 +121,14 @@ def build(
             reporter.warning(w.format(name))
         if check:
             return BuildResult(image_id=None, digest=None, warnings=warnings)
+        errors = [w for w in warnings if w.error]
+        if errors:  # ``# check=error=true``: findings fail the build, as in BuildKit
+            first = errors[0]
+            raise BuildError(
+                f"lint violation: {first.rule} - {first.message}",
+                line=first.line,
+                hint=f"{len(errors)} check(s) failed; see {first.url}",
+            )
         plat = platform or Platform.host()
         env = BuildEnv(
             store=store,
