@@ -55,10 +55,20 @@ def prune(ctx: Context, force: bool) -> None:
 @click.option("--repair", is_flag=True, help="Remove leftovers of interrupted commands first.")
 @pass_ctx
 def check(ctx: Context, repair: bool) -> None:
-    """Verify every blob, layer and image in the store."""
-    from lamina.ops.system import check as do_check
+    """Verify every blob, layer and image in the store (exit 1 on any inconsistency).
 
-    problems = do_check(ctx.store(), repair=repair)
+    Items ``system prune`` would reclaim are listed on stderr and do not fail the check.
+    """
+    from lamina.ops.system import check as do_check
+    from lamina.store.maintenance import REMOVABLE
+
+    found = do_check(ctx.store(), repair=repair)
+    problems = [p for p in found if not p.startswith(REMOVABLE)]
+    # Leftovers that gc reclaims (build-cache layers of intermediate stages, temp files of an
+    # interrupted command) are not inconsistencies: reported on stderr, exit status 0.
+    for p in found:
+        if p.startswith(REMOVABLE):
+            click.echo(f"reclaimable: {p.removeprefix(REMOVABLE)}", err=True)
     for p in problems:
         click.echo(p)
     if problems:
