@@ -172,7 +172,8 @@ def prepare(work: Path, tools: list[Tool], files: int, big_mib: int, w6: bool) -
     env_path = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     subprocess.run([*lam, "import", str(bb_tar), "busybox", "--change", env_path], check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    subprocess.run([*lam, "copy", "busybox", f"oci:{work / 'layout'}:busybox"], check=True)
+    subprocess.run([*lam, "copy", "busybox", f"oci:{work / 'layout'}:busybox"], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
     (work / "w1").mkdir()
     (work / "w1" / "a.txt").write_text("This is a simple file.\n")
     (work / "w1" / "Dockerfile").write_text(SEED)
@@ -181,7 +182,7 @@ def prepare(work: Path, tools: list[Tool], files: int, big_mib: int, w6: bool) -
     if w6:
         debian.import_debian(Path(lam[-1]))
         subprocess.run([*lam, "copy", "debian:bookworm", f"oci:{work / 'layout'}:debian"],
-                       check=True)  # fmt: skip
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         (work / "w6").mkdir()
         (work / "w6" / "Dockerfile").write_text(W6)
     for tool in tools[1:]:
