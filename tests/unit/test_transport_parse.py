@@ -53,11 +53,12 @@ def test_local_ids_are_read_only() -> None:
         ref.destination()
 
 
-def test_docker_transport_is_not_built_yet() -> None:
-    with pytest.raises(InvalidReference) as info:
-        transports.parse("docker://busybox")
-    assert "docker:// transport needs the registry support (not built yet)" in info.value.message
-    assert info.value.hint
+def test_docker_transport_normalises_names() -> None:
+    ref = transports.parse("docker://busybox")
+    assert str(ref) == "docker://docker.io/library/busybox:latest"
+    assert transports.parse(str(ref)) == ref
+    with pytest.raises(InvalidReference):
+        transports.parse("docker://Not A Name")
 
 
 INVALID = [
