@@ -2,10 +2,12 @@
 
 :func:`debian_minbase_tar` makes a bookworm minbase rootfs tarball from the Debian mirror this
 machine's apt uses (:func:`mirror_url`, read from ``/etc/apt/sources.list*``), once: the
-tarball is cached under :func:`cache_dir` (``$LAMINA_TEST_CACHE``, else ``<repo>/.cache``)
-and reused while it exists. Creation is atomic (temp file + rename) and serialised by a lock
-file, so parallel test workers build it once. :func:`import_debian` loads it into a lamina
-store. Needs root, ``mmdebstrap`` (Debian package) and the mirror. Never imported by lamina.
+tarball is cached under :func:`cache_dir` (``$LAMINA_TEST_CACHE``, else
+``$XDG_CACHE_HOME/lamina-test`` or ``~/.cache/lamina-test``: outside the work tree, so fresh
+clones such as CI's reuse it) and reused while it exists. Creation is atomic (temp file +
+rename) and serialised by a lock file, so parallel test workers build it once.
+:func:`import_debian` loads it into a lamina store. Needs root, ``mmdebstrap`` (a Debian
+package) and the mirror. Never imported by lamina itself.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ DEBIAN_CHANGES = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     'CMD ["bash"]',
 )
-_REPO = Path(__file__).resolve().parents[3]
 
 
 def cache_dir() -> Path:
-    """``$LAMINA_TEST_CACHE``, else ``<repo>/.cache`` (created)."""
-    path = Path(os.environ.get("LAMINA_TEST_CACHE") or _REPO / ".cache")
+    """``$LAMINA_TEST_CACHE``, else ``$XDG_CACHE_HOME/lamina-test`` (~/.cache), created."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = Path(os.environ.get("LAMINA_TEST_CACHE") or os.path.join(xdg, "lamina-test"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
