@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := busybox-static skopeo umoci runc fuse-overlayfs docker-registry attr \
-	ca-certificates tar openssl apache2-utils crun
+	ca-certificates tar openssl apache2-utils crun buildah mmdebstrap
 PYTEST_WORKERS ?= 2
 
 .PHONY: demo test deps apt venv compile lint typecheck bench clean
