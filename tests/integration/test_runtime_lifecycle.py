@@ -173,6 +173,7 @@ def test_crun_probe_and_fallback_to_runc(tmp_path: Path) -> None:
     if crun is None:
         pytest.skip("crun is not installed (apt-get install crun)")
     version = subprocess.run([crun, "--version"], capture_output=True, text=True).stdout
+    _probe_cache.clear()  # another test in this worker may have probed crun already
     works = probe("crun", crun, tmp_path / "crun")
     if _is_hybrid_cgroup_host() and "crun version 1.8." in version:
         assert works is False  # "cgroups in hybrid mode not supported"
