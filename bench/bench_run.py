@@ -66,8 +66,12 @@ def main() -> None:
         subprocess.run([*podman, "system", "reset", "-f"], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     finally:
-        subprocess.run(["umount", "-R", str(tmp / "podman")], check=False,
-                       stderr=subprocess.DEVNULL)  # fmt: skip
+        # podman leaves its overlay home mounted (e.g. <tmp>/podman/overlay): unmount every
+        # mount under tmp, deepest first, before removing it.
+        with open("/proc/self/mounts") as f:
+            points = [line.split()[1] for line in f if line.split()[1].startswith(f"{tmp}/")]
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", point], check=False, stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
