@@ -65,6 +65,33 @@ def _probe_tree(base: Path) -> tuple[list[Path], Path, Path, Path]:
     return [lower1, lower2], upper, work, merged
 
 
+def _probe_mount(backend: OverlayBackend | FuseOverlayBackend, probe_dir: Path) -> bool:
+    """Mount a two-layer overlay under ``probe_dir`` with ``backend``, read through it, unmount.
+
+    Tries a volatile mount first: unmounting a non-volatile overlay syncs the whole
+    filesystem, which cost a fresh store ~1.5 s on a busy disk. Kernels without ``volatile``
+    (< 5.10) retry plain; fuse-overlayfs ignores the flag.
+    """
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="probe-", dir=probe_dir))
+    lowers, upper, work, merged = _probe_tree(base)
+    try:
+        try:
+            backend.mount(lowers, upper, work, merged, volatile=True)
+        except UnionFSError:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            backend.mount(lowers, upper, work, merged)
+        try:
+            return (merged / "top").read_bytes() == b"1" and (merged / "bottom").exists()
+        finally:
+            backend.unmount(merged)
+    except (UnionFSError, OSError):
+        return False
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 class OverlayBackend:
     """Kernel overlayfs through mount syscalls (root, or rootless on kernels >= 5.11)."""
 
@@ -81,26 +108,7 @@ class OverlayBackend:
 
     def probe(self) -> bool:
         """Mount a two-layer overlay in ``probe_dir``, read through it, unmount."""
-        self.probe_dir.mkdir(parents=True, exist_ok=True)
-        base = Path(tempfile.mkdtemp(prefix="probe-", dir=self.probe_dir))
-        lowers, upper, work, merged = _probe_tree(base)
-        try:
-            # volatile: unmounting a non-volatile overlay syncs the whole filesystem, which
-            # cost a fresh store ~1.5 s on a busy disk. Kernels without it (< 5.10) retry plain.
-            try:
-                self.mount(lowers, upper, work, merged, volatile=True)
-            except UnionFSError:
-                shutil.rmtree(work, ignore_errors=True)
-                work.mkdir()
-                self.mount(lowers, upper, work, merged)
-            try:
-                return (merged / "top").read_bytes() == b"1" and (merged / "bottom").exists()
-            finally:
-                self.unmount(merged)
-        except (UnionFSError, OSError):
-            return False
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+        return _probe_mount(self, self.probe_dir)
 
     def _options(
         self, upper: Path, work: Path, volatile: bool = False
@@ -190,26 +198,7 @@ class FuseOverlayBackend:
         """True if the binary and /dev/fuse exist and a two-layer mount works."""
         if shutil.which(self.binary) is None or not os.path.exists("/dev/fuse"):
             return False
-        self.probe_dir.mkdir(parents=True, exist_ok=True)
-        base = Path(tempfile.mkdtemp(prefix="probe-", dir=self.probe_dir))
-        lowers, upper, work, merged = _probe_tree(base)
-        try:
-            # volatile: unmounting a non-volatile overlay syncs the whole filesystem, which
-            # cost a fresh store ~1.5 s on a busy disk. Kernels without it (< 5.10) retry plain.
-            try:
-                self.mount(lowers, upper, work, merged, volatile=True)
-            except UnionFSError:
-                shutil.rmtree(work, ignore_errors=True)
-                work.mkdir()
-                self.mount(lowers, upper, work, merged)
-            try:
-                return (merged / "top").read_bytes() == b"1" and (merged / "bottom").exists()
-            finally:
-                self.unmount(merged)
-        except (UnionFSError, OSError):
-            return False
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+        return _probe_mount(self, self.probe_dir)
 
     def mount(
         self, lowers: list[Path], upper: Path, work: Path, target: Path, *, volatile: bool = False
