@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_store import make_rootfs  # noqa: E402
 
 from lamina.testing import debian  # noqa: E402
 
@@ -113,15 +116,7 @@ def make_tools(work: Path) -> list[Tool]:
 def make_w2(ctx: Path, files: int, big_mib: int) -> None:
     """20,000 x 1 KiB files in a 3-level tree plus one big random file, and the Dockerfile."""
     ctx.mkdir(parents=True)
-    rnd = os.urandom(1 << 20)
-    for i in range(files):
-        d = ctx / f"d{i % 20}" / f"e{(i // 20) % 50}"
-        d.mkdir(parents=True, exist_ok=True)
-        off = (i * 1031) % ((1 << 20) - 2048)
-        (d / f"f{i}.txt").write_bytes(rnd[off : off + 1024])
-    with (ctx / "big.bin").open("wb") as f:
-        for _ in range(big_mib):
-            f.write(os.urandom(1 << 20))
+    make_rootfs(ctx, files, big_mib)  # the same tree the store and registry benches use
     (ctx / "Dockerfile").write_text(W2)
 
 
