@@ -7,6 +7,7 @@ capability, so nothing may skip there.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +29,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if reason is not None:
                 item.add_marker(pytest.mark.skip(reason=f"{name}: {reason}"))
                 break
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """Fail instead of hanging if the test blocks for more than 10 s (e.g. reading a FIFO)."""
+
+    def boom(signum: int, frame: object) -> None:
+        raise TimeoutError("blocked for 10 s: was a FIFO read?")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture

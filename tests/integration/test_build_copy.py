@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +15,6 @@ from lamina.errors import BuildError
 
 MTIME = 1_600_000_000 * 10**9
 EPOCH = 1_700_000_000 * 10**9
-
-
-@pytest.fixture
-def alarm() -> Iterator[None]:
-    """Fail instead of hanging if something blocks (a FIFO read) for 10 s."""
-
-    def boom(signum: int, frame: object) -> None:
-        raise TimeoutError("blocked: a FIFO was read?")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +15,6 @@ from lamina.build.chown import Owner, parse_chmod, resolve_chown
 from lamina.build.context import BuildContext, glob_match, has_wildcard, resolve_sources
 from lamina.build.copy import target_path
 from lamina.errors import BuildError, UnsafeArchive
-
-
-@pytest.fixture
-def alarm() -> Iterator[None]:
-    """Fail (instead of hanging) if the test blocks for more than 10 s, e.g. on a FIFO."""
-
-    def boom(signum: int, frame: object) -> None:
-        raise TimeoutError("blocked: a FIFO was read?")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
 
 
 @pytest.mark.parametrize(
