@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from lamina import reference, transports
 from lamina._internal.fileio import fsync_dir
@@ -220,27 +220,24 @@ def export(store: Store, ref: str, output: Path | None, *, epoch: int | None = N
         _export_to(store, top, f, epoch)
 
 
-def _export_to(store: Store, top: object, out: IO[bytes], epoch: int | None) -> None:
-    from lamina.oci.digest import Digest
+def _export_to(store: Store, top: Digest | None, out: IO[bytes], epoch: int | None) -> None:
     from lamina.snapshot import write_layer
 
-    if not isinstance(top, Digest):  # an image without layers: an empty tar
+    if top is None:  # an image without layers: an empty tar
         tarfile.open(fileobj=out, mode="w|").close()
         return
     with merged_view(store, top) as tree:
-        write_layer(tree, out, kind="dir", epoch=epoch)  # type: ignore[arg-type]
+        write_layer(tree, cast(BinaryIO, out), kind="dir", epoch=epoch)
 
 
 @contextlib.contextmanager
-def merged_view(store: Store, chain: object) -> Iterator[Path]:
+def merged_view(store: Store, chain: Digest) -> Iterator[Path]:
     """A read-only-in-practice merged tree of the layer ``chain`` and everything below it.
 
     vfs keeps full trees per layer, so its diff dir is the view; overlay mounts the layers
-    with a throwaway upper dir in ``<root>/tmp`` and unmounts (and removes it) afterwards.
+    with a throwaway upper dir in ``<root>/tmp`` (volatile: its unmount must not sync the
+    whole disk) and unmounts (and removes it) afterwards.
     """
-    from lamina.oci.digest import Digest
-
-    assert isinstance(chain, Digest)
     dirs = store.layer_dirs(chain)
     if store.backend.name == "vfs":
         yield dirs.upper
@@ -250,7 +247,7 @@ def merged_view(store: Store, chain: object) -> Iterator[Path]:
     for d in (upper, work, merged):
         d.mkdir()
     try:
-        store.backend.mount([dirs.upper, *dirs.lower], upper, work, merged)
+        store.backend.mount([dirs.upper, *dirs.lower], upper, work, merged, volatile=True)
         try:
             yield merged
         finally:
