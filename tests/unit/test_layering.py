@@ -66,10 +66,10 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def _violations() -> list[str]:
+def _violations(src: Path = SRC) -> list[str]:
     bad: list[str] = []
-    for path in sorted(SRC.rglob("*.py")):
-        rel = path.relative_to(SRC)
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src)
         own = rel.parts[0].removesuffix(".py")
         if own in ("__init__", "__main__"):
             continue
@@ -98,8 +98,16 @@ def test_lower_layers_never_import_upper_ones() -> None:
 
 
 def test_rule_detects_a_violation(tmp_path: Path) -> None:
-    # The checker itself must be able to fail: an oci module importing the store.
-    sample = tmp_path / "x.py"
-    sample.write_text("def f():\n    from lamina.store import Store\n")
-    assert (2, "lamina.store") in _imports(sample)
-    assert RANK[_component("lamina.store") or ""] > RANK["oci"]
+    # The checker itself must be able to fail: an oci module importing the store lazily,
+    # and a package module importing lamina.testing.
+    (tmp_path / "oci").mkdir()
+    (tmp_path / "oci" / "x.py").write_text("def f():\n    from lamina.store import Store\n")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "y.py").write_text("import lamina.testing.layers\n")
+    (tmp_path / "_internal").mkdir()
+    (tmp_path / "_internal" / "z.py").write_text("from lamina.oci.digest import Digest\n")
+    assert _violations(tmp_path) == [
+        "oci/x.py:2: oci (rank 1) imports lamina.store",
+        "oci/x.py:2: oci (rank 1) imports lamina.store.Store",
+        "store/y.py:1: imports lamina.testing",
+    ]
