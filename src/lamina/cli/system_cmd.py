@@ -60,15 +60,10 @@ def check(ctx: Context, repair: bool) -> None:
     Items ``system prune`` would reclaim are listed on stderr and do not fail the check.
     """
     from lamina.ops.system import check as do_check
-    from lamina.store.maintenance import REMOVABLE
 
-    found = do_check(ctx.store(), repair=repair)
-    problems = [p for p in found if not p.startswith(REMOVABLE)]
-    # Leftovers that gc reclaims (build-cache layers of intermediate stages, temp files of an
-    # interrupted command) are not inconsistencies: reported on stderr, exit status 0.
-    for p in found:
-        if p.startswith(REMOVABLE):
-            click.echo(f"reclaimable: {p.removeprefix(REMOVABLE)}", err=True)
+    problems, reclaimable = do_check(ctx.store(), repair=repair)
+    for item in reclaimable:
+        click.echo(f"reclaimable: {item}", err=True)
     for p in problems:
         click.echo(p)
     if problems:

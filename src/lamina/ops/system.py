@@ -15,11 +15,18 @@ def prune(store: Store) -> tuple[list[str], int]:
     return store.prune()
 
 
-def check(store: Store, *, repair: bool = False) -> list[str]:
-    """Every problem in the store (rehashing every blob). With ``repair``, removable
-    leftovers of interrupted commands are collected first and the check is run again."""
-    problems = store.check()
-    if repair and problems:
+def check(store: Store, *, repair: bool = False) -> tuple[list[str], list[str]]:
+    """``(problems, reclaimable)`` of the store, rehashing every blob.
+
+    Reclaimable items (unused build-cache layers, temps of interrupted commands) are what gc
+    removes; they are not inconsistencies. With ``repair`` they are collected first and the
+    check is run again.
+    """
+    from lamina.store.maintenance import REMOVABLE
+
+    found = store.check()
+    if repair and found:
         store.gc()
-        problems = store.check()
-    return problems
+        found = store.check()
+    reclaimable = [p.removeprefix(REMOVABLE) for p in found if p.startswith(REMOVABLE)]
+    return [p for p in found if not p.startswith(REMOVABLE)], reclaimable
