@@ -13,7 +13,11 @@ layer is already there). Exporters (``--output type=...,dest=...``):
 ``docker-archive``  ``docker save`` format, ``RepoTags`` = the -t names
 ``local``           the flattened filesystem, copied into directory ``dest``
 ``tar``             the flattened filesystem as one tar file
+``registry``        pushed to each ``name=`` (default: the -t names); = ``image,push=true``
 ==================  ===============================================================
+
+``name=`` may list several references separated by commas (BuildKit's
+``"name=r/a:1,r/b:2"``). Pushing is done by the ops layer (:func:`push_names` says where).
 
 OCI exports (``oci``, ``oci-archive``) compress the layers built here
 (attribute ``compression=gzip|zstd|uncompressed``, default gzip, deterministic): the compressed
@@ -50,7 +54,17 @@ from lamina.snapshot import write_layer
 from lamina.store import Store, chain_ids
 from lamina.store.layerdb import BlobRef
 
-OUTPUT_TYPES = ("image", "docker", "oci", "oci-archive", "docker-archive", "local", "tar")
+OUTPUT_TYPES = (
+    "image",
+    "docker",
+    "registry",
+    "oci",
+    "oci-archive",
+    "docker-archive",
+    "local",
+    "tar",
+)
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,11 +81,16 @@ def parse_output(text: str) -> OutputSpec:
     if "=" not in text:
         return OutputSpec(type="local", dest=text)
     fields: dict[str, str] = {}
+    last = ""
     for item in text.split(","):
         key, eq, value = item.partition("=")
+        if not eq and last == "name":  # name=a,b: a second name
+            fields["name"] += "," + item
+            continue
         if not eq:
             raise UsageError(f"invalid --output {text!r}: {item!r} is not key=value")
-        fields[key.strip().lower()] = value
+        last = key.strip().lower().strip('"')
+        fields[last] = value.strip('"')
     kind = fields.pop("type", "")
     if kind not in OUTPUT_TYPES:
         raise UsageError(
@@ -79,9 +98,30 @@ def parse_output(text: str) -> OutputSpec:
             hint="use type=" + "|".join(OUTPUT_TYPES),
         )
     dest = fields.pop("dest", None)
-    if kind not in ("image", "docker") and not dest:
+    if kind not in ("image", "docker", "registry") and not dest:
         raise UsageError(f"invalid --output {text!r}: dest=PATH is required for {kind}")
     return OutputSpec(type=kind, dest=dest, attrs=fields)
+
+
+def push_names(outputs: Sequence[OutputSpec], tags: Sequence[str], push: bool) -> list[str]:
+    """The references a build pushes to, in order, without repeats: every -t name for
+    ``--push``; a ``type=registry`` output's (or a ``type=image,push=true`` one's) ``name=``
+    list, else the -t names. UsageError when a push has no name to go to."""
+    names: list[str] = list(tags) if push else []
+    wanted = push
+    for spec in outputs:
+        flag = spec.attrs.get("push", "false").lower()
+        if flag not in _BOOLS:
+            raise UsageError(f"invalid --output push={flag!r}", hint="use push=true or false")
+        if spec.type == "registry" or (spec.type in ("image", "docker") and _BOOLS[flag]):
+            given = [n.strip() for n in spec.attrs.get("name", "").split(",") if n.strip()]
+            names += given or list(tags)
+            wanted = True
+    if wanted and not names:
+        raise UsageError(
+            "nothing to push: the image has no name", hint="add -t NAME or name=REF to --output"
+        )
+    return list(dict.fromkeys(names))
 
 
 def final_image(
@@ -146,8 +186,8 @@ def export(
     epoch: int | None,
 ) -> None:
     """Write one ``--output`` (see the module docstring)."""
-    if spec.type in ("image", "docker"):
-        return
+    if spec.type in ("image", "docker", "registry"):
+        return  # stored already; pushes are the ops layer's (push_names)
     assert spec.dest is not None
     dest = Path(spec.dest)
     names = [spec.attrs["name"]] if spec.attrs.get("name") else list(tags)

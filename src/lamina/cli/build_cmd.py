@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from lamina.cli.main import Context
+from lamina.cli.registry_cmd import authfile_option, open_registries, progress_printer, tls_option
 from lamina.errors import BuildError, UsageError
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -202,6 +203,10 @@ def _renderer(mode: str, quiet: bool) -> Any:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image id.")
 @click.option("--reproducible", is_flag=True, help="Use SOURCE_DATE_EPOCH or 0 for all times.")
 @click.option("--check", is_flag=True, help="Only lint the Dockerfile.")
+@click.option("--push", is_flag=True, help="Push every -t name after the build.")
+@click.option("--creds", help="USER[:PASSWORD] for the registries pushed to.")
+@authfile_option
+@tls_option
 @click.argument("context")
 @pass_ctx
 def build(ctx: Context, /, **opts: Any) -> None:
@@ -216,6 +221,7 @@ def build(ctx: Context, /, **opts: Any) -> None:
     renderer = _renderer(opts["progress"], opts["quiet"])
     callback: Callable[[Any], None] | None = renderer
     df_name = Path(opts["dockerfile"]).name if opts["dockerfile"] not in (None, "-") else None
+    registries = _registries(opts)
     try:
         result = do_build(
             ctx.store(),
@@ -236,6 +242,9 @@ def build(ctx: Context, /, **opts: Any) -> None:
             epoch=_epoch(opts["reproducible"]),
             progress=callback,
             check=opts["check"],
+            push=opts["push"],
+            registries=registries,
+            push_progress=progress_printer(opts["quiet"]),
         )
     except BuildError as exc:
         if exc.line:
@@ -243,6 +252,7 @@ def build(ctx: Context, /, **opts: Any) -> None:
             exc.args = (exc.message,)
         raise
     finally:
+        registries.close()
         if renderer is not None:
             renderer.close()
     if opts["check"]:
@@ -260,3 +270,15 @@ def build(ctx: Context, /, **opts: Any) -> None:
         click.echo(f"writing image {image_id} done", err=True)
         for tag in opts["tags"]:
             click.echo(f"naming to {tag} done", err=True)
+    for name, digest in result.pushed:
+        click.echo(f"pushed {name}@{digest}", err=True)
+
+
+def _registries(opts: dict[str, Any]) -> Any:
+    """The registries ``--push``/``type=registry`` talk to (``--creds`` for their hosts)."""
+    from lamina.build.outputs import parse_output, push_names
+    from lamina.ops.registry import registry_name
+
+    outputs = [parse_output(o) for o in opts["outputs"]]
+    names = push_names(outputs, opts["tags"], opts["push"])
+    return open_registries(opts, [registry_name(n) for n in names])

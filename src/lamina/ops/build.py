@@ -4,7 +4,11 @@
 (directory, tar file or ``-``), reads the Dockerfile (``-f``: a path, ``-`` for stdin; by
 default ``Dockerfile`` in the context), lints it (warnings go to the progress callback; with
 ``check=True`` only the lint runs), runs :class:`lamina.build.executor.Executor`, and then
-stores the target image under ``tags`` and writes each ``--output``.
+stores the target image under ``tags`` and writes each ``--output``. Then it pushes: every
+``tags`` name with ``push=True``, and the names of ``type=registry`` outputs (through
+:func:`lamina.ops.registry.push`, with the caller's ``registries``); the names are checked
+before anything is built. ``single_snapshot`` squashes the layers added on the base into one
+(Kaniko's ``--single-snapshot``, :mod:`lamina.build.squash`).
 
 Reproducibility: ``epoch`` (``SOURCE_DATE_EPOCH``, or 0 for ``--reproducible``) fixes every
 ``created`` time and clamps every file time in new layers, so the same context built in two
@@ -27,15 +31,18 @@ from lamina._internal.lock import flocked
 from lamina.build.cache import BuildCache
 from lamina.build.context import BuildContext
 from lamina.build.executor import Executor, Plan
-from lamina.build.outputs import OutputSpec, export, final_image, store_image
+from lamina.build.outputs import OutputSpec, export, final_image, push_names, store_image
 from lamina.build.progress import ProgressFn, Reporter
 from lamina.build.secrets import SecretSource, SecretStore
+from lamina.build.squash import base_size, squash
 from lamina.build.steps.base import BuildEnv, timestamp
 from lamina.dockerfile import Document, LintWarning, lint, parse
 from lamina.errors import BuildError, DockerfileError, UsageError
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
 from lamina.store import Store
+from lamina.transports.copy import ProgressFn as PushProgressFn
+from lamina.transports.docker import Registries
 
 MAX_DOCKERFILE = 16 << 20
 
@@ -44,12 +51,14 @@ MAX_DOCKERFILE = 16 << 20
 class BuildResult:
     """What a build produced: the image id (config digest) and manifest digest; lint findings.
 
-    Both digests are None for ``check`` runs.
+    Both digests are None for ``check`` runs. ``pushed`` lists (reference, pushed manifest
+    digest) per push, in order.
     """
 
     image_id: Digest | None
     digest: Digest | None
     warnings: tuple[LintWarning, ...] = ()
+    pushed: tuple[tuple[str, Digest], ...] = ()
 
 
 def _read_dockerfile(
@@ -96,6 +105,10 @@ def build(
     progress: ProgressFn | None = None,
     check: bool = False,
     stdin: BinaryIO | None = None,
+    push: bool = False,
+    registries: Registries | None = None,
+    push_progress: PushProgressFn | None = None,
+    single_snapshot: bool = False,
 ) -> BuildResult:
     """Build ``context`` (see the module docstring); returns ids and lint warnings.
 
@@ -109,6 +122,7 @@ def build(
         raise UsageError(f"unknown isolation {isolation!r}", hint="use auto, oci or chroot")
     if dockerfile == "-" and str(context) == "-":
         raise UsageError("the Dockerfile and the context cannot both come from stdin")
+    targets = [] if check else push_names(outputs, tags, push)
     reporter = Reporter(progress)
     tmp = store.root / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -159,13 +173,35 @@ def build(
             # gc.lock shared: gc never collects a layer made here before the image holds it
             with flocked(store.layout.gc_lock, shared=True):
                 state = executor.run()
+                if single_snapshot:
+                    layers, history = base_size(executor)
+                    state = squash(store, state, layers=layers, history=history, epoch=epoch)
                 image = final_image(store, state, created=env.created, labels=labels or {})
                 digest = store_image(store, image, tags)
             for spec in outputs:
                 export(store, image, state, spec, tags=tags, epoch=epoch)
         finally:
             env.close_thread()
-    return BuildResult(image_id=image.manifest().config.digest, digest=digest, warnings=warnings)
+    pushed = _push(store, digest, targets, registries, push_progress)
+    return BuildResult(
+        image_id=image.manifest().config.digest, digest=digest, warnings=warnings, pushed=pushed
+    )
+
+
+def _push(
+    store: Store,
+    digest: Digest,
+    names: Sequence[str],
+    registries: Registries | None,
+    progress: PushProgressFn | None,
+) -> tuple[tuple[str, Digest], ...]:
+    from lamina.ops.registry import push as push_one
+
+    out = []
+    for name in names:
+        _dst, desc = push_one(store, str(digest), name, registries=registries, progress=progress)
+        out.append((name, desc.digest))
+    return tuple(out)
 
 
 def _parse(data: bytes, name: str) -> Document:
