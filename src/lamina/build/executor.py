@@ -31,12 +31,14 @@ from lamina.dockerfile.scope import platform_args
 from lamina.errors import BuildError, InvalidReference, LaminaError, NotFound
 from lamina.oci.platform import Platform
 from lamina.store import Store, StoreImage
+from lamina.transports.docker import DockerRef, Registries
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
     """What to build: the parsed Dockerfile, target, build-args, the target platform, and
-    whether to pull base images from their registries first (``--pull``)."""
+    whether to pull base images from their registries first (``--pull``); ``registries``
+    (credentials, TLS options) for those pulls, else anonymous defaults."""
 
     document: Document
     target: str | None
@@ -44,6 +46,7 @@ class Plan:
     platform: Platform
     pull: bool = False
     max_parallel: int = 4
+    registries: Registries | None = None
 
 
 def _explicit_registry(name: str) -> bool:
@@ -52,14 +55,25 @@ def _explicit_registry(name: str) -> bool:
     return bool(sep) and ("." in first or ":" in first or first == "localhost")
 
 
-def _pull(store: Store, name: str, platform: Platform) -> StoreImage:
+def _pull(
+    store: Store, name: str, platform: Platform, registries: Registries | None = None
+) -> StoreImage:
     """``docker pull``: fetch ``name`` from its registry into the store under that name."""
     ref = transports.parse(f"docker://{name}", store=store)
+    if registries is not None and isinstance(ref, DockerRef):
+        ref = ref.with_registries(registries)
     digest = store.put_image(ref.open_image(platform), [name])
     return store.get_image(str(digest))
 
 
-def resolve_image(store: Store, name: str, platform: Platform, *, pull: bool = False) -> StoreImage:
+def resolve_image(
+    store: Store,
+    name: str,
+    platform: Platform,
+    *,
+    pull: bool = False,
+    registries: Registries | None = None,
+) -> StoreImage:
     """The image ``name`` means: a local-store image, or a transport reference imported once.
 
     A plain name is looked up in the store; it is pulled from its registry (and kept under
@@ -70,16 +84,18 @@ def resolve_image(store: Store, name: str, platform: Platform, *, pull: bool = F
     try:
         ref = transports.parse(name, store=store)
         if ref.transport != "local":
+            if registries is not None and isinstance(ref, DockerRef):
+                ref = ref.with_registries(registries)
             digest = store.put_image(ref.open_image(platform), [])
             return store.get_image(str(digest))
         if pull and "docker" in transports.TRANSPORTS:
-            return _pull(store, name, platform)
+            return _pull(store, name, platform, registries)
         try:
             return store.get_image(name)
         except NotFound:
             if "docker" not in transports.TRANSPORTS or not _explicit_registry(name):
                 raise
-            return _pull(store, name, platform)
+            return _pull(store, name, platform, registries)
     except NotFound as exc:
         raise BuildError(
             f"image {name}: not found in the local store",
@@ -131,7 +147,11 @@ class Executor:
                     platform = self._stage_platform(node)
                     try:
                         self.images[name] = resolve_image(
-                            self.env.store, name, platform, pull=self.plan.pull
+                            self.env.store,
+                            name,
+                            platform,
+                            pull=self.plan.pull,
+                            registries=self.plan.registries,
                         )
                     except BuildError as exc:
                         exc.line = exc.line or line

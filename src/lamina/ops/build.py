@@ -167,6 +167,7 @@ def build(
             build_args=dict(build_args or {}),
             platform=plat,
             pull=pull,
+            registries=registries,
         )
         executor = Executor(env, plan)
         try:

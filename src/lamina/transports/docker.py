@@ -84,10 +84,18 @@ class Registries:
             if found is None:
                 mirrors = self.mirrors if host == reference.DEFAULT_DOMAIN else ()
                 found = RegistryClient(
-                    host, credentials=self.credentials, options=self.options, mirrors=mirrors
+                    host,
+                    credentials=self.credentials,
+                    options=self.options_for(host),
+                    mirrors=mirrors,
                 )
                 self._clients[host] = found
             return found
+
+    def options_for(self, host: str) -> TransportOptions:
+        """The connection options of ``host`` (the same for every host; subclasses may vary
+        them per host, as Kaniko's ``--skip-tls-verify-registry`` does)."""
+        return self.options
 
     def close(self) -> None:
         """Close every client."""
