@@ -59,6 +59,12 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "system": ("lamina.cli.system_cmd", "system", "Manage the store (df, prune, check).", False),
     "dockerfile": ("lamina.cli.dockerfile_cmd", "group", "Dockerfile debugging tools.", True),
     "build": ("lamina.cli.build_cmd", "build", "Build an image from a Dockerfile.", False),
+    "executor": (
+        "lamina.cli.executor_cmd",
+        "executor",
+        "Build and push with Kaniko's executor flags.",
+        False,
+    ),
 }
 
 

@@ -1,0 +1,326 @@
+"""``lamina executor``: Kaniko's executor options mapped onto one build, its exports and pushes.
+
+A Kaniko job (GitLab CI, Jenkins, Tekton) switches by changing the binary. :func:`execute`
+does what Kaniko's executor does, in its order:
+
+1. check the flags as Kaniko does (``--destination`` unless ``--no-push``; the digest-name
+   files and ``--tar-path`` need a destination; an unsupported context scheme is refused);
+2. build (:func:`lamina.ops.build.build`) the ``--context`` (a directory, ``dir://DIR``,
+   ``tar://FILE.tar[.gz]`` or ``tar://stdin``, with ``--context-sub-path``) and store the image
+   under the destinations; base images are pulled with the executor's credentials;
+3. compute the image as a registry gets it (gzip layers, compressed once and cached in the
+   store), and write ``--digest-file`` (its manifest digest, no newline),
+   ``--image-name-with-digest-file`` (``REPO@DIGEST`` lines) and
+   ``--image-name-tag-with-digest-file`` (``REPO:TAG@DIGEST`` lines), ``--oci-layout-path``
+   (an OCI layout holding exactly that manifest) and ``--tar-path`` (a ``docker save`` tarball
+   whose ``RepoTags`` are the destinations);
+4. push to every destination unless ``--no-push``;
+5. with ``--cleanup``, drop the image from the store (names, then unreferenced layers).
+
+State: Kaniko runs in a throwaway container; lamina keeps the image, its layers and pulled base
+images in the store (``--root``), so a persistent store makes the next job's pulls free.
+Kaniko semantics kept: without ``--cache`` no step result is reused (every RUN runs);
+``--reproducible`` is lamina's epoch-0 build (or ``SOURCE_DATE_EPOCH``).
+
+Invariants: nothing is printed; every output file is written atomically (parent directories
+created); no credential is ever part of a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from lamina import reference, transports
+from lamina._internal.fileio import write_atomic
+from lamina.build.progress import ProgressFn
+from lamina.errors import NotFound, UsageError
+from lamina.image.model import Image
+from lamina.oci.digest import Digest
+from lamina.oci.platform import Platform
+from lamina.ops.build import build
+from lamina.ops.registry import compressed_for_push, open_registries, push
+from lamina.registry import TransportOptions
+from lamina.store import Store
+from lamina.transports.copy import ProgressFn as PushProgressFn
+from lamina.transports.docker import Registries
+
+#: Kaniko's default ``--cache-ttl`` (two weeks), in seconds
+DEFAULT_CACHE_TTL = 14 * 24 * 3600.0
+UNSUPPORTED_CONTEXTS = ("gs://", "s3://", "https://", "http://", "git://", "azblob://")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KanikoOptions:
+    """Kaniko's build options (its flag names, snake_case)."""
+
+    context: str = "/workspace/"
+    context_sub_path: str = ""
+    dockerfile: str = "Dockerfile"
+    destinations: tuple[str, ...] = ()
+    no_push: bool = False
+    tar_path: Path | None = None
+    oci_layout_path: Path | None = None
+    digest_file: Path | None = None
+    image_name_with_digest_file: Path | None = None
+    image_name_tag_with_digest_file: Path | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    cache: bool = False
+    cache_repo: str | None = None
+    cache_ttl: float = DEFAULT_CACHE_TTL
+    reproducible: bool = False
+    single_snapshot: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    platform: Platform | None = None
+    cleanup: bool = False
+    #: ``SOURCE_DATE_EPOCH`` (the CLI reads it); ``reproducible`` without it means 0
+    source_date_epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutorResult:
+    """The image built: manifest digest as pushed (gzip layers), image id, store digest, and
+    the destinations pushed to (empty with ``--no-push``)."""
+
+    digest: Digest
+    image_id: Digest
+    stored: Digest
+    pushed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KanikoTLS:
+    """Kaniko's registry connection flags. ``insecure``/``skip_tls_verify`` apply to the
+    destinations (and the cache repository), the ``_pull`` ones to every other registry, the
+    ``_registries`` lists to the hosts named."""
+
+    insecure: bool = False
+    skip_tls_verify: bool = False
+    insecure_pull: bool = False
+    skip_tls_verify_pull: bool = False
+    insecure_registries: tuple[str, ...] = ()
+    skip_tls_verify_registries: tuple[str, ...] = ()
+
+
+class KanikoRegistries(Registries):
+    """Registries whose TLS options differ per host (Kaniko's per-registry flags)."""
+
+    def __init__(self, base: Registries, per_host: Mapping[str, TransportOptions]) -> None:
+        super().__init__(credentials=base.credentials, options=base.options, mirrors=base.mirrors)
+        self.per_host = dict(per_host)
+
+    def options_for(self, host: str) -> TransportOptions:
+        """The options of ``host``: its own, else the default (pull) ones."""
+        return self.per_host.get(host, self.options)
+
+
+def _options(insecure: bool, skip_verify: bool) -> TransportOptions:
+    return TransportOptions(insecure=insecure, tls_verify=not skip_verify)
+
+
+def open_kaniko_registries(
+    env: Mapping[str, str],
+    tls: KanikoTLS,
+    push_refs: Sequence[str],
+    *,
+    mirrors: Sequence[str] = (),
+) -> KanikoRegistries:
+    """The executor's registries: credentials as Kaniko reads them (``$DOCKER_CONFIG/
+    config.json``, credential helpers; podman's files too), TLS per host (see KanikoTLS).
+    ``push_refs`` are the destinations and the cache repository. The caller closes it."""
+    base = open_registries(env, mirrors=mirrors)
+    per_host: dict[str, TransportOptions] = {}
+    for text in push_refs:
+        host = reference.parse(text).domain
+        per_host[host] = _options(tls.insecure, tls.skip_tls_verify)
+    named = {reference.parse(f"{h}/x").domain for h in tls.insecure_registries}
+    verify_off = {reference.parse(f"{h}/x").domain for h in tls.skip_tls_verify_registries}
+    for host in named | verify_off:
+        old = per_host.get(host, _options(tls.insecure_pull, tls.skip_tls_verify_pull))
+        per_host[host] = TransportOptions(
+            insecure=True if host in named else old.insecure,
+            tls_verify=False if host in verify_off else old.tls_verify,
+        )
+    base.options = _options(tls.insecure_pull, tls.skip_tls_verify_pull)
+    return KanikoRegistries(base, per_host)
+
+
+def validate(opts: KanikoOptions) -> None:
+    """Kaniko's flag checks, as one-line UsageErrors."""
+    if not opts.no_push and not opts.destinations:
+        raise UsageError("you must provide --destination, or use --no-push")
+    needs = (
+        ("--image-name-with-digest-file", opts.image_name_with_digest_file),
+        ("--image-name-tag-with-digest-file", opts.image_name_tag_with_digest_file),
+        ("--tar-path", opts.tar_path),
+    )
+    for flag, value in needs:
+        if value is not None and not opts.destinations:
+            raise UsageError(f"you must provide --destination if setting {flag}")
+    for dest in opts.destinations:
+        ref = reference.parse(dest)
+        if ref.digest is not None and ref.tag is None:
+            raise UsageError(f"--destination {dest}: a destination needs a tag, not a digest")
+    if opts.cache_ttl <= 0:
+        raise UsageError("--cache-ttl must be positive")
+    if opts.cache_repo and not opts.cache:
+        return  # Kaniko ignores --cache-repo without --cache
+    if opts.cache:
+        raise UsageError(
+            "--cache=true: the registry layer cache is not available in lamina executor yet",
+            hint="drop --cache (every step then runs, as Kaniko without --cache does)",
+        )
+
+
+def cache_repo_for(opts: KanikoOptions) -> str | None:
+    """``--cache-repo``, else Kaniko's default ``<first destination's repository>/cache``."""
+    if opts.cache_repo:
+        return opts.cache_repo
+    if not opts.destinations:
+        return None
+    ref = reference.parse(opts.destinations[0])
+    return f"{ref.domain}/{ref.path}/cache"
+
+
+def resolve_context(context: str, sub_path: str = "") -> str:
+    """What :func:`lamina.ops.build.build` takes for Kaniko's ``--context``: a directory,
+    a tar file, or ``-`` (``tar://stdin``). UsageError for remote schemes."""
+    for prefix in UNSUPPORTED_CONTEXTS:
+        if context.startswith(prefix):
+            raise UsageError(
+                f"--context {prefix}...: remote build contexts are not supported",
+                hint="fetch the context first and pass --context DIR or tar://FILE",
+            )
+    if context.startswith("tar://"):
+        path = context.removeprefix("tar://")
+        if sub_path:
+            raise UsageError("--context-sub-path works with directory contexts only")
+        return "-" if path == "stdin" else path
+    path = context.removeprefix("dir://")
+    if sub_path:
+        path = os.path.join(path, sub_path)
+    if not os.path.isdir(path):
+        raise UsageError(f"--context {context}: {path} is not a directory")
+    return path
+
+
+def execute(
+    store: Store,
+    opts: KanikoOptions,
+    *,
+    registries: Registries,
+    progress: ProgressFn | None = None,
+    push_progress: PushProgressFn | None = None,
+    stdin: BinaryIO | None = None,
+) -> ExecutorResult:
+    """Run Kaniko's executor steps (see the module docstring); returns what was built."""
+    validate(opts)
+    context = resolve_context(opts.context, opts.context_sub_path)
+    epoch = opts.source_date_epoch
+    if epoch is None and opts.reproducible:
+        epoch = 0
+    result = build(
+        store,
+        context,
+        dockerfile=opts.dockerfile,
+        tags=opts.destinations,
+        build_args=opts.build_args,
+        target=opts.target,
+        no_cache=not opts.cache,
+        platform=opts.platform,
+        labels=opts.labels,
+        epoch=epoch,
+        progress=progress,
+        stdin=stdin,
+        registries=registries,
+        single_snapshot=opts.single_snapshot,
+    )
+    assert result.digest is not None and result.image_id is not None
+    image = compressed_for_push(store, store.get_image(str(result.digest)))
+    digest = image.digest()
+    _write_outputs(opts, image, digest)
+    pushed: list[str] = []
+    if not opts.no_push:
+        for dest in opts.destinations:
+            push(store, str(result.digest), dest, registries=registries, progress=push_progress)
+            pushed.append(dest)
+    if opts.cleanup:
+        clean_up(store, result.digest, opts.destinations)
+    return ExecutorResult(
+        digest=digest, image_id=result.image_id, stored=result.digest, pushed=tuple(pushed)
+    )
+
+
+def _write_outputs(opts: KanikoOptions, image: Image, digest: Digest) -> None:
+    refs = [reference.parse(d) for d in opts.destinations]
+    if opts.digest_file is not None:
+        _write(opts.digest_file, str(digest))
+    if opts.image_name_with_digest_file is not None:
+        lines = "".join(f"{r.domain}/{r.path}@{digest}\n" for r in refs)
+        _write(opts.image_name_with_digest_file, lines)
+    if opts.image_name_tag_with_digest_file is not None:
+        lines = "".join(f"{r.domain}/{r.path}:{r.tag or 'latest'}@{digest}\n" for r in refs)
+        _write(opts.image_name_tag_with_digest_file, lines)
+    if opts.oci_layout_path is not None:
+        tag = refs[0].tag if refs and refs[0].tag else "latest"
+        layout = opts.oci_layout_path
+        if layout.exists() and not layout.is_dir():
+            raise UsageError(f"--oci-layout-path {layout}: exists and is not a directory")
+        transports.copy(image, transports.parse(f"oci:{layout.absolute()}:{tag}"))
+    if opts.tar_path is not None:
+        names = [str(r) for r in refs]
+        with _atomic(opts.tar_path) as tmp:
+            transports.copy(image, transports.parse(f"docker-archive:{tmp}"), names=names)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file():  # /dev/termination-log and the like
+        path.write_text(text)
+        return
+    write_atomic(path, text.encode())
+
+
+@contextlib.contextmanager
+def _atomic(dest: Path) -> Iterator[Path]:
+    dest = dest.absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp / "out"
+        os.replace(tmp / "out", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def clean_up(store: Store, digest: Digest, names: Sequence[str]) -> None:
+    """``--cleanup``: remove the built image's names (the image itself once it has none; its
+    layers when no other image uses them). Base images stay. Idempotent."""
+    for name in names:
+        with contextlib.suppress(NotFound):
+            store.remove_image(name)
+    with contextlib.suppress(NotFound):
+        if not store.get_image(str(digest)).names():
+            store.remove_image(str(digest), force=True)
+
+
+__all__ = [
+    "DEFAULT_CACHE_TTL",
+    "ExecutorResult",
+    "KanikoOptions",
+    "KanikoRegistries",
+    "KanikoTLS",
+    "cache_repo_for",
+    "clean_up",
+    "execute",
+    "open_kaniko_registries",
+    "resolve_context",
+    "validate",
+]
