@@ -44,12 +44,14 @@ class Format:
     ``media_types``: ``"oci"`` converts Docker schema 2 media types to OCI ones, ``"preserve"``
     keeps manifests byte for byte. ``uncompressed_layers`` stores every layer as its plain tar
     (digest == diff_id). ``indexes``: multi-platform indexes are stored whole; otherwise the
-    copier picks one platform.
+    copier picks one platform. ``serial_blobs``: blobs go into one stream (an archive), so the
+    copier puts them one at a time, in manifest order (deterministic output).
     """
 
     media_types: Literal["oci", "preserve"] = "preserve"
     uncompressed_layers: bool = False
     indexes: bool = False
+    serial_blobs: bool = False
 
 
 class ImageRef(ABC):

@@ -58,7 +58,7 @@ class _Copier:
         self.dst = dst
         self.fmt: Format = dst.format
         self.progress = progress or (lambda _p: None)
-        self.workers = max(1, workers)
+        self.workers = 1 if self.fmt.serial_blobs else max(1, workers)
 
     def image(self, img: Image) -> tuple[bytes, Descriptor]:
         manifest = img.manifest()

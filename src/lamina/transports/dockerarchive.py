@@ -16,8 +16,10 @@ whose config descriptor points at the config bytes unchanged (so the image id is
 compressed ``layer.tar`` (some tools write them) is decompressed on the fly; its size is
 measured once when the image is opened.
 
-Writing produces Docker 25's format: config and uncompressed layers under
-``blobs/sha256/<hex>``, ``manifest.json`` naming them, and an OCI ``index.json``/``oci-layout``
+Writing produces Docker 25's format, streamed in one pass (see :class:`ArchiveDestination`):
+config and uncompressed layers under ``blobs/sha256/<hex>`` (a compressed layer is
+decompressed straight into the archive; its header is completed when its size is known),
+``manifest.json`` naming them, and an OCI ``index.json``/``oci-layout``
 whose manifest uses OCI media types (``...layer.v1.tar``) with the
 ``io.containerd.image.name`` and ``org.opencontainers.image.ref.name`` annotations. Both
 ``docker load`` and ``skopeo copy docker-archive:`` read it; it is also a valid
@@ -47,11 +49,13 @@ from lamina.oci.manifest import Manifest
 from lamina.transports.base import Format, ImageRef
 from lamina.transports.files import TarFiles
 from lamina.transports.layout import (
+    INDEX_FILE,
+    LAYOUT_BYTES,
+    LAYOUT_FILE,
     REF_NAME,
     blob_name,
     index_entries,
     merge_index,
-    write_layout_files,
 )
 from lamina.transports.ociarchive import ArchiveDestination
 from lamina.transports.source import BlobSource, SourceImage
@@ -233,7 +237,9 @@ def _measure(opener: Callable[[], BinaryIO]) -> int:
 class DockerArchiveDestination(ArchiveDestination):
     """Writes a Docker 25 style ``docker save`` archive; see the module docstring."""
 
-    format: ClassVar[Format] = Format(media_types="oci", uncompressed_layers=True)
+    format: ClassVar[Format] = Format(
+        media_types="oci", uncompressed_layers=True, serial_blobs=True
+    )
 
     def __init__(self, target: Path, name: reference.Reference | None, what: str) -> None:
         super().__init__(target, what)
@@ -249,10 +255,12 @@ class DockerArchiveDestination(ArchiveDestination):
         for d in (manifest.config, *manifest.layers):
             if self.blob_size(d.digest) != d.size:
                 raise NotFound(f"blob {d.digest} was not written before the manifest")
-        config = ImageConfig.from_json(self.stage.path(manifest.config.digest).read_bytes())
+        config = ImageConfig.from_json(
+            self.read_blob(manifest.config.digest, canonical.MAX_DOCUMENT)
+        )
         if list(config.diff_ids) != [d.digest for d in manifest.layers]:
             raise InvalidManifest("docker-archive layers must be uncompressed (digest == diff_id)")
-        self.stage.write_bytes(data, desc.digest)
+        self.put_verified_bytes(data, desc.digest)
         tags = [r.familiar() for r in refs]
         for e in self._manifest_json:
             e["RepoTags"] = [t for t in e["RepoTags"] if t not in tags]
@@ -270,11 +278,14 @@ class DockerArchiveDestination(ArchiveDestination):
         if not refs:
             self._index.extend(entries)
 
-    def _write_metadata(self) -> None:
+    def _metadata(self) -> list[tuple[str, bytes]]:
         if not self._manifest_json:
             raise InvalidManifest(f"{self.what}: nothing to write (no image was put)")
-        (self.stage.dir / MANIFEST_FILE).write_bytes(canonical.dumps(self._manifest_json))
-        write_layout_files(self.stage.dir, merge_index(None, self._index))
+        return [
+            (INDEX_FILE, merge_index(None, self._index).to_json()),
+            (MANIFEST_FILE, canonical.dumps(self._manifest_json)),
+            (LAYOUT_FILE, LAYOUT_BYTES),
+        ]
 
 
 def _annotate(desc: Descriptor, extra: dict[str, str]) -> Descriptor:

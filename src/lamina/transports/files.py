@@ -27,7 +27,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from lamina._internal.compression import open_decompressed
 from lamina.errors import NotFound, StorageError, UnsafeArchive
@@ -240,43 +240,3 @@ class TarFiles:
 
 def _is_escape(name: str) -> bool:
     return name.startswith("/") or name == ".." or name.startswith("../") or "/../" in name
-
-
-def write_tar(src: Path, out: IO[bytes]) -> None:
-    """Write the tree under ``src`` as a deterministic tar into ``out`` (not closed).
-
-    Entries are sorted by name, directories first within a level, with mtime 0, uid/gid 0,
-    modes 0755/0644 and no user names, so the same tree always gives the same bytes.
-    Temporary ``.tmp-*`` files are skipped.
-    """
-    with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as tar:
-        for rel in _walk_sorted(src, ""):
-            path = src / rel
-            info = tarfile.TarInfo(rel)
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if path.is_dir():
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tar.addfile(info)
-                continue
-            info.mode = 0o644
-            info.size = path.stat().st_size
-            with open(path, "rb") as f:
-                tar.addfile(info, f)
-
-
-def _walk_sorted(root: Path, prefix: str) -> list[str]:
-    out: list[str] = []
-    entries = sorted(os.scandir(root / prefix if prefix else root), key=lambda e: e.name)
-    for e in entries:
-        if e.name.startswith(".tmp-") or e.is_symlink():
-            continue
-        rel = f"{prefix}{e.name}"
-        if e.is_dir():
-            out.append(rel)
-            out.extend(_walk_sorted(root, rel + "/"))
-        else:
-            out.append(rel)
-    return out
