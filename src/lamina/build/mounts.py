@@ -10,7 +10,12 @@
 - ``secret``: a private 0400 copy (``mode``/``uid``/``gid`` applied) bind-mounted read-only at
   ``/run/secrets/<id>`` or ``target``; with ``env=`` it becomes an environment variable
   instead. A secret that was not given is skipped, unless ``required``.
-- ``ssh``: not supported (BuildError).
+- ``ssh``: the agent of ``--ssh ID`` (``id`` defaults to ``default``) relayed through a new
+  socket (:func:`lamina.build.ssh.forward_agent`; ``mode``/``uid``/``gid``, 0600 0:0 by
+  default) bind-mounted at ``target`` or ``/run/buildkit/ssh_agent.N`` (N counts the RUN's
+  ssh mounts from 0); ``SSH_AUTH_SOCK`` names the first one (even over an image ENV). A
+  missing id skips the mount, unless ``required``. The key holds the id and mount options,
+  never the socket path or keys.
 
 Relative targets are taken from the step's working directory. Everything that must be undone
 (overlays, locks) is registered on the caller's ExitStack, so the mounts live exactly as long
@@ -28,6 +33,7 @@ from pathlib import Path
 
 from lamina._internal.lock import flocked
 from lamina._internal.rootpath import resolve_in_root
+from lamina.build.ssh import forward_agent
 from lamina.build.statcache import hash_sources
 from lamina.build.steps.base import BuildEnv
 from lamina.build.workspace import open_overlay, open_view
@@ -62,6 +68,7 @@ def prepare_mounts(
     """Prepare every mount of one RUN (see the module docstring). Call :func:`mount_key`
     first: it validates what this function relies on."""
     out = RunMounts()
+    ssh = [m for m in mounts if m.type == "ssh"]
     for i, m in enumerate(mounts):
         if m.type == "bind":
             _bind(env, m, workdir, stack, out)
@@ -72,6 +79,8 @@ def prepare_mounts(
             out.tmpfs.append(TmpfsMount(destination=_target(m, workdir), options=opts))
         elif m.type == "secret":
             _secret(env, m, workdir, scratch / f"secret-{i}", out)
+        elif m.type == "ssh":
+            _ssh(env, m, workdir, ssh.index(m), scratch / f"ssh-{i}", stack, out)
     return out
 
 
@@ -93,10 +102,12 @@ def mount_key(env: BuildEnv, mounts: tuple[Mount, ...], workdir: str) -> list[ob
             key.append(["tmpfs", target, m.size_limit])
         elif m.type == "secret":
             key.append(["secret", m.cache_id, target, m.env, m.required])
+        elif m.type == "ssh":
+            key.append(["ssh", m.cache_id or "default", m.target, m.required, m.mode, m.uid, m.gid])
         else:
             raise BuildError(
                 f"RUN --mount=type={m.type} is not supported",
-                hint="use type=bind, cache, tmpfs or secret",
+                hint="use type=bind, cache, tmpfs, secret or ssh",
             )
     return key
 
@@ -107,6 +118,7 @@ def _bind(
     target = _target(m, workdir)
     if m.from_:
         source = env.find_source(m.from_)
+        env.ensure_layer(source.chain)
         root = stack.enter_context(open_view(env.store, source.chain))
         try:
             path = resolve_in_root(root, m.source or "/")
@@ -166,3 +178,28 @@ def _secret(env: BuildEnv, m: Mount, workdir: str, scratch: Path, out: RunMounts
     os.chown(private, m.uid or 0, m.gid or 0)
     dest = _target(m, workdir, default=f"/run/secrets/{ident}")
     out.binds.append(BindMount(source=private, destination=dest, readonly=True))
+
+
+def _ssh(
+    env: BuildEnv, m: Mount, workdir: str, n: int, scratch: Path, stack: contextlib.ExitStack,
+    out: RunMounts,
+) -> None:  # fmt: skip
+    ident = m.cache_id or "default"
+    dest = _target(m, workdir, default=f"/run/buildkit/ssh_agent.{n}")
+    if n == 0:
+        out.env.setdefault("SSH_AUTH_SOCK", dest)
+    agent = env.ssh.socket_for(ident) if env.ssh is not None else None
+    if agent is None:
+        if m.required:
+            raise BuildError(
+                f"ssh required but no ssh with id {ident} found",
+                hint=f"pass it with --ssh {ident} (agent of $SSH_AUTH_SOCK) or "
+                f"--ssh {ident}=SOCKET|KEYFILE",
+            )
+        return
+    scratch.mkdir(mode=0o711)
+    sock = stack.enter_context(
+        forward_agent(agent, scratch / "agent.sock", mode=m.mode if m.mode is not None else 0o600,
+                      uid=m.uid or 0, gid=m.gid or 0)
+    )  # fmt: skip
+    out.binds.append(BindMount(source=sock, destination=dest, readonly=False))

@@ -3,7 +3,8 @@
 The builder never prints. Every step becomes a *vertex* with a number (``#5``) and a name
 (``[2/3] RUN make``); a :class:`Reporter` hands :class:`Event` values to one callback:
 
-- ``start``: the vertex began; ``cached``: it was a cache hit (no ``done`` follows);
+- ``start``: the vertex began; ``cached``: it was a cache hit (no ``done`` follows; ``text``
+  is ``registry`` for a hit in a ``--cache-from`` registry cache, empty for the local cache);
 - ``log``: one line of a RUN's output (``stream`` 1 = stdout, 2 = stderr), ``elapsed`` since start;
 - ``done``: it finished (``elapsed`` seconds); ``error``: it failed (``text`` = the message);
 - ``warning``: a build-level note (lint findings, unused build-args), vertex 0.
@@ -75,9 +76,10 @@ class Vertex:
             Event(kind=kind, vertex=self.number, name=self.name, elapsed=self.elapsed(), text=text)
         )
 
-    def cached(self) -> None:
-        """The vertex was a cache hit."""
-        self._end("cached")
+    def cached(self, source: str = "") -> None:
+        """The vertex was a cache hit; ``source`` (the event's text) names a cache other than
+        the local one (``registry``)."""
+        self._end("cached", source)
 
     def done(self) -> None:
         """The vertex finished."""

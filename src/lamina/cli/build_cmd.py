@@ -67,7 +67,8 @@ class PlainRenderer:
         elif event.kind == "log":
             self.stream.write(f"#{n} {event.elapsed:.3f} {event.text}\n")
         elif event.kind == "cached":
-            self.stream.write(f"#{n} CACHED\n")
+            source = f" ({event.text})" if event.text else ""
+            self.stream.write(f"#{n} CACHED{source}\n")
         elif event.kind == "done":
             self.stream.write(f"#{n} DONE {event.elapsed:.1f}s\n")
         elif event.kind == "error":
@@ -205,6 +206,19 @@ def _renderer(mode: str, quiet: bool) -> Any:
 @click.option("--check", is_flag=True, help="Only lint the Dockerfile.")
 @click.option("--push", is_flag=True, help="Push every -t name after the build.")
 @click.option("--creds", help="USER[:PASSWORD] for the registries pushed to.")
+@click.option(
+    "--cache-from",
+    "cache_from",
+    multiple=True,
+    help="Import build cache: type=registry,ref=HOST/REPO[:TAG] (repeatable).",
+)
+@click.option(
+    "--cache-to",
+    "cache_to",
+    multiple=True,
+    help="Export build cache: type=registry,ref=HOST/REPO[:TAG][,mode=min|max] (repeatable).",
+)
+@click.option("--cache-repo", help="Registry cache HOST/REPO to import from and export to.")
 @authfile_option
 @tls_option
 @click.argument("context")
@@ -212,6 +226,7 @@ def _renderer(mode: str, quiet: bool) -> Any:
 def build(ctx: Context, /, **opts: Any) -> None:
     """Build an image from a Dockerfile and a CONTEXT (directory, tar file or -)."""
     from lamina.build.outputs import parse_output
+    from lamina.build.regcache import parse_cache_spec
     from lamina.build.secrets import parse_secret
     from lamina.oci.platform import Platform
     from lamina.ops.build import build as do_build
@@ -221,7 +236,12 @@ def build(ctx: Context, /, **opts: Any) -> None:
     renderer = _renderer(opts["progress"], opts["quiet"])
     callback: Callable[[Any], None] | None = renderer
     df_name = Path(opts["dockerfile"]).name if opts["dockerfile"] not in (None, "-") else None
-    registries = _registries(opts)
+    cache_from = [parse_cache_spec(c, flag="--cache-from") for c in opts["cache_from"]]
+    cache_to = [parse_cache_spec(c, flag="--cache-to") for c in opts["cache_to"]]
+    caches = [spec.ref.name for spec in (*cache_from, *cache_to)]
+    if opts["cache_repo"]:
+        caches.append(opts["cache_repo"])
+    registries = _registries(opts, caches)
     try:
         result = do_build(
             ctx.store(),
@@ -245,6 +265,9 @@ def build(ctx: Context, /, **opts: Any) -> None:
             push=opts["push"],
             registries=registries,
             push_progress=progress_printer(opts["quiet"]),
+            cache_from=cache_from,
+            cache_to=cache_to,
+            cache_repo=opts["cache_repo"],
         )
     except BuildError as exc:
         if exc.line:
@@ -274,11 +297,12 @@ def build(ctx: Context, /, **opts: Any) -> None:
         click.echo(f"pushed {name}@{digest}", err=True)
 
 
-def _registries(opts: dict[str, Any]) -> Any:
-    """The registries ``--push``/``type=registry`` talk to (``--creds`` for their hosts)."""
+def _registries(opts: dict[str, Any], caches: list[str]) -> Any:
+    """The registries ``--push``/``type=registry`` and the ``caches`` (registry repositories)
+    talk to (``--creds`` for their hosts)."""
     from lamina.build.outputs import parse_output, push_names
     from lamina.ops.registry import registry_name
 
     outputs = [parse_output(o) for o in opts["outputs"]]
     names = push_names(outputs, opts["tags"], opts["push"])
-    return open_registries(opts, [registry_name(n) for n in names])
+    return open_registries(opts, [registry_name(n) for n in [*names, *caches]])

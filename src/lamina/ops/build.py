@@ -24,15 +24,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from lamina._internal.lock import flocked
 from lamina.build.cache import BuildCache
+from lamina.build.cacheexport import export_cache
 from lamina.build.context import BuildContext
 from lamina.build.executor import Executor, Plan
 from lamina.build.outputs import OutputSpec, export, final_image, push_names, store_image
 from lamina.build.progress import ProgressFn, Reporter
+from lamina.build.regcache import CacheSpec, open_registry_cache
 from lamina.build.secrets import SecretSource, SecretStore
 from lamina.build.squash import base_size, squash
 from lamina.build.steps.base import BuildEnv, timestamp
@@ -40,7 +43,7 @@ from lamina.dockerfile import Document, LintWarning, lint, parse
 from lamina.errors import BuildError, DockerfileError, UsageError
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
-from lamina.store import Store
+from lamina.store import Store, chain_ids
 from lamina.transports.copy import ProgressFn as PushProgressFn
 from lamina.transports.docker import Registries
 
@@ -109,12 +112,18 @@ def build(
     registries: Registries | None = None,
     push_progress: PushProgressFn | None = None,
     single_snapshot: bool = False,
+    cache_from: Sequence[CacheSpec] = (),
+    cache_to: Sequence[CacheSpec] = (),
+    cache_repo: str | None = None,
+    cache_ttl: timedelta | None = None,
 ) -> BuildResult:
     """Build ``context`` (see the module docstring); returns ids and lint warnings.
 
     ``pull`` fetches base images from their registries first (else only a missing image
     whose name has an explicit registry is pulled). ``network`` is ``host`` or ``none``;
     ``isolation`` is ``auto``, ``oci`` (runc/crun) or ``chroot`` (the native runtime).
+    ``cache_from``/``cache_to``/``cache_repo``/``cache_ttl``: registry build caches
+    (:mod:`lamina.build.regcache`), reached through ``registries``' credentials and TLS.
     """
     if network not in ("host", "none", "default"):
         raise UsageError(f"unknown network mode {network!r}", hint="use host or none")
@@ -144,6 +153,10 @@ def build(
                 hint=f"{len(errors)} check(s) failed; see {first.url}",
             )
         plat = platform or Platform.host()
+        remote, remote_clients = open_registry_cache(
+            cache_from=cache_from, cache_to=cache_to, cache_repo=cache_repo, ttl=cache_ttl,
+            registries=registries, reporter=reporter,
+        )  # fmt: skip
         env = BuildEnv(
             store=store,
             cache=BuildCache(store.root / "buildcache"),
@@ -160,6 +173,7 @@ def build(
             build_args=dict(build_args or {}),
             platform=str(plat),
             find_source=lambda ref: executor.find_source(ref),
+            remote=remote,
         )
         plan = Plan(
             document=document,
@@ -173,16 +187,23 @@ def build(
         try:
             # gc.lock shared: gc never collects a layer made here before the image holds it
             with flocked(store.layout.gc_lock, shared=True):
+                if remote is not None:
+                    remote.load()
                 state = executor.run()
+                env.ensure_layer(state.chain)  # registry cache hits: fetch the image's layers
                 if single_snapshot:
                     layers, history = base_size(executor)
                     state = squash(store, state, layers=layers, history=history, epoch=epoch)
                 image = final_image(store, state, created=env.created, labels=labels or {})
                 digest = store_image(store, image, tags)
+                if remote is not None:
+                    export_cache(remote, store, chain_ids([x.diff_id for x in state.layers]))
             for spec in outputs:
                 export(store, image, state, spec, tags=tags, epoch=epoch)
         finally:
             env.close_thread()
+            if remote_clients is not None:
+                remote_clients.close()
     pushed = _push(store, digest, targets, registries, push_progress)
     return BuildResult(
         image_id=image.manifest().config.digest, digest=digest, warnings=warnings, pushed=pushed

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from lamina.testing.tls import TestCA
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 SERVICE = "lamina-test-registry"
@@ -210,20 +213,39 @@ class RegistryServer:
     users: dict[str, str]
     token_server: TokenServer | None
     log_path: Path
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}"
+        """``http://127.0.0.1:PORT`` (``https://NAME:PORT`` with TLS)."""
+        return f"{self.scheme}://{self.host}"
+
+    def blob_gets(self, repository: str) -> list[str]:
+        """Digests of the blobs fetched (GET) from ``repository`` so far, in order (needs
+        ``access_log=True``)."""
+        marker = f'"GET /v2/{repository}/blobs/'
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if marker in line:
+                out.append(line.split(marker, 1)[1].split(" ", 1)[0])
+        return out
 
 
-def _config(root: Path, port: int, htpasswd: Path | None, token: TokenServer | None) -> str:
+def _config(
+    root: Path,
+    port: int,
+    htpasswd: Path | None,
+    token: TokenServer | None,
+    *,
+    access_log: bool = False,
+    tls: tuple[Path, Path] | None = None,
+) -> str:
     lines = [
         "version: 0.1",
         "log:",
         "  level: error",
         "  accesslog:",
-        "    disabled: true",
+        f"    disabled: {'false' if access_log else 'true'}",
         "storage:",
         "  filesystem:",
         f"    rootdirectory: {root / 'storage'}",
@@ -236,6 +258,8 @@ def _config(root: Path, port: int, htpasswd: Path | None, token: TokenServer | N
         f"  addr: 127.0.0.1:{port}",
         "  secret: lamina-test-secret",
     ]
+    if tls is not None:
+        lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
     if htpasswd is not None:
         lines += ["auth:", "  htpasswd:", "    realm: lamina-test", f"    path: {htpasswd}"]
     elif token is not None:
@@ -244,13 +268,16 @@ def _config(root: Path, port: int, htpasswd: Path | None, token: TokenServer | N
     return "\n".join(lines) + "\n"
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_ready(
+    url: str, proc: subprocess.Popen[bytes], log_path: Path, ca: Path | None = None
+) -> None:
+    context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log_path.read_text()[-2000:]}")
         try:
-            urllib.request.urlopen(url + "/v2/", timeout=1).close()
+            urllib.request.urlopen(url + "/v2/", timeout=1, context=context).close()
             return
         except urllib.error.HTTPError:
             return  # 401: up, and asking for auth
@@ -266,11 +293,17 @@ def run_registry(
     users: dict[str, str] | None = None,
     token_auth: bool = False,
     anonymous_pull: bool = True,
+    access_log: bool = False,
+    tls: TestCA | None = None,
 ) -> Iterator[RegistryServer]:
     """Run a registry storing under ``directory`` (which the caller owns and removes).
 
     ``users`` without ``token_auth`` enables htpasswd basic auth; with ``token_auth`` the users
     authenticate at the token server instead (anonymous pulls allowed if ``anonymous_pull``).
+    ``access_log`` writes the registry's access log into ``log_path``
+    (:meth:`RegistryServer.blob_gets`). ``tls`` serves HTTPS with a certificate of that CA for
+    :func:`lamina.testing.tls.loopback_name` (``host`` is then ``NAME:PORT``, not an IP
+    literal, so clients take the HTTPS path they use for remote registries).
     """
     directory.mkdir(parents=True, exist_ok=True)
     users = dict(users or {})
@@ -283,16 +316,24 @@ def run_registry(
         htpasswd = directory / "htpasswd"
         htpasswd.write_text("".join(_bcrypt_line(u, p) + "\n" for u, p in users.items()))
     port = free_port()
+    host = f"127.0.0.1:{port}"
+    server_cert = None
+    if tls is not None:
+        host = f"{tls.name}:{port}"
+        server_cert = tls.server_cert(directory / "tls")
     config = directory / "config.yml"
-    config.write_text(_config(directory, port, htpasswd, token))
+    config.write_text(
+        _config(directory, port, htpasswd, token, access_log=access_log, tls=server_cert)
+    )
     log_path = directory / "registry.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        server = RegistryServer(f"127.0.0.1:{port}", directory, users, token, log_path)
-        _wait_ready(server.url, proc, log_path)
+        scheme = "https" if tls is not None else "http"
+        server = RegistryServer(host, directory, users, token, log_path, scheme)
+        _wait_ready(server.url, proc, log_path, tls.ca_cert if tls is not None else None)
         yield server
     finally:
         proc.terminate()

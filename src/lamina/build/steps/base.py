@@ -30,8 +30,10 @@ from typing import Any
 
 from lamina.build.cache import BuildCache, CacheRecord, step_key
 from lamina.build.context import BuildContext
-from lamina.build.progress import Reporter
+from lamina.build.progress import Reporter, Vertex
+from lamina.build.regcache import Produced, RegistryCache
 from lamina.build.secrets import SecretStore
+from lamina.build.ssh import SshAgents
 from lamina.build.statcache import StatCache
 from lamina.build.workspace import Committed, register_blob
 from lamina.errors import BuildError, NotFound
@@ -137,6 +139,10 @@ class BuildEnv:
     build_args: Mapping[str, str]
     platform: str
     find_source: Callable[[str], Source]
+    #: the registry caches (``--cache-from``/``--cache-to``), if any
+    remote: RegistryCache | None = None
+    #: the ``--ssh`` agents (RUN --mount=type=ssh, ADD git@…), if any
+    ssh: SshAgents | None = None
     _local: threading.local = field(default_factory=threading.local)
     cancelled: threading.Event = field(default_factory=threading.Event)
     _running: dict[str, Any] = field(default_factory=dict)
@@ -170,6 +176,12 @@ class BuildEnv:
         """A step's cache key from ``parts`` (digests as text), scoped to the platform."""
         return step_key([self.platform, *[str(p) if isinstance(p, Digest) else p for p in parts]])
 
+    def ensure_layer(self, chain: Digest | None) -> None:
+        """Make sure the store holds the layer ``chain`` before its files are used: a registry
+        cache hit is downloaded here, on first need (no-op otherwise)."""
+        if chain is not None and self.remote is not None:
+            self.remote.materialize(self.store, chain)
+
     def stat_cache(self) -> StatCache:
         """This thread's stat cache (sqlite objects belong to one thread); the thread closes
         it with :meth:`close_thread` when it is done."""
@@ -194,35 +206,68 @@ class BuildEnv:
         return self.context
 
 
-def lookup(env: BuildEnv, state: StageState, key: str) -> bool | None:
+def lookup(env: BuildEnv, state: StageState, key: str, vertex: Vertex) -> bool | None:
     """Apply a cached result for ``key``: True (a layer added), False (an empty step), or
-    None on a miss (also with ``--no-cache``)."""
+    None on a miss (also with ``--no-cache``). The local cache is asked first, then the
+    registry caches (their layers are downloaded only when needed: :meth:`BuildEnv.ensure_layer`).
+    A hit is reported on ``vertex`` (``cached``, text ``registry`` for a registry hit)."""
     if env.no_cache:
         return None
+    hit = _local_hit(env, state, key)
+    source = ""
+    if hit is None and env.remote is not None:
+        found = env.remote.take(key, state.chain)
+        if found is not None:
+            if found.diff_id is not None:
+                state.add_layer(found.diff_id, found.size, chain_id(state.chain, found.diff_id))
+            hit, source = found.diff_id is not None, "registry"
+    if hit is not None:
+        vertex.cached(source)
+    return hit
+
+
+def _local_hit(env: BuildEnv, state: StageState, key: str) -> bool | None:
     rec = env.cache.get(key)
     if rec is None:
         return None
+    parent = state.chain
     if rec.diff_id is None:
+        _note(env, key, None, 0, None, parent)
         return False
     if rec.blob is None or not env.store.blobs.has(rec.blob):
         return None  # the image would need the blob: run the step again
-    chain = chain_id(state.chain, rec.diff_id)
+    chain = chain_id(parent, rec.diff_id)
     try:
         env.store.layers.get(chain)
     except NotFound:
-        register_blob(env.store, state.chain, rec.blob, rec.size)
+        env.ensure_layer(parent)
+        register_blob(env.store, parent, rec.blob, rec.size)
     state.add_layer(rec.diff_id, rec.size, chain)
+    _note(env, key, rec.diff_id, rec.size, chain, chain)
     return True
+
+
+def _note(
+    env: BuildEnv, key: str, diff_id: Digest | None, size: int, chain: Digest | None,
+    result: Digest | None,
+) -> None:  # fmt: skip
+    """Tell the registry caches (if any) what ``key`` gave, for ``--cache-to``."""
+    if env.remote is not None:
+        env.remote.note(
+            key, Produced(diff_id=diff_id, size=size, chain=chain, result=result, remote=None)
+        )
 
 
 def record(env: BuildEnv, state: StageState, key: str, committed: Committed | None) -> bool:
     """Remember what a step produced under ``key`` and apply it; True if it added a layer."""
     if committed is None:
         env.cache.put(key, CacheRecord(diff_id=None))
+        _note(env, key, None, 0, None, state.chain)
         return False
     env.cache.put(
         key,
         CacheRecord(diff_id=committed.diff_id, blob=committed.diff_id, size=committed.size),
     )
     state.add_layer(committed.diff_id, committed.size, committed.chain)
+    _note(env, key, committed.diff_id, committed.size, committed.chain, committed.chain)
     return True

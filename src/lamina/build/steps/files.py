@@ -20,6 +20,7 @@ import os
 import posixpath
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 from lamina.build.chown import Owner, resolve_chown
 from lamina.build.context import SourcePath, resolve_sources
@@ -48,22 +49,32 @@ def copy_history(instr: Copy | Add) -> str:
     return " ".join(words)
 
 
-def _source_key(env: BuildEnv, instr: Copy | Add) -> object:
+def _add_sources(env: BuildEnv, instr: Copy | Add) -> list[Any] | None:
+    """ADD's sources, resolved once per step (git refs are resolved here: ``ls-remote``)."""
+    if not isinstance(instr, Add) or not instr.sources:
+        return None
+    from lamina.build.add import resolve_add_sources  # urllib, git: only for ADD
+
+    sock = env.ssh.socket_for("default") if env.ssh is not None else None
+    return resolve_add_sources(env.context, list(instr.sources), ssh_auth_sock=sock)
+
+
+def _source_key(env: BuildEnv, instr: Copy | Add, found: list[Any] | None) -> object:
     if isinstance(instr, Copy) and instr.from_:
         source = env.find_source(instr.from_)
         return ["from", instr.from_, str(source.chain)]
     if isinstance(instr, Add):
-        from lamina.build.add import RemoteSource, resolve_add_sources  # urllib: only for ADD
+        from lamina.build.add import GitSource, RemoteSource
 
-        names = list(instr.sources)
-        ctx = env.context
-        found = resolve_add_sources(ctx, names) if names else []
+        found = found or []
         local = [s for s in found if isinstance(s, SourcePath)]
         remote = [s.url for s in found if isinstance(s, RemoteSource)]
+        git = [s.key() for s in found if isinstance(s, GitSource)]
         if remote and not instr.checksum:
             return ["uncacheable", secrets.token_hex(16)]
         digest = hash_sources(None, local, cache=env.stat_cache()) if local else None
-        return ["add", str(digest), remote, instr.checksum, instr.unpack]
+        key: list[object] = ["add", str(digest), remote, instr.checksum, instr.unpack]
+        return [*key, git, instr.keep_git_dir] if git else key
     if not instr.sources:
         return ["none"]
     ctx = env.require_context(instr.keyword)
@@ -77,19 +88,19 @@ def copy_step(
     """Execute one COPY/ADD (or take it from the cache); updates ``state`` and history."""
     workdir = str(state.config.get("WorkingDir") or "/")
     contents = [[c.path, _heredoc_text(c.data, c.expand, visible)] for c in instr.contents]
+    found = _add_sources(env, instr)
     key = env.cache_key(
         instr.keyword, None if instr.link else state.chain, workdir, instr.dest,
         list(instr.sources), contents, instr.chown, instr.chmod, instr.link,
-        getattr(instr, "parents", False), list(instr.excludes), _source_key(env, instr),
+        getattr(instr, "parents", False), list(instr.excludes), _source_key(env, instr, found),
     )  # fmt: skip
-    hit = lookup(env, state, key)
-    if hit is not None:
-        vertex.cached()
-    else:
+    hit = lookup(env, state, key, vertex)
+    if hit is None:
+        env.ensure_layer(state.chain)
         with StepFS(env.store, None if instr.link else state.chain) as fs:
             owner = _owner(env, state, fs, instr)
             with contextlib.ExitStack() as stack:
-                _copy(env, fs, instr, workdir, owner, contents, stack)
+                _copy(env, fs, instr, workdir, owner, contents, stack, found)
             committed = fs.commit(epoch=env.epoch, onto=state.chain if instr.link else True)
         hit = record(env, state, key, committed)
         vertex.done()
@@ -116,7 +127,7 @@ def _owner(env: BuildEnv, state: StageState, fs: StepFS, instr: Copy | Add) -> O
 
 def _copy(
     env: BuildEnv, fs: StepFS, instr: Copy | Add, workdir: str, owner: Owner | None,
-    contents: list[list[str]], stack: contextlib.ExitStack,
+    contents: list[list[str]], stack: contextlib.ExitStack, found_add: list[Any] | None = None,
 ) -> None:  # fmt: skip
     common = dict(workdir=workdir, chown=owner, chmod=instr.chmod or None)
     if contents:
@@ -129,20 +140,23 @@ def _copy(
         found = resolve_sources(docs, [posixpath.basename(n) for n, _ in contents])
         copy_into(fs.rootfs, found, _dest(instr, len(found)), **common)  # type: ignore[arg-type]
     if isinstance(instr, Add):
-        from lamina.build.add import add_into, resolve_add_sources
+        from lamina.build.add import add_into
 
-        if instr.sources:
-            found_add = resolve_add_sources(env.context, list(instr.sources))
+        if found_add:
+            sock = env.ssh.socket_for("default") if env.ssh is not None else None
             add_into(
                 fs.rootfs, found_add, instr.dest, checksum=instr.checksum or None,
                 unpack=instr.unpack, excludes=instr.excludes, link=instr.link,
-                tmp_dir=fs.dir, **common,  # type: ignore[arg-type]
+                tmp_dir=fs.dir, keep_git_dir=instr.keep_git_dir, ssh_auth_sock=sock,
+                **common,  # type: ignore[arg-type]
             )  # fmt: skip
         return
     if not instr.sources:
         return
     if instr.from_:
-        root = stack.enter_context(open_view(env.store, env.find_source(instr.from_).chain))
+        source = env.find_source(instr.from_).chain
+        env.ensure_layer(source)
+        root = stack.enter_context(open_view(env.store, source))
         found = resolve_sources(root, list(instr.sources), preserve_owner=True)
     else:
         found = env.require_context("COPY").resolve(list(instr.sources))
@@ -172,10 +186,9 @@ def workdir_step(env: BuildEnv, state: StageState, instr: Workdir, vertex: Verte
         return
     user = str(state.config.get("User") or "")
     key = env.cache_key("workdir", state.chain, wd, user)
-    hit = lookup(env, state, key)
-    if hit is not None:
-        vertex.cached()
-    else:
+    hit = lookup(env, state, key, vertex)
+    if hit is None:
+        env.ensure_layer(state.chain)
         with StepFS(env.store, state.chain) as fs:
             owner = resolve_chown(fs.rootfs, user) if user else None
             stamp = env.epoch * 1_000_000_000 if env.epoch is not None else None

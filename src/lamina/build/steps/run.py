@@ -120,10 +120,9 @@ def run_step(
         "run", state.chain, argv, penv, user, cwd, network, script,
         mount_key(env, instr.mounts, cwd),
     )  # fmt: skip
-    hit = lookup(env, state, key)
-    if hit is not None:
-        vertex.cached()
-    else:
+    hit = lookup(env, state, key, vertex)
+    if hit is None:
+        env.ensure_layer(state.chain)
         with StepFS(env.store, state.chain) as fs:
             _execute(env, fs, instr, argv, penv, user, cwd, network, script, vertex)
             added = record(env, state, key, fs.commit(epoch=env.epoch))
