@@ -1,4 +1,5 @@
-"""ADD on real directories: archive auto-extraction, URLs from a real HTTP server, git refusal."""
+"""ADD on real directories: archive auto-extraction, URLs from a real HTTP server (git
+repositories: test_build_git.py)."""
 
 from __future__ import annotations
 
@@ -221,11 +222,7 @@ def test_url_names_archives_and_errors(server: str, rootfs: Path) -> None:
         add_into(rootfs, [RemoteSource(server + "/missing")], "/d/")
 
 
-def test_git_and_local_checksum_are_refused(tmp_path: Path, rootfs: Path) -> None:
-    for url in ("https://github.com/moby/buildkit.git", "git@github.com:x/y.git", "git://h/r"):
-        with pytest.raises(BuildError, match="ADD of git repositories is not supported yet") as e:
-            resolve_add_sources(None, [url])
-        assert e.value.hint
+def test_local_checksum_is_refused(tmp_path: Path, rootfs: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "f").write_text("f")

@@ -11,10 +11,16 @@ For each source, in order:
 - a URL is downloaded (:func:`lamina.build.remote.fetch_url`; ``--checksum`` verified) to a
   private temporary directory and then copied with COPY's rules as a 0600 file named after
   the URL path, dated by ``Last-Modified``; it is extracted only with ``--unpack=true``;
-- git URLs raise BuildError("ADD of git repositories is not supported yet");
+- a git URL (:func:`lamina.build.remote.is_git_url`) is resolved to a commit when the sources
+  are resolved (:func:`lamina.build.git.resolve_ref`, so the step's cache key can hold the
+  commit id), then fetched and checked out in the private temporary directory
+  (:func:`lamina.build.git.fetch_checkout`) and its tree (or ``#ref:subdir``) copied with
+  COPY's rules into ``dest`` as a directory: 0:0 unless ``--chown``, symlinks kept as links,
+  ``.git`` only with ``--keep-git-dir=true``; ``--checksum`` is the commit id (or a prefix);
 - anything else is copied exactly as :func:`lamina.build.copy.copy_into` does.
 
-``--checksum`` with a local source is an error, as in BuildKit. With several sources the
+``--checksum`` with a local source is an error, as in BuildKit; ``ADD git@host:…`` uses the
+``default`` ssh agent of the build (``--ssh default``) when one is given. With several sources the
 destination must end in ``/`` (or be an existing directory), as for COPY.
 """
 
@@ -30,13 +36,21 @@ from typing import BinaryIO, cast
 
 from lamina._internal.rootpath import resolve_in_root
 from lamina.build.chown import ModeSpec, Owner
-from lamina.build.context import BuildContext, SourcePath, has_wildcard
+from lamina.build.context import BuildContext, SourcePath, has_wildcard, resolve_sources
 from lamina.build.copy import MULTI_SOURCE_ERROR, CopyResult, copy_into, ensure_dir, target_path
-from lamina.build.remote import check_git, fetch_url, is_url
+from lamina.build.git import (
+    GitSpec,
+    Resolved,
+    fetch_checkout,
+    parse_git_url,
+    resolve_ref,
+    with_checksum,
+)
+from lamina.build.remote import fetch_url, is_git_url, is_url
 from lamina.build.unpack import extract_tar, is_archive, open_archive
 from lamina.errors import BuildError
 
-__all__ = ["RemoteSource", "add_into", "resolve_add_sources"]
+__all__ = ["GitSource", "RemoteSource", "add_into", "resolve_add_sources"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +60,46 @@ class RemoteSource:
     url: str
 
 
-def resolve_add_sources(
-    context: BuildContext | None, names: Sequence[str]
-) -> list[SourcePath | RemoteSource]:
-    """Split ADD source ``names`` into URLs and local sources resolved in ``context``, in order.
+@dataclass(frozen=True, slots=True)
+class GitSource:
+    """An ``ADD`` source that is a git repository, with the ref resolved (``git ls-remote``)."""
 
-    Raises BuildError for git URLs, missing local names, and (as COPY) when every local name
-    is a wildcard that matched nothing and there is no URL.
+    spec: GitSpec
+    resolved: Resolved
+
+    def key(self) -> list[object]:
+        """What this source adds to a cache key: the remote without credentials and the
+        resolved object id (a moved branch is a new key, the same commit the same key)."""
+        s = self.spec
+        return [s.shown, s.subdir, self.resolved.refname, self.resolved.oid, s.checksum,
+                s.keep_git_dir, s.submodules]  # fmt: skip
+
+
+AddSource = SourcePath | RemoteSource | GitSource
+
+
+def resolve_add_sources(
+    context: BuildContext | None,
+    names: Sequence[str],
+    *,
+    ssh_auth_sock: Path | None = None,
+    timeout: float = 300.0,
+) -> list[AddSource]:
+    """Split ADD source ``names`` into URLs, git sources (refs resolved over the network:
+    ``ssh_auth_sock`` serves ssh remotes) and local sources resolved in ``context``, in order.
+
+    Raises BuildError for unknown git refs, missing local names, and (as COPY) when every
+    local name is a wildcard that matched nothing and there is no URL.
     """
-    out: list[SourcePath | RemoteSource] = []
+    out: list[AddSource] = []
     only_empty_wildcards = True
     for name in names:
-        check_git(name)
+        if is_git_url(name):
+            spec = parse_git_url(name)
+            out.append(GitSource(spec, resolve_ref(spec, ssh_auth_sock=ssh_auth_sock,
+                                                   timeout=timeout)))  # fmt: skip
+            only_empty_wildcards = False
+            continue
         if is_url(name):
             out.append(RemoteSource(name))
             only_empty_wildcards = False
@@ -75,7 +117,7 @@ def resolve_add_sources(
 
 def add_into(
     rootfs: Path,
-    sources: Sequence[SourcePath | RemoteSource],
+    sources: Sequence[AddSource],
     dest: str,
     *,
     workdir: str = "/",
@@ -88,11 +130,13 @@ def add_into(
     timestamp_ns: int | None = None,
     tmp_dir: Path | None = None,
     http_timeout: float = 300.0,
+    keep_git_dir: bool = False,
+    ssh_auth_sock: Path | None = None,
 ) -> CopyResult:
     """Run one ``ADD`` into ``rootfs`` (see the module docstring); returns summed counts.
 
-    Temporary downloads live under ``tmp_dir`` (default: the system temp dir) and are removed
-    before returning, whatever happens.
+    Temporary downloads and checkouts live under ``tmp_dir`` (default: the system temp dir)
+    and are removed before returning, whatever happens.
     """
     if checksum and any(isinstance(s, SourcePath) for s in sources):
         raise BuildError("checksum can't be specified for non-HTTP(S) sources")
@@ -103,7 +147,16 @@ def add_into(
     total = CopyResult()
     scratch = Path(tempfile.mkdtemp(prefix="lamina-add-", dir=tmp_dir))
     try:
-        for source in sources:
+        for i, source in enumerate(sources):
+            if isinstance(source, GitSource):
+                tree = _checkout(source, scratch / f"git-{i}", checksum, keep_git_dir,
+                                 ssh_auth_sock, http_timeout)  # fmt: skip
+                result = copy_into(
+                    rootfs, [tree], full + "/", chown=owner, chmod=chmod, excludes=excludes,
+                    timestamp_ns=timestamp_ns,
+                )  # fmt: skip
+                _add_counts(total, result)
+                continue
             if isinstance(source, RemoteSource):
                 fetched = fetch_url(
                     source.url, scratch, checksum=checksum or None, timeout=http_timeout
@@ -131,6 +184,27 @@ def add_into(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return total
+
+
+def _checkout(
+    source: GitSource, directory: Path, checksum: str | None, keep_git_dir: bool,
+    ssh_auth_sock: Path | None, timeout: float,
+) -> SourcePath:  # fmt: skip
+    """Fetch and check out ``source``; the tree (or its subdirectory) as a copy source."""
+    spec = with_checksum(source.spec, checksum) if checksum else source.spec
+    keep = spec.keep_git_dir if spec.keep_git_dir is not None else keep_git_dir
+    done = fetch_checkout(
+        spec, source.resolved, directory, keep_git_dir=keep, ssh_auth_sock=ssh_auth_sock,
+        timeout=timeout,
+    )  # fmt: skip
+    try:
+        found = resolve_sources(done.root, [spec.subdir or "."])
+    except BuildError as exc:
+        raise BuildError(
+            f"git repository {spec.shown}: subdirectory {spec.subdir} not found at commit "
+            f"{done.commit}"
+        ) from exc
+    return found[0]
 
 
 def _is_dir(rootfs: Path, full: str) -> bool:

@@ -4,8 +4,7 @@ Rules (BuildKit's Dockerfile frontend and HTTP source):
 
 - ``http://`` and ``https://`` names are URLs; git forms (``git://``, ``git@host:``,
   ``ssh://``, ``github.com/...``, or an http(s) URL whose path ends in ``.git``) are git
-  repositories, which this builder does not fetch yet (:func:`check_git` raises a clear
-  BuildError with a workaround);
+  repositories, fetched with git by :mod:`lamina.build.git`, never here;
 - the file name is the last element of the URL path (``path.Base``), or ``__unnamed__`` when
   the path is empty or ``/``; the file is written 0600 and dated by ``Last-Modified`` when the
   server sends one (else it keeps the download time); it is never extracted (unless
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from lamina.errors import BuildError
 
-__all__ = ["Fetched", "check_git", "fetch_url", "is_git_url", "is_url", "url_filename"]
+__all__ = ["Fetched", "fetch_url", "is_git_url", "is_url", "url_filename"]
 
 _CHUNK = 1 << 20
 _CHECKSUM = re.compile(r"(sha256|sha384|sha512):([0-9a-f]+)\Z")
@@ -53,16 +52,6 @@ def is_git_url(name: str) -> bool:
         path = urllib.parse.urlsplit(name).path
         return path.endswith(".git") or path.endswith(".git/")
     return False
-
-
-def check_git(name: str) -> None:
-    """Raise BuildError for a git source: not supported yet (said plainly, with a workaround)."""
-    if is_git_url(name):
-        raise BuildError(
-            f"ADD of git repositories is not supported yet: {_shown(name)}",
-            hint="clone the repository into the build context and COPY it, or ADD an archive "
-            "URL of the revision (e.g. a release tarball)",
-        )
 
 
 def url_filename(url: str) -> str:
@@ -131,9 +120,8 @@ def fetch_url(
     Verifies ``checksum`` when given; on any error the partial file is removed. The caller
     owns ``directory`` and removes it.
     """
-    if not is_url(url):
-        raise BuildError(f"not an http(s) url: {_shown(url)}")
-    check_git(url)
+    if not is_url(url) or is_git_url(url):
+        raise BuildError(f"not an http(s) file url: {_shown(url)}")
     expected = _parse_checksum(checksum) if checksum else None
     algo = expected[0] if expected else "sha256"
     hasher = hashlib.new(algo)
