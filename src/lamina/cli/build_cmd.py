@@ -176,6 +176,12 @@ def _renderer(mode: str, quiet: bool) -> Any:
 @click.option("--label", "labels", multiple=True, help="Image label K=V (repeatable).")
 @click.option("--secret", "secrets", multiple=True, help="Secret id=ID,src=PATH (repeatable).")
 @click.option(
+    "--ssh",
+    "ssh",
+    multiple=True,
+    help="SSH agent: default | ID=SOCKET | ID=KEY[,KEY] (repeatable).",
+)
+@click.option(
     "--network",
     type=click.Choice(["host", "none", "default"]),
     default="host",
@@ -228,6 +234,7 @@ def build(ctx: Context, /, **opts: Any) -> None:
     from lamina.build.outputs import parse_output
     from lamina.build.regcache import parse_cache_spec
     from lamina.build.secrets import parse_secret
+    from lamina.build.ssh import parse_ssh
     from lamina.oci.platform import Platform
     from lamina.ops.build import build as do_build
 
@@ -255,6 +262,7 @@ def build(ctx: Context, /, **opts: Any) -> None:
             platform=Platform.parse(opts["platform"]) if opts["platform"] else None,
             labels=_pairs(opts["labels"], "--label", from_env=False),
             secrets=[parse_secret(s, os.environ) for s in opts["secrets"]],
+            ssh=[parse_ssh(s, os.environ) for s in opts["ssh"]],
             network=opts["network"],
             isolation=opts["isolation"],
             runtime=opts["runtime"],

@@ -38,6 +38,7 @@ from lamina.build.progress import ProgressFn, Reporter
 from lamina.build.regcache import CacheSpec, open_registry_cache
 from lamina.build.secrets import SecretSource, SecretStore
 from lamina.build.squash import base_size, squash
+from lamina.build.ssh import SshAgents, SshSource
 from lamina.build.steps.base import BuildEnv, timestamp
 from lamina.dockerfile import Document, LintWarning, lint, parse
 from lamina.errors import BuildError, DockerfileError, UsageError
@@ -100,6 +101,7 @@ def build(
     platform: Platform | None = None,
     labels: Mapping[str, str] | None = None,
     secrets: Sequence[SecretSource] = (),
+    ssh: Sequence[SshSource] = (),
     network: str = "host",
     isolation: str = "auto",
     runtime: str | None = None,
@@ -124,6 +126,8 @@ def build(
     ``isolation`` is ``auto``, ``oci`` (runc/crun) or ``chroot`` (the native runtime).
     ``cache_from``/``cache_to``/``cache_repo``/``cache_ttl``: registry build caches
     (:mod:`lamina.build.regcache`), reached through ``registries``' credentials and TLS.
+    ``ssh``: agents for ``RUN --mount=type=ssh`` and ``ADD git@…`` (:mod:`lamina.build.ssh`);
+    agents started for key files are stopped when the build ends.
     """
     if network not in ("host", "none", "default"):
         raise UsageError(f"unknown network mode {network!r}", hint="use host or none")
@@ -174,6 +178,7 @@ def build(
             platform=str(plat),
             find_source=lambda ref: executor.find_source(ref),
             remote=remote,
+            ssh=SshAgents(ssh, tmp_dir=tmp) if ssh else None,
         )
         plan = Plan(
             document=document,
@@ -202,6 +207,8 @@ def build(
                 export(store, image, state, spec, tags=tags, epoch=epoch)
         finally:
             env.close_thread()
+            if env.ssh is not None:
+                env.ssh.close()
             if remote_clients is not None:
                 remote_clients.close()
     pushed = _push(store, digest, targets, registries, push_progress)
