@@ -4,7 +4,8 @@ A Kaniko job (GitLab CI, Jenkins, Tekton) switches by changing the binary. :func
 does what Kaniko's executor does, in its order:
 
 1. check the flags as Kaniko does (``--destination`` unless ``--no-push``; the digest-name
-   files and ``--tar-path`` need a destination; an unsupported context scheme is refused);
+   files and ``--tar-path`` need a destination; an unsupported context scheme is refused),
+   and that every destination accepts a push (an upload session opened and cancelled);
 2. build (:func:`lamina.ops.build.build`) the ``--context`` (a directory, ``dir://DIR``,
    ``tar://FILE.tar[.gz]`` or ``tar://stdin``, with ``--context-sub-path``) and store the image
    under the destinations; base images are pulled with the executor's credentials;
@@ -45,11 +46,17 @@ from lamina.image.model import Image
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
 from lamina.ops.build import build
-from lamina.ops.registry import compressed_for_push, open_registries, push
+from lamina.ops.registry import (
+    compressed_for_push,
+    open_registries,
+    push,
+    registry_name,
+    with_registries,
+)
 from lamina.registry import TransportOptions
 from lamina.store import Store
 from lamina.transports.copy import ProgressFn as PushProgressFn
-from lamina.transports.docker import Registries
+from lamina.transports.docker import DockerRef, Registries
 
 #: Kaniko's default ``--cache-ttl`` (two weeks), in seconds
 DEFAULT_CACHE_TTL = 14 * 24 * 3600.0
@@ -223,6 +230,11 @@ def execute(
     """Run Kaniko's executor steps (see the module docstring); returns what was built."""
     validate(opts)
     context = resolve_context(opts.context, opts.context_sub_path)
+    if not opts.no_push:  # as Kaniko: refuse before building when a push would be refused
+        for dest in opts.destinations:
+            ref = with_registries(registry_name(dest), registries)
+            if isinstance(ref, DockerRef):
+                ref.client().check_push(ref.repository)
     epoch = opts.source_date_epoch
     if epoch is None and opts.reproducible:
         epoch = 0

@@ -330,6 +330,15 @@ class RegistryClient:
         _upload.cancel_upload(t, repo, location, context)
         return False
 
+    def check_push(self, repo: str) -> None:
+        """Verify that ``repo`` accepts pushes from us before any work is done: open an upload
+        session and cancel it. AuthError (401/403) or RegistryError if refused."""
+        repo = self.repository(repo)
+        context = f"checking push access to {self._where(repo)}"
+        location = _upload.start_upload(self._transport, repo, context)
+        if location is not None:
+            _upload.cancel_upload(self._transport, repo, location, context)
+
     def check_auth(self) -> None:
         """Verify the credentials against the registry (``GET /v2/``); AuthError if refused."""
         context = f"logging in to {self.name}"
