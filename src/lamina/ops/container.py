@@ -109,7 +109,8 @@ def _prepare(store: Store, cid: str) -> tuple[Runtime, Any, dict[str, Any]]:
         with contextlib.suppress(LaminaError, OSError, subprocess.SubprocessError):
             runtime.delete(cid, force=True)  # a leftover of a crash
         store.backend.unmount(store.containers.dirs(cid).merged)
-        rootfs = cs.ensure_mounted(store, cid)
+        auto_remove = bool(config.get("HostConfig", {}).get("AutoRemove"))
+        rootfs = cs.ensure_mounted(store, cid, volatile=auto_remove)
         try:
             spec = container_spec(store, cid, config, rootfs)
             bundle = write_bundle(store.containers.dir(cid) / "bundle", spec, container_id=cid)

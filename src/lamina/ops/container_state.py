@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -181,8 +182,14 @@ def rootfs_of(store: Store, cid: str) -> Path:
     return dirs.upper if store.backend.copies else dirs.merged
 
 
-def ensure_mounted(store: Store, cid: str) -> Path:
-    """Mount the container's rootfs if needed (caller holds the lock); return the rootfs."""
+def ensure_mounted(store: Store, cid: str, *, volatile: bool = False) -> Path:
+    """Mount the container's rootfs if needed (caller holds the lock); return the rootfs.
+
+    ``volatile`` (for ``--rm`` containers, whose upper dir is thrown away): no sync of the
+    upper fs ever, so the unmount does not wait for a sync of the whole disk. A volatile mount
+    leaves ``work/incompat/volatile`` behind, which refuses any later mount: the work dir of an
+    unmounted overlay is scratch, so it is emptied first then.
+    """
     from lamina.unionfs import syscall
 
     dirs = store.containers.dirs(cid)
@@ -190,7 +197,10 @@ def ensure_mounted(store: Store, cid: str) -> Path:
         return dirs.upper
     if not syscall.is_mountpoint(dirs.merged):
         lowers = dirs.lower_links if not store.backend.name.startswith("fuse") else dirs.lower
-        store.backend.mount(lowers, dirs.upper, dirs.work, dirs.merged)
+        if (dirs.work / "incompat").exists():
+            shutil.rmtree(dirs.work)
+            dirs.work.mkdir(mode=0o700)
+        store.backend.mount(lowers, dirs.upper, dirs.work, dirs.merged, volatile=volatile)
     return dirs.merged
 
 

@@ -11,7 +11,6 @@ importing this module does nothing but load libc.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import platform
@@ -19,7 +18,9 @@ import socket
 import struct
 from pathlib import Path
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# dlopen(NULL): libc is already loaded in every CPython process; find_library would
+# run ``ldconfig -p`` (a process per import) to find the same library.
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]  # fmt: skip
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]

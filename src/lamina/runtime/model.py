@@ -73,8 +73,14 @@ class Runtime(Protocol):
     def kill(self, container_id: str, sig: int = _signal.SIGTERM) -> None:
         """Send ``sig`` to the container's init process."""
 
-    def delete(self, container_id: str, *, force: bool = False) -> None:
-        """Forget a stopped container (``force`` kills a running one first). Idempotent."""
+    def delete(
+        self, container_id: str, *, force: bool = False, bundle: Bundle | None = None
+    ) -> None:
+        """Forget a stopped container (``force`` kills a running one first). Idempotent.
+
+        ``bundle``: the container's bundle when the caller knows it (saves asking the
+        runtime for its state first).
+        """
 
     def state(self, container_id: str) -> ContainerState:
         """The container's state; raises ContainerError when it does not exist."""
@@ -113,11 +119,11 @@ class BaseRuntime(ABC):
         try:
             # On failure the implementation leaves no container behind (and never touches an
             # existing one with the same id).
-            self._start_detached(bundle, container_id, stdout=stdout, stderr=stderr)
+            state = self._start_detached(bundle, container_id, stdout=stdout, stderr=stderr)
         except BaseException:
             remove_mountpoints(bundle)
             raise
-        return self.state(container_id)
+        return state if state is not None else self.state(container_id)
 
     def exec(
         self, container_id: str, process: ProcessSpec, *, stdin: Stdio = None,
@@ -132,13 +138,16 @@ class BaseRuntime(ABC):
         resolve_command(bundle.rootfs, config, bundle.read_config().get("mounts"))
         return self._exec(container_id, config, stdin=stdin, stdout=stdout, stderr=stderr)
 
-    def delete(self, container_id: str, *, force: bool = False) -> None:
+    def delete(
+        self, container_id: str, *, force: bool = False, bundle: Bundle | None = None
+    ) -> None:
         """See :meth:`Runtime.delete`; also removes the mount points made at start."""
         if not self.exists(container_id):
             return
-        bundle_path = self.state(container_id).bundle
+        if bundle is None:
+            bundle = open_bundle(self.state(container_id).bundle)
         self._delete(container_id, force=force)
-        remove_mountpoints(open_bundle(bundle_path))
+        remove_mountpoints(bundle)
 
     @abstractmethod
     def kill(self, container_id: str, sig: int = _signal.SIGTERM) -> None:
@@ -160,7 +169,8 @@ class BaseRuntime(ABC):
     @abstractmethod
     def _start_detached(
         self, bundle: Bundle, container_id: str, *, stdout: Stdio, stderr: Stdio
-    ) -> None: ...
+    ) -> ContainerState | None:
+        """Start; return the state when known without asking (None: :meth:`state` is used)."""
 
     @abstractmethod
     def _exec(

@@ -132,7 +132,7 @@ def supervise(
         for t in pumps:
             t.join(DRAIN_TIMEOUT)
         with contextlib.suppress(ContainerError, OSError, subprocess.SubprocessError):
-            runtime.delete(container_id, force=True)
+            runtime.delete(container_id, force=True, bundle=bundle)
     return status
 
 

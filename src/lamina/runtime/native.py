@@ -240,7 +240,7 @@ class NativeRuntime(BaseRuntime):
 
     def _start_detached(
         self, bundle: Bundle, container_id: str, *, stdout: Stdio, stderr: Stdio
-    ) -> None:
+    ) -> ContainerState | None:
         if bundle.read_config()["process"].get("terminal"):
             raise ContainerError(
                 f"starting container {container_id}: a detached terminal is not supported",
@@ -257,6 +257,7 @@ class NativeRuntime(BaseRuntime):
         except BaseException:
             self._delete(container_id, force=True)
             raise
+        return None
 
     def _exec(
         self, container_id: str, process: dict[str, Any], *, stdin: Stdio, stdout: Stdio,

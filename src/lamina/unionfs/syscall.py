@@ -11,11 +11,12 @@ same on every Linux architecture (they were allocated after the syscall table un
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# dlopen(NULL): libc is already loaded in every CPython process; find_library would
+# run ``ldconfig -p`` (a process per import) to find the same library.
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = [
     ctypes.c_char_p,
