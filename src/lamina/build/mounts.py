@@ -88,7 +88,7 @@ def mount_key(env: BuildEnv, mounts: tuple[Mount, ...], workdir: str) -> list[ob
     """What the mounts add to a RUN's cache key (cheap: metadata and stat-cached hashes)."""
     key: list[object] = []
     for m in mounts:
-        target = _target(m, workdir) if m.type != "secret" else m.target
+        target = _target(m, workdir) if m.type not in ("secret", "ssh") else m.target
         if m.type == "bind" and m.from_:
             chain = env.find_source(m.from_).chain
             key.append(["bind", target, m.from_, str(chain), m.source, m.read_only])

@@ -117,7 +117,9 @@ class SshAgents:
                 f"--ssh {source.id}: ssh-agent is needed for key files",
                 hint="install openssh-client, or pass an agent socket",
             )
-        directory = Path(tempfile.mkdtemp(prefix="lamina-ssh-", dir=self._tmp_dir))
+        # ssh-agent binds its socket by path: keep the path short (sockaddr_un holds 108 bytes)
+        base = self._tmp_dir if self._tmp_dir and len(str(self._tmp_dir)) < 60 else None
+        directory = Path(tempfile.mkdtemp(prefix="lamina-ssh-", dir=base))
         self._dirs.append(directory)
         sock = directory / "agent.sock"
         env = {"PATH": "/usr/bin:/bin", "HOME": str(directory)}
@@ -177,7 +179,8 @@ def forward_agent(
     stop = threading.Event()
     threads: list[threading.Thread] = []
     try:
-        listener.bind(str(path))
+        with _short(path) as short:
+            listener.bind(short)
         os.chmod(path, mode)
         if os.geteuid() == 0:
             os.chown(path, uid, gid)
@@ -207,11 +210,26 @@ def forward_agent(
             path.unlink()
 
 
+@contextlib.contextmanager
+def _short(path: Path) -> Iterator[str]:
+    """A name for ``path`` that fits ``sockaddr_un`` (108 bytes): the path itself, or
+    ``/proc/self/fd/N/NAME`` through a descriptor of its directory while the context lasts."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
 def _relay(conn: socket.socket, upstream: Path, stop: threading.Event) -> None:
     """Copy bytes both ways between ``conn`` and a new connection to ``upstream``."""
     with conn, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as agent:
         try:
-            agent.connect(str(upstream))
+            with _short(upstream) as short:
+                agent.connect(short)
         except OSError:
             return
         peer = {conn: agent, agent: conn}
