@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := busybox-static skopeo umoci runc fuse-overlayfs docker-registry attr \
+APT_PACKAGES := busybox-static skopeo umoci runc fuse-overlayfs docker-registry attr git openssh-client \
 	ca-certificates tar openssl apache2-utils crun buildah mmdebstrap
 PYTEST_WORKERS ?= 2
 
