@@ -32,6 +32,7 @@ whatever happens.
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import shutil
 import subprocess
@@ -82,15 +83,15 @@ def parse_output(text: str) -> OutputSpec:
         return OutputSpec(type="local", dest=text)
     fields: dict[str, str] = {}
     last = ""
-    for item in text.split(","):
+    for item in next(csv.reader([text])):  # CSV, as BuildKit: "name=a,b" is one field
         key, eq, value = item.partition("=")
-        if not eq and last == "name":  # name=a,b: a second name
+        if not eq and last == "name":  # unquoted name=a,b: a second name
             fields["name"] += "," + item
             continue
         if not eq:
             raise UsageError(f"invalid --output {text!r}: {item!r} is not key=value")
-        last = key.strip().lower().strip('"')
-        fields[last] = value.strip('"')
+        last = key.strip().lower()
+        fields[last] = value
     kind = fields.pop("type", "")
     if kind not in OUTPUT_TYPES:
         raise UsageError(
