@@ -5,15 +5,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := busybox-static skopeo umoci runc fuse-overlayfs docker-registry attr git openssh-client \
-	ca-certificates tar openssl apache2-utils crun buildah mmdebstrap
+	ca-certificates tar openssl apache2-utils crun buildah mmdebstrap uidmap util-linux
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test deps apt venv compile lint typecheck bench clean
+# The unprivileged user the rootless tests run lamina as (tests/e2e, needs_rootless).
+ROOTLESS_USER := lamina-ci
+ROOTLESS_SUBIDS := 200000-265535
+
+.PHONY: demo test deps apt venv compile lint typecheck bench clean rootless-user
 
 demo: deps
 	./scripts/demo.sh
 
-test: deps lint typecheck
+test: deps lint typecheck rootless-user
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider tests
 
 deps: apt venv compile
@@ -33,6 +37,20 @@ apt:
 	  if [ "$$(id -u)" != 0 ]; then echo "missing apt packages:$$missing (run as root)"; exit 1; fi; \
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+# Idempotent, as root only: the user, its /etc/subuid and /etc/subgid ranges (useradd may add
+# its own), and o+x on the checkout's parents so the user reaches src/ and the venv's
+# site-packages (the tests fall back to the system python when the venv's is unreachable).
+rootless-user: apt
+	@if [ "$$(id -u)" = 0 ]; then \
+	  id -u $(ROOTLESS_USER) >/dev/null 2>&1 || useradd -m -s /bin/sh $(ROOTLESS_USER); \
+	  grep -q "^$(ROOTLESS_USER):" /etc/subuid || usermod --add-subuids $(ROOTLESS_SUBIDS) $(ROOTLESS_USER); \
+	  grep -q "^$(ROOTLESS_USER):" /etc/subgid || usermod --add-subgids $(ROOTLESS_SUBIDS) $(ROOTLESS_USER); \
+	  d="$(CURDIR)"; while [ "$$d" != / ]; do \
+	    [ "$$(( 0$$(stat -c %a "$$d") & 1 ))" = 1 ] || { echo "chmod o+x $$d"; chmod o+x "$$d"; }; \
+	    d=$$(dirname "$$d"); \
+	  done; \
 	fi
 
 venv: $(VENV)/.installed

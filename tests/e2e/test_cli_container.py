@@ -3,6 +3,11 @@
 The CLI runs as a subprocess over a fresh store (``cli`` fixture); the busybox image is
 imported from ``scripts/make-busybox-rootfs.sh``. Every test checks that nothing is left
 behind: no mounts under the store, no container processes, no container dirs.
+
+The walkthrough and ``.inside`` run twice (``BOTH``): as root, and rootless — as the
+unprivileged CI user (:mod:`lamina.testing.rootless`), whose mounts live in the store's user +
+mount namespace, which the test (root, on the host) reads through ``view`` (the pause
+process's ``/proc/<pid>/root`` and ``mountinfo``).
 """
 
 from __future__ import annotations
@@ -10,17 +15,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from lamina.testing import rootless
 from lamina.testing.capabilities import mount_points_under
 from lamina.testing.cli import Result
+from lamina.testing.rootless import HostView
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay, pytest.mark.needs_runtime]
 
 Cli = Callable[..., Result]
+#: run a test as root and rootless (``store`` is parametrized indirectly)
+BOTH = pytest.mark.parametrize(
+    "store", ["root", pytest.param("rootless", marks=pytest.mark.needs_rootless)], indirect=True
+)
 
 
 def tree_digest(root: Path) -> str:
@@ -51,21 +63,73 @@ def container_processes(root: Path) -> list[int]:
 
 
 @pytest.fixture
-def store(cli: Cli, busybox_tar: Path) -> Iterator[Cli]:
-    """A store with the busybox image; asserts on exit that nothing is left behind."""
+def store(
+    request: pytest.FixtureRequest, cli: Cli, busybox_tar: Path, tmp_path: Path
+) -> Iterator[Cli]:
+    """A store with the busybox image; asserts on exit that nothing is left behind.
+
+    The callable carries ``root``, ``view`` (a HostView) and ``work`` (a scratch dir the
+    store's user can read). Parametrized with "rootless", it runs lamina as the CI user.
+    """
+    if getattr(request, "param", "root") == "rootless":
+        yield from _rootless_store(busybox_tar)
+        return
+    cli.view = HostView(cli.root, rootless=False)  # type: ignore[attr-defined]
+    cli.work = tmp_path  # type: ignore[attr-defined]
     cli("import", str(busybox_tar), "busybox")
     yield cli
+    _assert_nothing_left(cli)
+
+
+def _rootless_store(busybox_tar: Path) -> Iterator[Cli]:
+    user = rootless.lookup(rootless.CI_USER)
+    assert user is not None
+    with rootless.base_dir(user) as base:
+        home, work, root = base / "home", base / "work", base / "root"
+        home.mkdir()
+        os.chown(home, user.uid, user.gid)
+        work.mkdir(mode=0o755)
+        shutil.copy(busybox_tar, work / "busybox.tar")
+
+        def call(*args: str, **kw: object) -> Result:
+            return rootless.run_as(user, root, *args, home=home, **kw)  # type: ignore[arg-type]
+
+        call.root = root  # type: ignore[attr-defined]
+        call.view = HostView(root, rootless=True)  # type: ignore[attr-defined]
+        call.work = work  # type: ignore[attr-defined]
+        call("import", str(work / "busybox.tar"), "busybox")
+        yield call
+        _assert_nothing_left(call)
+
+
+def _assert_nothing_left(cli: Cli) -> None:
     root: Path = cli.root  # type: ignore[attr-defined]
+    view: HostView = cli.view  # type: ignore[attr-defined]
     for cid in cli("ps", "-aq", "--no-trunc").out.split():
         cli("rm", "-f", cid)
     assert mount_points_under(root) == []
+    assert view.mounts_under(root) == []
     assert container_processes(root) == []
+    assert view.wait_namespace_idle() == []
     names = [e for e in os.listdir(root / "containers") if e != "names"]
     assert names == []
     assert [e for e in os.listdir(root / "overlay2") if e.endswith("-init")] == []
 
 
-def test_seed_walkthrough(store: Cli) -> None:
+@pytest.fixture
+def view(store: Cli) -> HostView:
+    """How the host sees the store's mounts (through its pause process when rootless)."""
+    return store.view  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def work(store: Cli) -> Path:
+    """A scratch dir whose files the store's user can read."""
+    return store.work  # type: ignore[attr-defined,no-any-return]
+
+
+@BOTH
+def test_seed_walkthrough(store: Cli, view: HostView) -> None:
     """run -d; exec touch/echo; UpperDir holds TEST, MergedDir shows it, image dirs intact."""
     image_dirs = json.loads(store("inspect", "--type", "image", "busybox").out)[0]["GraphDriver"][
         "Data"
@@ -84,8 +148,8 @@ def test_seed_walkthrough(store: Cli) -> None:
     assert lowers[1:] == [image_dirs["UpperDir"]]
     assert data["UpperDir"].endswith(f"/overlay2/{cid}/diff")
     assert (Path(data["UpperDir"]) / "TEST").read_text() == "Hello World\n"
-    assert (Path(data["MergedDir"]) / "TEST").read_text() == "Hello World\n"
-    assert "bin" in os.listdir(data["MergedDir"])
+    assert (view.path(data["MergedDir"]) / "TEST").read_text() == "Hello World\n"
+    assert "bin" in os.listdir(view.path(data["MergedDir"]))
     assert tree_digest(Path(image_dirs["UpperDir"])) == before
     assert store("diff", "seed").out.splitlines() == ["A /TEST"]
     layer_dir = Path(data["UpperDir"]).parent
@@ -101,23 +165,25 @@ def test_seed_walkthrough(store: Cli) -> None:
     store("stop", "-t", "1", "seed")
     state = json.loads(store("inspect", "seed").out)[0]["State"]
     assert state["Status"] == "exited" and state["Running"] is False
-    assert not os.path.ismount(data["MergedDir"])
+    assert not view.is_mount(data["MergedDir"])
     store("rm", "seed")
     assert not layer_dir.exists() and not Path(lowers[0]).exists()
 
 
-def test_jenkins_inside_sequence(store: Cli, tmp_path: Path) -> None:
+@BOTH
+def test_jenkins_inside_sequence(store: Cli, view: HostView, work: Path) -> None:
     """docker-workflow's ``.inside``: run -t -d -u ... cat; exec; top; stop --time=1; rm -f."""
     ctr = store("create", "busybox", "true").out.strip()
-    src = tmp_path / "a.txt"
+    src = work / "a.txt"
     src.write_text("This is a simple file.")
     store("cp", str(src), f"{ctr}:/a.txt")
     store("commit", "-c", 'CMD ["cat", "/a.txt"]', ctr, "simple-jenkins-image")
     store("rm", ctr)
-    ws = tmp_path / "workspace" / "job"
+    ws = work / "workspace" / "job"
     (ws.parent / "job@tmp").mkdir(parents=True)
     ws.mkdir()
-    os.chown(ws, 1000, 1000)  # the agent's workspace belongs to the jenkins user
+    # the agent's workspace belongs to the jenkins user (uid 1000 in the container)
+    os.chown(ws, view.host_id(1000), view.host_id(1000, "gid"))
     out = store(
         "run", "-t", "-d", "-u", "1000:1000", "-w", str(ws), "-v", f"{ws}:{ws}:rw,z",
         "-v", f"{ws}@tmp:{ws}@tmp:rw,z", "-e", "JENKINS_HOME=/var/jenkins_home",

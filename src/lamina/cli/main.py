@@ -156,6 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
+        if os.geteuid() != 0:  # rootless: join the store's user + mount namespace first
+            from lamina.cli.rootless import enter_user_namespace
+
+            enter_user_namespace(args)
         # Without standalone mode click returns ctx.exit()'s code instead of exiting.
         rv = cli.main(args=args, prog_name="lamina", standalone_mode=False)
         if isinstance(rv, int) and rv:

@@ -62,10 +62,13 @@ def write_bundle(path: Path, spec: ContainerSpec, *, container_id: str) -> Bundl
     """Write ``path/config.json`` for ``spec`` (atomically) and return the bundle.
 
     When ``spec.cgroups_path`` is None the cgroup is ``/lamina/<container_id>``, so lamina's
-    containers are grouped and never collide with another manager's.
+    containers are grouped and never collide with another manager's — except rootless, where
+    no path is set: runc ignores cgroups it may not create only when the spec names none.
     """
+    from lamina.runtime.userns import is_rootless
+
     config = build_config(spec)
-    if spec.cgroups_path is None:
+    if spec.cgroups_path is None and not is_rootless():
         config["linux"]["cgroupsPath"] = f"/lamina/{container_id}"
     path.mkdir(parents=True, exist_ok=True)
     write_atomic(path / CONFIG, json.dumps(config, indent=2).encode(), durable=False)

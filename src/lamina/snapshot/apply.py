@@ -36,7 +36,8 @@ Safety invariants (every operation stays inside ``target``):
 
 Directories a member implies (missing parents) are created 0755, owned by the caller, with
 the member's mtime (deterministic), as Docker does (except the time). Ownership is set when
-running as root (not rootless); rootless files belong to the caller.
+running as root (not rootless) or in a user namespace that maps sub-ids (then the owners
+are sub-ids on the host); other rootless files belong to the caller.
 Directory modes and mtimes are applied at the end (deepest first), so read-only directories
 and children do not disturb them. Not atomic: on error the target is left partly written, and
 the caller (the store) discards it.
@@ -114,11 +115,26 @@ def apply_layer(
         applier.close()
 
 
+def _maps_sub_ids() -> bool:
+    """True in a user namespace (not the initial one) that maps more than one uid and gid."""
+    try:
+        for kind in ("uid", "gid"):
+            with open(f"/proc/self/{kind}_map") as f:
+                lines = [line.split() for line in f if line.strip()]
+            if lines == [["0", "0", "4294967295"]] or sum(int(ln[2]) for ln in lines) < 2:
+                return False
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
 class _Applier:
     def __init__(self, target: Path, mode: str, rootless: bool) -> None:
         self.mode = mode
         self.rootless = rootless
-        self.chown = os.geteuid() == 0 and not rootless
+        # Rootless in a namespace with sub-ids (the CLI's, see lamina.runtime.userns): chown
+        # works for every mapped id, so the image's owners are kept (as sub-ids on the host).
+        self.chown = os.geteuid() == 0 and (not rootless or _maps_sub_ids())
         self.devices = os.geteuid() == 0 and not rootless
         self.opaque_key = ("user" if rootless else "trusted") + ".overlay.opaque"
         self.root_fd = os.open(target, DIR_FLAGS)

@@ -68,6 +68,14 @@ def missing_tools() -> str | None:
     return f"needs {', '.join(absent)}" if absent else None
 
 
+@functools.cache
+def missing_rootless() -> str | None:
+    """None if the CI's unprivileged user (with sub-ids) can run lamina here."""
+    from lamina.testing.rootless import missing_rootless as probe
+
+    return probe()
+
+
 #: marker name -> probe
 PROBES: dict[str, Callable[[], str | None]] = {
     "needs_root": missing_root,
@@ -76,6 +84,7 @@ PROBES: dict[str, Callable[[], str | None]] = {
     "needs_runtime": missing_runtime,
     "needs_registry": missing_registry,
     "needs_tools": missing_tools,
+    "needs_rootless": missing_rootless,
 }
 
 
