@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lamina.build.add import add_into, resolve_add_sources
-from lamina.build.git import parse_git_url
+from lamina.build.gitref import parse_git_url
 from lamina.build.progress import Event
 from lamina.errors import BuildError
 from lamina.ops.archive import import_rootfs

@@ -38,14 +38,8 @@ from lamina._internal.rootpath import resolve_in_root
 from lamina.build.chown import ModeSpec, Owner
 from lamina.build.context import BuildContext, SourcePath, has_wildcard, resolve_sources
 from lamina.build.copy import MULTI_SOURCE_ERROR, CopyResult, copy_into, ensure_dir, target_path
-from lamina.build.git import (
-    GitSpec,
-    Resolved,
-    fetch_checkout,
-    parse_git_url,
-    resolve_ref,
-    with_checksum,
-)
+from lamina.build.git import Resolved, fetch_checkout, resolve_ref
+from lamina.build.gitref import GitSpec, parse_git_url, with_checksum
 from lamina.build.remote import fetch_url, is_git_url, is_url
 from lamina.build.unpack import extract_tar, is_archive, open_archive
 from lamina.errors import BuildError

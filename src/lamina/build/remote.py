@@ -4,7 +4,7 @@ Rules (BuildKit's Dockerfile frontend and HTTP source):
 
 - ``http://`` and ``https://`` names are URLs; git forms (``git://``, ``git@host:``,
   ``ssh://``, ``github.com/...``, or an http(s) URL whose path ends in ``.git``) are git
-  repositories, fetched with git by :mod:`lamina.build.git`, never here;
+  repositories, fetched with git by :mod:`lamina.build.git` (syntax: :mod:`lamina.build.gitref`);
 - the file name is the last element of the URL path (``path.Base``), or ``__unnamed__`` when
   the path is empty or ``/``; the file is written 0600 and dated by ``Last-Modified`` when the
   server sends one (else it keeps the download time); it is never extracted (unless
