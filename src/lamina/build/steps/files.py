@@ -7,7 +7,9 @@ which determines its content), or from heredocs (keyed by their text). The copy 
 are resolved in the image being built. ``--link`` copies into an empty layer that is then
 registered on top of the stage (its key ignores the parent, so a cached ``--link`` layer is
 rebased onto a new parent without copying again). An ``ADD`` of a URL without ``--checksum``
-is never taken from the cache (we cannot know the remote content without fetching it).
+is never taken from the cache (we cannot know the remote content without fetching it); an
+``ADD`` of a git repository is keyed by the commit ``git ls-remote`` resolves its ref to, so a
+moved branch is a miss and an unchanged one a hit (the sources are resolved once per step).
 
 WORKDIR creates its directory (owned by the image's USER, as BuildKit's mkdir) unless it is
 ``/``; when the directory already exists the step adds no layer (an empty_layer entry).
