@@ -413,12 +413,21 @@ def open_registry_cache(
         targets.append(target)
     if not sources and not targets:
         return None, None
-    options = registries.options if registries is not None else TransportOptions()
-    clients = Registries(
-        credentials=registries.credentials if registries is not None else None,
-        options=replace(options, retry=replace(options.retry, attempts=CACHE_ATTEMPTS)),
-    )
+    clients = _CacheRegistries(registries or Registries())
     cache = RegistryCache(
         sources=sources, targets=targets, client_for=clients.client, reporter=reporter, ttl=ttl
     )
     return cache, clients
+
+
+class _CacheRegistries(Registries):
+    """``base``'s credentials and per-host options, with :data:`CACHE_ATTEMPTS` attempts."""
+
+    def __init__(self, base: Registries) -> None:
+        super().__init__(credentials=base.credentials, options=base.options)
+        self.base = base
+
+    def options_for(self, host: str) -> TransportOptions:
+        """``base``'s options for ``host``, retried less."""
+        options = self.base.options_for(host)
+        return replace(options, retry=replace(options.retry, attempts=CACHE_ATTEMPTS))

@@ -43,6 +43,7 @@ from lamina.registry import (
 )
 from lamina.registry import login as registry_login
 from lamina.registry import logout as registry_logout
+from lamina.registry.tls import DEFAULT_CERTS_DIRS, certs_dirs_for
 from lamina.store import Store
 from lamina.store.image import StoreImage, StoreLayer
 from lamina.store.layerdb import BlobRef
@@ -54,12 +55,15 @@ CHUNK = 1 << 20
 COMPRESS_WORKERS = 2
 
 
-def transport_options(*, tls_verify: bool = True) -> TransportOptions:
+def transport_options(
+    *, tls_verify: bool = True, certs_dirs: Sequence[Path] = DEFAULT_CERTS_DIRS
+) -> TransportOptions:
     """Options for ``--tls-verify``: false allows unverified HTTPS and plain HTTP anywhere
-    (true keeps Docker's rule: plain HTTP only for loopback registries)."""
+    (true keeps Docker's rule: plain HTTP only for loopback registries). ``certs_dirs``: where
+    per-registry CAs are looked up (:func:`lamina.registry.tls.certs_dirs_for`)."""
     if tls_verify:
-        return TransportOptions()
-    return TransportOptions(tls_verify=False, insecure=True)
+        return TransportOptions(certs_dirs=certs_dirs)
+    return TransportOptions(tls_verify=False, insecure=True, certs_dirs=certs_dirs)
 
 
 def open_registries(
@@ -74,8 +78,9 @@ def open_registries(
     """The registries of one command: credentials from ``creds`` (``USER[:PASSWORD]``, for
     ``creds_hosts`` only), then ``auth_file`` or the default credential files of ``env``.
 
-    ``env`` is the environment the CLI passes (HOME, DOCKER_CONFIG, REGISTRY_AUTH_FILE, ...).
-    The caller closes the result.
+    ``env`` is the environment the CLI passes (HOME, DOCKER_CONFIG, REGISTRY_AUTH_FILE, ...);
+    registry CAs come from ``$HOME/.config/containers/certs.d`` and the system certs.d
+    directories. The caller closes the result.
     """
     home = Path(env.get("HOME") or "/")
     provider = default_provider(env, home, auth_file=auth_file)
@@ -85,9 +90,8 @@ def open_registries(
             raise UsageError("--creds needs USER[:PASSWORD]")
         static = StaticCredentials({h: Credential(user, password) for h in creds_hosts})
         provider = ChainProvider([static, provider])
-    return Registries(
-        credentials=provider, options=transport_options(tls_verify=tls_verify), mirrors=mirrors
-    )
+    options = transport_options(tls_verify=tls_verify, certs_dirs=certs_dirs_for(home))
+    return Registries(credentials=provider, options=options, mirrors=mirrors)
 
 
 def auth_file_for(env: Mapping[str, str], auth_file: Path | None = None) -> Path:
@@ -120,7 +124,9 @@ def login(
             username,
             password,
             auth_file=path,
-            options=transport_options(tls_verify=tls_verify),
+            options=transport_options(
+                tls_verify=tls_verify, certs_dirs=certs_dirs_for(Path(env.get("HOME") or "/"))
+            ),
             helper_path=env.get("PATH"),
         )
     except AuthError as exc:

@@ -1,9 +1,11 @@
 """TLS settings for a registry host, as Docker and podman configure them.
 
 Trust = the system CAs plus every ``*.crt`` in ``<certs dir>/<host[:port]>/`` (Docker's
-``/etc/docker/certs.d``, containers' ``/etc/containers/certs.d``); a ``NAME.cert`` with a
-``NAME.key`` beside it is a client certificate. ``verify=False`` turns verification off
-entirely (``--tls-verify=false``). The directories are parameters; nothing reads the environment.
+``/etc/docker/certs.d``, containers' ``/etc/containers/certs.d``, and the user's
+``~/.config/containers/certs.d`` first, as containers/image does: :func:`certs_dirs_for`);
+a ``NAME.cert`` with a ``NAME.key`` beside it is a client certificate. ``verify=False`` turns
+verification off entirely (``--tls-verify=false``). The directories are parameters; nothing
+reads the environment.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ DEFAULT_CERTS_DIRS: tuple[Path, ...] = (
     Path("/etc/docker/certs.d"),
     Path("/etc/containers/certs.d"),
 )
+
+
+def certs_dirs_for(home: Path | None) -> tuple[Path, ...]:
+    """The certs.d directories for a user whose home is ``home`` (None: the system ones only):
+    ``~/.config/containers/certs.d``, then :data:`DEFAULT_CERTS_DIRS`."""
+    if home is None:
+        return DEFAULT_CERTS_DIRS
+    return (home / ".config" / "containers" / "certs.d", *DEFAULT_CERTS_DIRS)
 
 
 def ssl_context(

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from lamina.testing.tls import TestCA
+from lamina.testing.tls import CertAuthority
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 SERVICE = "lamina-test-registry"
@@ -294,7 +294,7 @@ def run_registry(
     token_auth: bool = False,
     anonymous_pull: bool = True,
     access_log: bool = False,
-    tls: TestCA | None = None,
+    tls: CertAuthority | None = None,
 ) -> Iterator[RegistryServer]:
     """Run a registry storing under ``directory`` (which the caller owns and removes).
 

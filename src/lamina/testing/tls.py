@@ -1,6 +1,6 @@
 """A throw-away certificate authority for HTTPS tests (``openssl`` CLI), and a loopback name.
 
-:class:`TestCA` makes a CA (EC P-256, valid two days) in a directory the caller owns, issues
+:class:`CertAuthority` makes a CA (EC P-256, valid two days) in a directory the caller owns, issues
 server certificates for :func:`loopback_name` (and ``127.0.0.1``), and installs its CA
 certificate the way Docker and podman look for it: ``<certs.d>/<host[:port]>/ca.crt``.
 
@@ -47,14 +47,14 @@ def _openssl(*args: str) -> None:
 
 
 @dataclass
-class TestCA:
+class CertAuthority:
     """A CA under ``directory`` (``ca.crt``, ``ca.key``); ``name`` is the server name."""
 
     directory: Path
     name: str
 
     @classmethod
-    def create(cls, directory: Path, name: str | None = None) -> TestCA:
+    def create(cls, directory: Path, name: str | None = None) -> CertAuthority:
         """Make a new CA in ``directory`` (created) for ``name`` (default :func:`loopback_name`)."""
         directory.mkdir(parents=True, exist_ok=True)
         ca = cls(directory, name or loopback_name())
