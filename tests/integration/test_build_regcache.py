@@ -18,7 +18,7 @@ import pytest
 
 from lamina.build.progress import Event
 from lamina.build.regcache import CONFIG_TYPE, CacheSpec, parse_cache_spec
-from lamina.errors import UsageError
+from lamina.errors import BuildError, NotFound, UsageError
 from lamina.oci import mediatype
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
@@ -130,6 +130,15 @@ def test_second_root_gets_all_hits_and_downloads_only_the_final_layers(
     # ...and B's image is complete: its layers are in B's store
     for chain, diff_id in zip(chains, image.config().diff_ids[base:], strict=True):
         assert store_b.layers.db.get(chain) is not None and store_b.blobs.has(diff_id)
+    # a rebuild in B: the final stage's steps (and the empty RUN true) are local hits now, the
+    # builder's COPY and RUN still come from the registry (never fetched); nothing is fetched
+    # again but the cache config
+    seen = len(registry.blob_gets("cache/shared"))
+    third, events_c = run(store_b, ctx, cache_from=[spec(registry, "cache/shared")])
+    assert third.digest == first.digest
+    assert len(steps(events_c, "cached", "")) == 4
+    assert len(steps(events_c, "cached", "registry")) == 2
+    assert registry.blob_gets("cache/shared")[seen:] == [str(config)]
 
 
 def _cache_manifest(registry: testreg.RegistryServer, repo: str) -> Manifest:
@@ -264,3 +273,34 @@ def test_cache_spec_forms() -> None:
     assert str(parse_cache_spec("r:5000/team/cache")) == "r:5000/team/cache:buildcache"
     full = parse_cache_spec("type=registry,ref=r:5000/c:v2,mode=max,ignore-error=true")
     assert (full.host, full.repository, full.tag, full.mode) == ("r:5000", "c", "v2", "max")
+
+
+def test_layer_that_does_not_match_its_record_fails_cleanly(
+    tmp_path: Path, ctx: Path, busybox_tar: Path, registry: testreg.RegistryServer
+) -> None:
+    store = new_store(tmp_path / "root", busybox_tar)
+    run(store, ctx, cache_to=[spec(registry, "cache/poison-src")])
+    good = _cache_manifest(registry, "cache/poison-src")
+    with RegistryClient(registry.host) as client:
+        with client.open_blob("cache/poison-src", good.config) as f:
+            records = json.loads(f.read())["records"]
+        for desc in good.layers:  # the poisoned cache holds the real layers...
+            with client.open_blob("cache/poison-src", desc) as f:
+                client.put_blob("cache/poison", f, desc)
+    for r in records:  # ...under diff_ids they do not have
+        if r["diff_id"] is not None:
+            r["diff_id"] = str(Digest.of_bytes(r["diff_id"].encode()))
+    config = json.dumps({"version": 1, "records": records}).encode()
+    desc = Descriptor(media_type=CONFIG_TYPE, digest=Digest.of_bytes(config), size=len(config))
+    with RegistryClient(registry.host) as client:
+        client.put_blob("cache/poison", io.BytesIO(config), desc)
+        manifest = Manifest(config=desc, layers=good.layers).to_json()
+        client.put_manifest("cache/poison", "buildcache", manifest, mediatype.OCI_MANIFEST)
+    other = new_store(tmp_path / "other", busybox_tar)
+    with pytest.raises(BuildError) as info:
+        run(other, ctx, cache_from=[spec(registry, "cache/poison")], tags=["poisoned"])
+    assert info.value.message.startswith("fetching cache layer sha256:")
+    assert "\n" not in info.value.message and info.value.hint
+    with pytest.raises(NotFound):
+        other.get_image("poisoned")
+    assert other.check() == []

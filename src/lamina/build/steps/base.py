@@ -218,6 +218,10 @@ def lookup(env: BuildEnv, state: StageState, key: str, vertex: Vertex) -> bool |
     if hit is None and env.remote is not None:
         found = env.remote.take(key, state.chain)
         if found is not None:
+            # valid locally once the layer is fetched (a local hit needs the blob)
+            env.cache.put(
+                key, CacheRecord(diff_id=found.diff_id, blob=found.diff_id, size=found.size)
+            )
             if found.diff_id is not None:
                 state.add_layer(found.diff_id, found.size, chain_id(state.chain, found.diff_id))
             hit, source = found.diff_id is not None, "registry"
