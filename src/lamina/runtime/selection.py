@@ -19,7 +19,6 @@ from pathlib import Path
 
 from lamina.errors import ContainerError, UsageError
 from lamina.runtime.model import Runtime
-from lamina.runtime.native import NativeRuntime
 from lamina.runtime.oci_runtime import OCIRuntime, find_binary, probe
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,13 @@ def _oci(name: str, state_dir: Path) -> OCIRuntime | None:
     return OCIRuntime(name, binary, root)
 
 
+def _native(state_dir: Path) -> Runtime:
+    # imported only when chosen: ctypes, namespaces and terminals cost a runc user start-up
+    from lamina.runtime.native import NativeRuntime
+
+    return NativeRuntime(state_dir / "native")
+
+
 def select_runtime(preference: str | None, *, state_dir: Path) -> Runtime:
     """The runtime to use (see the module docstring). Raises UsageError for an unknown name,
     ContainerError when nothing suitable works."""
@@ -47,7 +53,7 @@ def select_runtime(preference: str | None, *, state_dir: Path) -> Runtime:
             f"unknown runtime {preference!r}", hint=f"choose one of {', '.join(RUNTIMES)}"
         )
     if preference == "native":
-        return NativeRuntime(state_dir / "native")
+        return _native(state_dir)
     order = ["runc"] if preference == "runc" else ["crun", "runc"]
     for name in order:
         runtime = _oci(name, state_dir)
@@ -56,7 +62,7 @@ def select_runtime(preference: str | None, *, state_dir: Path) -> Runtime:
                 log.warning("crun does not work on this host; using runc")
             return runtime
     if preference is None:
-        return NativeRuntime(state_dir / "native")
+        return _native(state_dir)
     raise ContainerError(
         f"selecting runtime {preference}: no working {' or '.join(order)} found",
         hint="install runc (apt-get install runc) or use --runtime native",

@@ -42,6 +42,7 @@ from lamina.snapshot.overlayfmt import (
     read_xattrs,
     without_overlay,
 )
+from lamina.snapshot.ustar import ustar_header
 
 BUFSIZE = 1 << 20
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -77,6 +78,9 @@ class TarEmitter:
 
     def _header(self, info: tarfile.TarInfo, xattrs: dict[str, bytes]) -> None:
         info.uname = info.gname = ""
+        if not xattrs and (fast := ustar_header(info)) is not None:
+            self._write(fast)  # the same bytes as below, without tarfile's generic path
+            return
         info.pax_headers = {
             f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
             for k, v in sorted(xattrs.items())
