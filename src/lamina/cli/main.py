@@ -2,21 +2,26 @@
 
 Invariant: start-up imports only click and this module; each command's module (and through it
 the heavy parts of lamina) is imported when that command runs, so ``lamina images`` never pays
-for the builder, the registry client or rich.
+for the builder, the registry client or rich. ``--version`` and ``--help`` (answered before
+any command runs) import neither ``logging``, ``pathlib`` nor ``importlib.metadata``: the
+version is this package's ``__version__`` and logging is set up only when a command runs.
+``tests/unit/test_cli_startup.py`` guards the module set.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from lamina import __version__
 from lamina.errors import LaminaError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: command name -> (module, attribute, short help, hidden)
 COMMANDS: dict[str, tuple[str, str, str, bool]] = {
@@ -110,6 +115,8 @@ class LazyGroup(click.Group):
 
 def default_root(euid: int, env: dict[str, str] | os._Environ[str]) -> Path:
     """/var/lib/lamina for root, $XDG_DATA_HOME/lamina (or ~/.local/share/lamina) otherwise."""
+    from pathlib import Path
+
     if euid == 0:
         return Path("/var/lib/lamina")
     base = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME", "/"), ".local", "share")
@@ -119,7 +126,7 @@ def default_root(euid: int, env: dict[str, str] | os._Environ[str]) -> Path:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--root",
-    type=click.Path(path_type=Path),
+    type=click.Path(),
     envvar="LAMINA_ROOT",
     help="Store root (default /var/lib/lamina as root, XDG data dir otherwise).",
 )
@@ -130,16 +137,19 @@ def default_root(euid: int, env: dict[str, str] | os._Environ[str]) -> Path:
     help="Layer storage driver (default: auto).",
 )
 @click.option("--debug", is_flag=True, help="Log debug output and show tracebacks.")
-@click.version_option(package_name="lamina", prog_name="lamina")
+@click.version_option(version=__version__, prog_name="lamina")
 @click.pass_context
-def cli(ctx: click.Context, root: Path | None, storage_driver: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, root: str | None, storage_driver: str | None, debug: bool) -> None:
     """lamina: daemonless, rootless container images and containers."""
+    import logging
+    from pathlib import Path
+
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="lamina: %(levelname)s: %(message)s" if debug else "lamina: %(message)s",
     )
     ctx.obj = Context(
-        root=(root or default_root(os.geteuid(), os.environ)).absolute(),
+        root=(Path(root) if root else default_root(os.geteuid(), os.environ)).absolute(),
         driver=storage_driver,
         debug=debug,
     )
