@@ -15,16 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from lamina.testing import rootless
-from lamina.testing.capabilities import mount_points_under
 from lamina.testing.cli import Result
-from lamina.testing.rootless import HostView
+from lamina.testing.rootless import HostView, StoreCli, assert_store_clean
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay, pytest.mark.needs_runtime]
 
@@ -49,83 +47,37 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def container_processes(root: Path) -> list[int]:
-    """Pids whose root dir lies inside the store ``root``."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/root").startswith(str(root)):
-                    out.append(int(entry))
-            except OSError:
-                continue
-    return out
-
-
 @pytest.fixture
 def store(
     request: pytest.FixtureRequest, cli: Cli, busybox_tar: Path, tmp_path: Path
-) -> Iterator[Cli]:
+) -> Iterator[StoreCli]:
     """A store with the busybox image; asserts on exit that nothing is left behind.
 
-    The callable carries ``root``, ``view`` (a HostView) and ``work`` (a scratch dir the
-    store's user can read). Parametrized with "rootless", it runs lamina as the CI user.
+    Parametrized with "rootless", lamina runs as the CI user (see the module docstring).
     """
     if getattr(request, "param", "root") == "rootless":
-        yield from _rootless_store(busybox_tar)
+        user = rootless.lookup(rootless.CI_USER)
+        assert user is not None
+        with rootless.rootless_store(user, busybox_tar) as store:
+            yield store
+            assert_store_clean(store)
         return
-    cli.view = HostView(cli.root, rootless=False)  # type: ignore[attr-defined]
-    cli.work = tmp_path  # type: ignore[attr-defined]
-    cli("import", str(busybox_tar), "busybox")
-    yield cli
-    _assert_nothing_left(cli)
-
-
-def _rootless_store(busybox_tar: Path) -> Iterator[Cli]:
-    user = rootless.lookup(rootless.CI_USER)
-    assert user is not None
-    with rootless.base_dir(user) as base:
-        home, work, root = base / "home", base / "work", base / "root"
-        home.mkdir()
-        os.chown(home, user.uid, user.gid)
-        work.mkdir(mode=0o755)
-        shutil.copy(busybox_tar, work / "busybox.tar")
-
-        def call(*args: str, **kw: object) -> Result:
-            return rootless.run_as(user, root, *args, home=home, **kw)  # type: ignore[arg-type]
-
-        call.root = root  # type: ignore[attr-defined]
-        call.view = HostView(root, rootless=True)  # type: ignore[attr-defined]
-        call.work = work  # type: ignore[attr-defined]
-        call("import", str(work / "busybox.tar"), "busybox")
-        yield call
-        _assert_nothing_left(call)
-
-
-def _assert_nothing_left(cli: Cli) -> None:
-    root: Path = cli.root  # type: ignore[attr-defined]
-    view: HostView = cli.view  # type: ignore[attr-defined]
-    for cid in cli("ps", "-aq", "--no-trunc").out.split():
-        cli("rm", "-f", cid)
-    assert mount_points_under(root) == []
-    assert view.mounts_under(root) == []
-    assert container_processes(root) == []
-    assert view.wait_namespace_idle() == []
-    names = [e for e in os.listdir(root / "containers") if e != "names"]
-    assert names == []
-    assert [e for e in os.listdir(root / "overlay2") if e.endswith("-init")] == []
+    store = StoreCli(cli, root=cli.root, work=tmp_path, rootless=False)  # type: ignore[attr-defined]
+    store("import", str(busybox_tar), "busybox")
+    yield store
+    assert_store_clean(store)
 
 
 @pytest.fixture
-def view(store: Cli) -> HostView:
+def view(store: StoreCli) -> HostView:
     """How the host sees the store's mounts (through its pause process when rootless)."""
-    return store.view  # type: ignore[attr-defined,no-any-return]
+    return store.view
 
 
 @pytest.fixture
-def work(store: Cli) -> Path:
+def work(store: StoreCli) -> Path:
     """A scratch dir whose files the store's user can read."""
-    return store.work  # type: ignore[attr-defined,no-any-return]
+    return store.work
 
 
 @BOTH

@@ -8,7 +8,9 @@ over the init layer's placeholders; bind sources must still exist.
 
 Rootless (euid != 0): the container gets a user namespace mapping its root to the caller
 (:func:`lamina.runtime.single_id_mappings`) — other container uids are not mapped, so
-``-u 1000`` needs root or a runtime started in a namespace with subordinate ids.
+``-u 1000`` needs root or a runtime started in a namespace with subordinate ids. The CLI runs
+rootless commands in such a namespace (:mod:`lamina.runtime.userns`; euid 0 there, so no
+extra mappings); a user that namespace does not map fails here with one line.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lamina.runtime import (
 )
 from lamina.runtime.etcfiles import write_etc_files
 from lamina.runtime.idmap import IDMapping
+from lamina.runtime.rootless import check_mapped, is_rootless
 from lamina.runtime.spec import NetworkMode
 from lamina.store import Store
 
@@ -52,6 +55,8 @@ def process_spec(
 ) -> ProcessSpec:  # fmt: skip
     """A process for the container ``config`` (``Config``): the main one or an exec'd one."""
     who = resolve_user(rootfs, user if user is not None else config.get("User") or "")
+    if is_rootless():
+        check_mapped(who.uid, who.gid)
     base = _env(config, who.home, str(config.get("Hostname", "")))
     from lamina.ops.container_config import merge_env
 

@@ -63,12 +63,15 @@ def write_bundle(path: Path, spec: ContainerSpec, *, container_id: str) -> Bundl
 
     When ``spec.cgroups_path`` is None the cgroup is ``/lamina/<container_id>``, so lamina's
     containers are grouped and never collide with another manager's — except rootless, where
-    no path is set: runc ignores cgroups it may not create only when the spec names none.
+    no path is set (runc ignores cgroups it may not create only when the spec names none) and
+    the mounts are adapted to the user namespace (:func:`lamina.runtime.rootless.adapt_config`).
     """
-    from lamina.runtime.userns import is_rootless
+    from lamina.runtime.rootless import adapt_config, is_rootless
 
     config = build_config(spec)
-    if spec.cgroups_path is None and not is_rootless():
+    if is_rootless():
+        adapt_config(config)
+    elif spec.cgroups_path is None:
         config["linux"]["cgroupsPath"] = f"/lamina/{container_id}"
     path.mkdir(parents=True, exist_ok=True)
     write_atomic(path / CONFIG, json.dumps(config, indent=2).encode(), durable=False)

@@ -199,17 +199,6 @@ def stop_pause(state_dir: Path, *, timeout: float = 10.0) -> int | None:
     return pid
 
 
-def is_rootless() -> bool:
-    """True when not real root: euid != 0, or in a user namespace other than the initial one."""
-    if os.geteuid() != 0:
-        return True
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
-    except OSError:
-        return False
-
-
 def boot_id() -> str:
     """This boot's id ("" when unknown)."""
     try:

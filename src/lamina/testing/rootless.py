@@ -27,12 +27,13 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import lamina
 from lamina.runtime import userns
+from lamina.testing.capabilities import mount_points_under
 from lamina.testing.cli import EPOCH, Result
 
 #: the unprivileged user CI creates (Makefile, target ``rootless-user``)
@@ -59,7 +60,12 @@ def lookup(name: str) -> User | None:
 
 
 def _setpriv(user: User) -> list[str]:
-    return ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups"]
+    return [
+        shutil.which("setpriv") or "/usr/bin/setpriv",
+        f"--reuid={user.uid}",
+        f"--regid={user.gid}",
+        "--init-groups",
+    ]
 
 
 @functools.cache
@@ -68,10 +74,11 @@ def interpreter(user: User) -> tuple[str, ...] | None:
     site = sysconfig.get_paths()["purelib"]
     minor = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     # Each through env(1): setpriv itself manages to exec an interpreter its user cannot reach.
+    env = shutil.which("env") or "/usr/bin/env"
     candidates: list[tuple[str, ...]] = [
-        ("env", sys.executable),
-        ("env", f"PYTHONPATH={SRC}:{site}", f"/usr/bin/{minor}"),
-        ("env", f"PYTHONPATH={SRC}:{site}", f"/usr/local/bin/{minor}"),
+        (env, sys.executable),
+        (env, f"PYTHONPATH={SRC}:{site}", f"/usr/bin/{minor}"),
+        (env, f"PYTHONPATH={SRC}:{site}", f"/usr/local/bin/{minor}"),
     ]
     for prefix in candidates:
         probe = subprocess.run(
@@ -231,3 +238,68 @@ def _unescape(field: str) -> str:
     for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         field = field.replace(code, char)
     return field
+
+
+class StoreCli:
+    """The CLI over one store, as root or rootless, with the host's view of that store.
+
+    ``cli(*args, check=True, ...)`` runs lamina; ``root`` is the store root, ``view`` a
+    :class:`HostView` of it, ``work`` a scratch dir whose files the store's user can read.
+    """
+
+    def __init__(
+        self, call: Callable[..., Result], *, root: Path, work: Path, rootless: bool
+    ) -> None:
+        self._call = call
+        self.root = root
+        self.work = work
+        self.view = HostView(root, rootless=rootless)
+
+    def __call__(self, *args: str, **kw: object) -> Result:
+        return self._call(*args, **kw)
+
+
+@contextlib.contextmanager
+def rootless_store(user: User, image_tar: Path | None = None) -> Iterator[StoreCli]:
+    """A fresh store run by ``user`` (HOME and the store in a :func:`base_dir`); the rootfs
+    tarball ``image_tar``, when given, imported as ``busybox``."""
+    with base_dir(user) as base:
+        home, work, root = base / "home", base / "work", base / "root"
+        home.mkdir()
+        os.chown(home, user.uid, user.gid)
+        work.mkdir(mode=0o755)
+
+        def call(*args: str, **kw: object) -> Result:
+            return run_as(user, root, *args, home=home, **kw)  # type: ignore[arg-type]
+
+        cli = StoreCli(call, root=root, work=work, rootless=True)
+        if image_tar is not None:
+            shutil.copy(image_tar, work / "image.tar")
+            cli("import", str(work / "image.tar"), "busybox")
+        yield cli
+
+
+def container_processes(root: Path) -> list[int]:
+    """Pids whose root dir lies inside the store ``root``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/root").startswith(str(root)):
+                    out.append(int(entry))
+    return out
+
+
+def assert_store_clean(cli: StoreCli) -> None:
+    """``rm -f`` every container, then assert nothing is left: no mount under the store (on
+    the host and in its namespace), no container process, no process in its namespace but
+    the pause process, no container dir, no init layer."""
+    for cid in cli("ps", "-aq", "--no-trunc").out.split():
+        cli("rm", "-f", cid)
+    assert mount_points_under(cli.root) == []
+    assert cli.view.mounts_under(cli.root) == []
+    assert container_processes(cli.root) == []
+    assert cli.view.wait_namespace_idle() == []
+    if (cli.root / "containers").exists():
+        assert [e for e in os.listdir(cli.root / "containers") if e != "names"] == []
+    assert [e for e in os.listdir(cli.root / "overlay2") if e.endswith("-init")] == []
