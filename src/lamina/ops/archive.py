@@ -31,7 +31,9 @@ from lamina.store import Store
 from lamina.transports.copy import ProgressFn
 
 if TYPE_CHECKING:
+    from lamina.image.model import Image
     from lamina.transports.docker import DockerRef, Registries
+    from lamina.transports.files import TarFiles
 
 ARCHIVE_FORMATS = ("docker-archive", "oci-archive")
 
@@ -63,64 +65,83 @@ def atomic_output(path: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def detect_archive(path: Path) -> str:
-    """``docker-archive`` or ``oci-archive``, from the archive's top-level members."""
+def _check_tar(path: Path) -> None:
+    """Refuse a file that does not start with a tar header (only its first member is read)."""
     try:
         with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                name = member.name.lstrip("./")
-                if name in ("manifest.json", "repositories"):
-                    return "docker-archive"
-                if name == "oci-layout":
-                    # Docker 25+ archives carry both; manifest.json decides, keep looking.
-                    found = "oci-archive"
-                    for rest in tar:
-                        if rest.name.lstrip("./") == "manifest.json":
-                            return "docker-archive"
-                    return found
+            tar.next()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ImageError(f"loading {path}: not a readable tar archive: {exc}") from None
+
+
+def archive_kind(files: TarFiles, path: Path) -> str:
+    """``docker-archive`` or ``oci-archive``, from an indexed archive's members.
+
+    Docker 25+ archives carry both ``manifest.json`` and ``oci-layout``: ``manifest.json``
+    decides, as it does for ``docker load``.
+    """
+    if files.exists("manifest.json") or files.exists("repositories"):
+        return "docker-archive"
+    if files.exists("oci-layout"):
+        return "oci-archive"
     raise ImageError(
         f"loading {path}: neither a docker-archive nor an oci-archive",
         hint="expected manifest.json (docker save) or oci-layout (OCI archive) in the tar",
     )
 
 
-def archive_images(kind: str, path: Path) -> list[tuple[str, list[str]]]:
-    """The images of an archive as (transport reference, names to give them), in order.
+def detect_archive(path: Path) -> str:
+    """``docker-archive`` or ``oci-archive``, from the archive's members (headers only)."""
+    from lamina.transports.files import TarFiles
+
+    _check_tar(path)
+    return archive_kind(TarFiles(path), path)
+
+
+def iter_archive_images(files: TarFiles, path: Path) -> Iterator[tuple[Image, list[str]]]:
+    """The images of an indexed archive with the names to give them, in archive order.
 
     docker-archive: every ``manifest.json`` entry, named by its ``RepoTags``. oci-archive:
-    every ``index.json`` entry, named by ``io.containerd.image.name`` (what ``docker save``
-    and BuildKit write) or, when that is absent, left unnamed.
+    every ``index.json`` entry (an index resolved for this host's platform), named by
+    ``io.containerd.image.name`` (what ``docker save`` and BuildKit write) or else unnamed.
+    Images open lazily from ``files``: the archive is indexed once, never extracted.
     """
     from lamina.transports.dockerarchive import DockerArchiveSource
-    from lamina.transports.files import TarFiles
     from lamina.transports.layout import LayoutSource
+    from lamina.transports.source import select_image
 
+    kind = archive_kind(files, path)
     what = f"{kind}:{path}"
     if kind == "docker-archive":
-        entries = DockerArchiveSource(TarFiles(path), what).entries
-        return [(f"{what}:@{i}", list(e.get("RepoTags") or [])) for i, e in enumerate(entries)]
-    out: list[tuple[str, list[str]]] = []
-    for desc in LayoutSource(TarFiles(path), what).read_index().manifests:
-        ann = desc.annotations or {}
-        name = ann.get("io.containerd.image.name")
-        ref = ann.get("org.opencontainers.image.ref.name")
-        out.append((f"{what}:{ref}" if ref else what, [name] if name else []))
-    return out
+        src = DockerArchiveSource(files, what)
+        for i, entry in enumerate(src.entries):
+            yield src.image(None, i), list(entry.get("RepoTags") or [])
+        return
+    layout = LayoutSource(files, what)
+    for desc in layout.read_index().manifests:
+        name = (desc.annotations or {}).get("io.containerd.image.name")
+        yield select_image(layout.load(desc), None, what), [name] if name else []
 
 
 def load(store: Store, path: Path, *, progress: ProgressFn | None = None) -> list[str]:
     """``docker load``: every image of an archive into the store; returns what was loaded.
 
-    Images are stored one by one; each is all-or-nothing.
+    The archive is indexed once (headers only; a compressed archive is decompressed once)
+    and each layer read once, in place. Images are stored one by one; each is all-or-nothing.
     """
+    from lamina.transports.files import TarFiles
+
     if not path.is_file():
         raise UsageError(f"{path}: no such archive file")
+    _check_tar(path)
+    files = TarFiles(path)
     loaded: list[str] = []
-    for ref_text, names in archive_images(detect_archive(path), path):
-        digest = into_store(store, transports.parse(ref_text), names)
-        loaded += names or [str(digest)]
+    try:
+        for image, names in iter_archive_images(files, path):
+            digest = store.put_image(image, [str(reference.parse(n)) for n in names])
+            loaded += names or [str(digest)]
+    finally:
+        files.close()
     return loaded
 
 
@@ -315,12 +336,13 @@ def copy(
 
 
 __all__ = [
-    "archive_images",
+    "archive_kind",
     "atomic_output",
     "copy",
     "detect_archive",
     "export",
     "import_rootfs",
+    "iter_archive_images",
     "load",
     "merged_view",
     "pull",
