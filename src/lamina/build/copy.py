@@ -306,7 +306,8 @@ class _Copier:
                 f"cannot copy {_show(source, src)}: it is {kind}",
                 hint="only regular files, directories and symlinks can be copied",
             )
-        self._make_room(pfd, name)
+        if not stat.S_ISREG(st.st_mode):  # files: O_EXCL finds an existing entry itself
+            self._make_room(pfd, name)
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), name, dir_fd=pfd)
             self._link_meta(pfd, name, st, source.preserve_owner)
@@ -315,6 +316,7 @@ class _Copier:
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self.inodes:
             first = self.inodes[key]
+            self._make_room(pfd, name)
             os.link(first, name, dst_dir_fd=pfd, follow_symlinks=False)
             self.result.hardlinks += 1
             return
@@ -352,9 +354,13 @@ class _Copier:
             now = os.fstat(in_fd)
             if not stat.S_ISREG(now.st_mode):
                 raise BuildError(f"cannot copy {_show(source, src)}: not a regular file")
-            out_fd = os.open(name, _NEW_FILE, 0o600, dir_fd=pfd)
             try:
-                self.result.bytes += copy_data(in_fd, out_fd)
+                out_fd = os.open(name, _NEW_FILE, 0o600, dir_fd=pfd)
+            except FileExistsError:  # replace what is there (never a directory)
+                self._make_room(pfd, name)
+                out_fd = os.open(name, _NEW_FILE, 0o600, dir_fd=pfd)
+            try:
+                self.result.bytes += copy_data(in_fd, out_fd, now.st_size)
                 copy_xattrs(in_fd, out_fd)
                 self.apply_meta(out_fd, now, preserve_owner=source.preserve_owner)
             finally:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["copy_data", "copy_tree", "copy_xattrs", "fd_path", "iter_source", "source_filter"]
 
 _CHUNK = 1 << 20
+_SMALL = 1 << 16
 _SKIP_XATTRS = ("trusted.overlay.", "user.overlay.", "security.selinux")
 
 _GLOB_SPECIALS = frozenset("*?[]\\^")
@@ -145,13 +146,25 @@ def fd_path(fd: int) -> str:
     return os.readlink(f"/proc/self/fd/{fd}")
 
 
-def copy_data(in_fd: int, out_fd: int) -> int:
+def copy_data(in_fd: int, out_fd: int, size_hint: int | None = None) -> int:
     """Copy ``in_fd`` to ``out_fd`` from their current offsets to EOF; returns bytes copied.
 
-    Tries ``copy_file_range`` (reflink/in-kernel), then ``sendfile``, then 1 MiB reads.
+    A file whose ``size_hint`` (its fstat size) is below 64 KiB is read with one ``read`` of
+    one byte more and written; when that read returns exactly ``size_hint`` bytes the file is
+    done. Otherwise (larger files, or one that grew or gave a short read) the rest goes through
+    ``copy_file_range`` (reflink/in-kernel), then ``sendfile``, then 1 MiB reads.
     """
     total = 0
+    if size_hint is not None and size_hint < _SMALL:
+        data = os.read(in_fd, size_hint + 1)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out_fd, view) :]
+        total = len(data)
+        if total == size_hint:
+            return total
     for method in (os.copy_file_range, os.sendfile):
+        moved = 0
         try:
             while True:
                 if method is os.sendfile:
@@ -161,8 +174,9 @@ def copy_data(in_fd: int, out_fd: int) -> int:
                 if n == 0:
                     return total
                 total += n
+                moved += n
         except OSError as exc:
-            if total or exc.errno not in (
+            if moved or exc.errno not in (
                 errno.EXDEV,
                 errno.ENOSYS,
                 errno.EINVAL,
