@@ -5,10 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := busybox-static skopeo umoci runc fuse-overlayfs docker-registry attr git openssh-client \
-	ca-certificates tar openssl apache2-utils crun buildah mmdebstrap uidmap util-linux
+	ca-certificates tar openssl apache2-utils crun buildah mmdebstrap uidmap util-linux python3.11
 PYTEST_WORKERS ?= 2
 
-# The unprivileged user the rootless tests run lamina as (tests/e2e, needs_rootless).
+# The unprivileged user the rootless tests run lamina as (tests/e2e, needs_rootless). They run
+# the system python3.11 (apt list) with the venv's site-packages when the venv's interpreter is
+# out of that user's reach (pyenv under /root).
 ROOTLESS_USER := lamina-ci
 ROOTLESS_SUBIDS := 200000-265535
 
