@@ -3,7 +3,8 @@
 ``--cache-to type=registry,ref=HOST/REPO[:TAG][,mode=min|max]`` exports, and
 ``--cache-from type=registry,ref=...`` imports, the results of build steps (BuildKit's
 ``type=registry`` cache); ``--cache-repo HOST/REPO`` (Kaniko's flag) means both, with
-``mode=max``, and keeps the entries it imported that this build did not touch.
+``mode=max``, and keeps the entries it imported that this build did not touch (the flags are
+parsed by :mod:`.cachespec`; the export is :mod:`.cacheexport`).
 
 Format (one design chosen: BuildKit's single cache manifest, as with ``image-manifest=true``,
 rather than Kaniko's one tag per step key). ``REPO:TAG`` (default tag ``buildcache``) names an
@@ -50,13 +51,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import BinaryIO, Literal, cast
+from typing import BinaryIO, cast
 
-from lamina import reference
 from lamina._internal.compression import open_decompressed
 from lamina.blobstore.ingest import Ingest
+from lamina.build.cachespec import CacheSpec, cache_repo_specs, parse_cache_spec
 from lamina.build.progress import Reporter
-from lamina.errors import BuildError, InvalidReference, LaminaError, RegistryNotFound, UsageError
+from lamina.errors import BuildError, LaminaError, RegistryNotFound
 from lamina.oci import mediatype
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
@@ -66,87 +67,10 @@ from lamina.store import Store, chain_id
 from lamina.transports.docker import Registries
 
 CONFIG_TYPE = "application/vnd.lamina.buildcache.config.v1+json"
-DEFAULT_TAG = "buildcache"
 MAX_CONFIG = 16 << 20
 CHUNK = 1 << 20
 #: attempts per cache request (image pulls use the client's default)
 CACHE_ATTEMPTS = 2
-Mode = Literal["min", "max"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CacheSpec:
-    """One ``--cache-from``/``--cache-to``: the cache manifest's reference and export mode.
-
-    ``mode`` ``min`` exports the steps whose results are in the final image; ``max`` every
-    step of every stage. ``merge`` keeps imported records of the same ref (``--cache-repo``).
-    """
-
-    ref: reference.Reference
-    mode: Mode = "min"
-    merge: bool = False
-
-    @property
-    def host(self) -> str:
-        """The registry (``127.0.0.1:5000``)."""
-        return self.ref.domain
-
-    @property
-    def repository(self) -> str:
-        """The repository path."""
-        return self.ref.path
-
-    @property
-    def tag(self) -> str:
-        """The cache manifest's tag."""
-        return self.ref.tag or DEFAULT_TAG
-
-    def __str__(self) -> str:
-        return f"{self.ref.name}:{self.tag}"
-
-
-def _parse_ref(text: str, flag: str) -> reference.Reference:
-    try:
-        ref = reference.parse(text, default_tag=False)
-    except InvalidReference as exc:
-        raise UsageError(f"invalid {flag} ref {text!r}: {exc.message}", hint=exc.hint) from exc
-    if ref.digest is not None:
-        raise UsageError(f"invalid {flag} ref {text!r}: a cache ref takes a tag, not a digest")
-    return ref
-
-
-def parse_cache_spec(text: str, *, flag: str = "--cache-from") -> CacheSpec:
-    """Parse ``type=registry,ref=HOST/REPO[:TAG][,mode=min|max]`` (BuildKit's syntax); a
-    bare ``HOST/REPO[:TAG]`` means ``type=registry,ref=`` it. UsageError when malformed."""
-    if "=" not in text:
-        return CacheSpec(ref=_parse_ref(text, flag))
-    fields: dict[str, str] = {}
-    for item in text.split(","):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise UsageError(f"invalid {flag} {text!r}: {item!r} is not key=value")
-        fields[key.strip().lower()] = value.strip()
-    kind = fields.pop("type", "registry")
-    if kind != "registry":
-        raise UsageError(
-            f"invalid {flag} {text!r}: unsupported type {kind!r}", hint="use type=registry"
-        )
-    ref = fields.pop("ref", "")
-    if not ref:
-        raise UsageError(f"invalid {flag} {text!r}: ref=HOST/REPO[:TAG] is required")
-    mode = fields.pop("mode", "min")
-    if mode not in ("min", "max"):
-        raise UsageError(f"invalid {flag} {text!r}: mode must be min or max")
-    fields.pop("ignore-error", None)  # errors are always warnings here
-    if fields:
-        raise UsageError(f"invalid {flag} {text!r}: unknown attribute {sorted(fields)[0]!r}")
-    return CacheSpec(ref=_parse_ref(ref, flag), mode="max" if mode == "max" else "min")
-
-
-def cache_repo_specs(repo: str) -> tuple[CacheSpec, CacheSpec]:
-    """``--cache-repo HOST/REPO``: (the import, the export: ``mode=max``, merging)."""
-    ref = _parse_ref(repo, "--cache-repo")
-    return CacheSpec(ref=ref), CacheSpec(ref=ref, mode="max", merge=True)
 
 
 # -- the record format ---------------------------------------------------------------------
@@ -431,3 +355,17 @@ class _CacheRegistries(Registries):
         """``base``'s options for ``host``, retried less."""
         options = self.base.options_for(host)
         return replace(options, retry=replace(options.retry, attempts=CACHE_ATTEMPTS))
+
+
+__all__ = [
+    "CONFIG_TYPE",
+    "CacheSpec",
+    "Hit",
+    "Produced",
+    "RegistryCache",
+    "RemoteRecord",
+    "decode_config",
+    "encode_config",
+    "open_registry_cache",
+    "parse_cache_spec",
+]
