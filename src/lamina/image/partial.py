@@ -143,6 +143,12 @@ class _Closing:
     def readinto(self, buf: bytearray | memoryview) -> int:
         return self._reader.readinto(buf)
 
+    @property
+    def verifier(self) -> VerifyingReader:
+        """The reader that verifies this stream at EOF (a sink checking the same digest and
+        size can read through it instead of hashing every byte a second time)."""
+        return self._reader
+
     def readable(self) -> bool:
         return True
 

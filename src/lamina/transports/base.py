@@ -81,6 +81,18 @@ class ImageRef(ABC):
         return f"{self.transport}:{self.details()}"
 
 
+def _own_verifier(stream: object, digest: Digest, size: int | None) -> VerifyingReader | None:
+    """``stream``'s own verifier if it already checks exactly ``digest`` (and ``size``) and
+    nothing was read yet: then reading through it verifies the blob as fully as a new
+    :class:`VerifyingReader` would, without hashing every byte twice."""
+    inner = getattr(stream, "verifier", None)
+    if not isinstance(inner, VerifyingReader) or inner.count or inner.expected != digest:
+        return None
+    if size is not None and inner.expected_size != size:
+        return None
+    return inner
+
+
 class Destination(ABC):
     """A sink for one copy operation; see the module docstring for the invariants."""
 
@@ -130,7 +142,9 @@ class Destination(ABC):
         """
         self._check_open()
         size = desc.size if verify_size else None
-        reader = VerifyingReader(stream, desc.digest, size, what=f"blob {desc.digest}")
+        reader = _own_verifier(stream, desc.digest, size) or VerifyingReader(
+            stream, desc.digest, size, what=f"blob {desc.digest}"
+        )
         try:
             written = self._write_blob(reader, desc.digest)
         except LaminaError as exc:
