@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lamina import transports
 from lamina._internal.lock import flocked
@@ -31,7 +32,10 @@ from lamina.dockerfile.scope import platform_args
 from lamina.errors import BuildError, InvalidReference, LaminaError, NotFound
 from lamina.oci.platform import Platform
 from lamina.store import Store, StoreImage
-from lamina.transports.docker import DockerRef, Registries
+from lamina.transports.base import ImageRef
+
+if TYPE_CHECKING:  # the registry client (httpx, ssl) is imported only by builds that pull
+    from lamina.transports.docker import Registries
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,13 +59,20 @@ def _explicit_registry(name: str) -> bool:
     return bool(sep) and ("." in first or ":" in first or first == "localhost")
 
 
+def _with_registries(ref: ImageRef, registries: Registries | None) -> ImageRef:
+    """``ref`` with the caller's registry options when it is a ``docker://`` reference."""
+    if registries is None or ref.transport != "docker":
+        return ref
+    from lamina.transports.docker import DockerRef  # the registry client: only when used
+
+    return ref.with_registries(registries) if isinstance(ref, DockerRef) else ref
+
+
 def _pull(
     store: Store, name: str, platform: Platform, registries: Registries | None = None
 ) -> StoreImage:
     """``docker pull``: fetch ``name`` from its registry into the store under that name."""
-    ref = transports.parse(f"docker://{name}", store=store)
-    if registries is not None and isinstance(ref, DockerRef):
-        ref = ref.with_registries(registries)
+    ref = _with_registries(transports.parse(f"docker://{name}", store=store), registries)
     digest = store.put_image(ref.open_image(platform), [name])
     return store.get_image(str(digest))
 
@@ -84,8 +95,7 @@ def resolve_image(
     try:
         ref = transports.parse(name, store=store)
         if ref.transport != "local":
-            if registries is not None and isinstance(ref, DockerRef):
-                ref = ref.with_registries(registries)
+            ref = _with_registries(ref, registries)
             digest = store.put_image(ref.open_image(platform), [])
             return store.get_image(str(digest))
         if pull and "docker" in transports.TRANSPORTS:

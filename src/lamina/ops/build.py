@@ -26,16 +26,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from lamina._internal.lock import flocked
 from lamina.build.cache import BuildCache
-from lamina.build.cacheexport import export_cache
+from lamina.build.cachespec import CacheSpec
 from lamina.build.context import BuildContext
 from lamina.build.executor import Executor, Plan
 from lamina.build.outputs import OutputSpec, export, final_image, push_names, store_image
 from lamina.build.progress import ProgressFn, Reporter
-from lamina.build.regcache import CacheSpec, open_registry_cache
 from lamina.build.secrets import SecretSource, SecretStore
 from lamina.build.squash import base_size, squash
 from lamina.build.ssh import SshAgents, SshSource
@@ -45,8 +44,11 @@ from lamina.errors import BuildError, DockerfileError, UsageError
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
 from lamina.store import Store, chain_ids
-from lamina.transports.copy import ProgressFn as PushProgressFn
-from lamina.transports.docker import Registries
+
+if TYPE_CHECKING:  # the registry client (httpx, ssl) is imported only when a build uses it
+    from lamina.build.regcache import RegistryCache
+    from lamina.transports.copy import ProgressFn as PushProgressFn
+    from lamina.transports.docker import Registries
 
 MAX_DOCKERFILE = 16 << 20
 
@@ -157,7 +159,7 @@ def build(
                 hint=f"{len(errors)} check(s) failed; see {first.url}",
             )
         plat = platform or Platform.host()
-        remote, remote_clients = open_registry_cache(
+        remote, remote_clients = _open_registry_cache(
             cache_from=cache_from, cache_to=cache_to, cache_repo=cache_repo, ttl=cache_ttl,
             registries=registries, reporter=reporter,
         )  # fmt: skip
@@ -202,6 +204,8 @@ def build(
                 image = final_image(store, state, created=env.created, labels=labels or {})
                 digest = store_image(store, image, tags)
                 if remote is not None:
+                    from lamina.build.cacheexport import export_cache
+
                     export_cache(remote, store, chain_ids([x.diff_id for x in state.layers]))
             for spec in outputs:
                 export(store, image, state, spec, tags=tags, epoch=epoch)
@@ -215,6 +219,26 @@ def build(
     return BuildResult(
         image_id=image.manifest().config.digest, digest=digest, warnings=warnings, pushed=pushed
     )
+
+
+def _open_registry_cache(
+    *,
+    cache_from: Sequence[CacheSpec],
+    cache_to: Sequence[CacheSpec],
+    cache_repo: str | None,
+    ttl: timedelta | None,
+    registries: Registries | None,
+    reporter: Reporter,
+) -> tuple[RegistryCache | None, Registries | None]:
+    """:func:`lamina.build.regcache.open_registry_cache`, imported only when asked for."""
+    if not cache_from and not cache_to and not cache_repo:
+        return None, None
+    from lamina.build.regcache import open_registry_cache
+
+    return open_registry_cache(
+        cache_from=cache_from, cache_to=cache_to, cache_repo=cache_repo, ttl=ttl,
+        registries=registries, reporter=reporter,
+    )  # fmt: skip
 
 
 def _push(

@@ -26,12 +26,11 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamina.build.cache import BuildCache, CacheRecord, step_key
 from lamina.build.context import BuildContext
 from lamina.build.progress import Reporter, Vertex
-from lamina.build.regcache import Produced, RegistryCache
 from lamina.build.secrets import SecretStore
 from lamina.build.ssh import SshAgents
 from lamina.build.statcache import StatCache
@@ -42,6 +41,9 @@ from lamina.oci.config import History
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
 from lamina.store import Store, chain_id
+
+if TYPE_CHECKING:  # the registry client (httpx, ssl) is imported only by builds that use it
+    from lamina.build.regcache import RegistryCache
 
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
 
@@ -257,6 +259,8 @@ def _note(
 ) -> None:  # fmt: skip
     """Tell the registry caches (if any) what ``key`` gave, for ``--cache-to``."""
     if env.remote is not None:
+        from lamina.build.regcache import Produced
+
         env.remote.note(
             key, Produced(diff_id=diff_id, size=size, chain=chain, result=result, remote=None)
         )
