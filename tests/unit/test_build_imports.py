@@ -1,0 +1,33 @@
+"""Latency guard (issue 4): the build verb loads no registry client unless a build uses one.
+
+A build with no push, registry cache or pull must not pay ~0.15 s for httpx, ssl and rich
+(the registry client) or for the native runtime; these are imported where they are used.
+The module set is asserted, not the time (timing is flaky on shared machines).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+REGISTRY = {"httpx", "ssl", "rich", "lamina.registry", "lamina.transports.docker"}
+
+
+def _loaded(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(proc.stdout.split())
+
+
+def test_the_build_verb_does_not_load_the_registry_client() -> None:
+    names = _loaded("import lamina.ops.build, lamina.build.steps, lamina.build.outputs")
+    assert "lamina.build.executor" in names
+    assert not names & REGISTRY
+
+
+def test_selecting_a_runtime_does_not_load_the_native_one() -> None:
+    names = _loaded("from lamina.runtime.selection import select_runtime")
+    assert "lamina.runtime.oci_runtime" in names
+    assert "lamina.runtime.native" not in names
