@@ -36,6 +36,7 @@ from lamina.registry.endpoint import (
     check_tag,
     normalize_host,
 )
+from lamina.registry.streamupload import STREAM_CHUNK, StreamUpload
 from lamina.registry.transport import Transport, TransportOptions
 
 MAX_MANIFEST = 4 << 20
@@ -329,6 +330,16 @@ class RegistryClient:
             return True
         _upload.cancel_upload(t, repo, location, context)
         return False
+
+    def open_upload(self, repo: str) -> StreamUpload:
+        """An upload into ``repo`` of a blob whose digest is known only when it is complete
+        (:class:`~lamina.registry.streamupload.StreamUpload`: write, then commit or cancel)."""
+        repo = self.repository(repo)
+        context = f"pushing blob to {self._where(repo)}"
+        location = _upload.start_upload(self._transport, repo, context)
+        assert location is not None  # no mount asked: the registry answers with a session
+        chunk = min(self.chunk_size, STREAM_CHUNK)
+        return StreamUpload(self._transport, repo, location, context, chunk_size=chunk)
 
     def check_push(self, repo: str) -> None:
         """Verify that ``repo`` accepts pushes from us before any work is done: open an upload
