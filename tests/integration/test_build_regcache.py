@@ -244,11 +244,12 @@ def test_cli_cache_repo_round_trip_says_cached_registry(
     repo = f"{registry.host}/cache/cli"
     iid = tmp_path / "iid"
     args = ("build", "--progress=plain", "--reproducible", "--cache-repo", repo, str(ctx))
-    run_cli(root_a, *args, "--iidfile", str(iid))
+    built = run_cli(root_a, *args, "--iidfile", str(iid))
+    assert "WARNING" not in built.err, built.err
     first = iid.read_text()
     res = run_cli(root_b, *args, "--iidfile", str(iid))
-    assert iid.read_text() == first
-    assert res.err.count("CACHED (registry)") == STEPS
+    assert iid.read_text() == first, res.err
+    assert res.err.count("CACHED (registry)") == STEPS, res.err
     bad = run_cli(root_b, "build", "--cache-to", "type=local,dest=x", str(ctx), check=False)
     assert bad.code != 0 and "unsupported type 'local'" in bad.err
     assert "Traceback" not in bad.err and len(bad.err.strip().splitlines()) <= 2
