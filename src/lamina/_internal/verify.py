@@ -91,3 +91,59 @@ class VerifyingReader:
     def verified(self) -> bool:
         """True once EOF was reached and everything matched."""
         return self._done
+
+
+def own_verifier(stream: object, digest: Digest, size: int | None) -> VerifyingReader | None:
+    """``stream``'s own verifier (its ``verifier`` attribute, as image layer streams have) if
+    it checks exactly ``digest`` (and ``size`` unless None) and nothing was read through it
+    yet; else None.
+
+    Reading through that verifier, or vouching with it (:class:`VouchedReader`), checks the
+    bytes as fully as a new :class:`VerifyingReader` would, without hashing them twice.
+    """
+    inner = getattr(stream, "verifier", None)
+    if not isinstance(inner, VerifyingReader) or inner.count or inner.expected != digest:
+        return None
+    if size is not None and inner.expected_size != size:
+        return None
+    return inner
+
+
+class VouchedReader(VerifyingReader):
+    """A reader over bytes that ``voucher`` reads in step (the same bytes, e.g. a plain layer
+    tar teed from its verified blob stream): it counts but does not hash them again.
+
+    At EOF it requires ``voucher`` to have verified (the voucher reaches its own EOF first,
+    since this stream's bytes come through it), else DigestMismatch; :meth:`digest` is the
+    voucher's. ``voucher.expected`` is this reader's expected digest.
+    """
+
+    def __init__(self, raw: Readable | IO[bytes], voucher: VerifyingReader, *, what: str) -> None:
+        super().__init__(raw, voucher.expected, None, what=what)
+        self._voucher = voucher
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Read up to ``n`` bytes; at EOF check that the voucher verified them."""
+        data = self._raw.read(n)
+        if data:
+            self.count += len(data)
+        elif n != 0 and not self._done:
+            self._done = True
+            if not _matched(self._voucher) or self._voucher.count != self.count:
+                raise DigestMismatch(f"{self._what}: content was not verified to the end")
+        return data
+
+    def digest(self) -> Digest:
+        """The voucher's digest."""
+        return self._voucher.digest()
+
+
+def _matched(reader: VerifyingReader) -> bool:
+    """True if ``reader`` reached EOF with the expected digest and size (checked again here,
+    so an error it raised and someone swallowed cannot pass)."""
+    return (
+        reader.verified
+        and reader.expected is not None
+        and reader.digest() == reader.expected
+        and reader.expected_size in (None, reader.count)
+    )

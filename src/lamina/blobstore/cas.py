@@ -74,9 +74,18 @@ class BlobStore:
             raise StoreCorrupt(f"blob {digest}: not a regular file")
         return st.st_size
 
-    def begin(self, expected: Digest | None = None, size: int | None = None) -> Ingest:
-        """Start writing a blob; the caller ``write``s then ``commit``s (or aborts) the Ingest."""
-        return Ingest(self.ingest_dir, self.path, expected, size)
+    def begin(
+        self,
+        expected: Digest | None = None,
+        size: int | None = None,
+        *,
+        voucher: VerifyingReader | None = None,
+    ) -> Ingest:
+        """Start writing a blob; the caller ``write``s then ``commit``s (or aborts) the Ingest.
+
+        ``voucher``: see :class:`~lamina.blobstore.ingest.Ingest` (saves a second hash pass).
+        """
+        return Ingest(self.ingest_dir, self.path, expected, size, voucher=voucher)
 
     def put_stream(
         self, stream: Readable, expected: Digest | None = None, size: int | None = None

@@ -11,6 +11,10 @@ Invariants:
 - ``commit()`` is idempotent with respect to content: when the blob already exists with the
   right size the temp file is dropped and the existing blob kept.
 - Any failure (mismatch, I/O error) removes the temp file; ``abort()`` may be called twice.
+- With a ``voucher`` (a :class:`~lamina._internal.verify.VerifyingReader` expecting the same
+  digest, through which the writer reads exactly the bytes it writes, from the first) the
+  ingest does not hash them a second time: ``commit()`` then requires the voucher to have
+  verified all of them, and compares the digest as usual.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lamina._internal.fileio import fsync_dir
+from lamina._internal.verify import VerifyingReader
 from lamina.errors import DigestMismatch, StorageError
 from lamina.oci.digest import Digest
 
@@ -45,7 +50,11 @@ class Ingest:
         final_path: Callable[[Digest], Path],
         expected: Digest | None = None,
         size: int | None = None,
+        *,
+        voucher: VerifyingReader | None = None,
     ) -> None:
+        if voucher is not None and (voucher.expected != expected or voucher.count):
+            raise ValueError("an ingest voucher must expect the same digest and be unread")
         ingest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, name = tempfile.mkstemp(prefix=INGEST_PREFIX, dir=ingest_dir)
         self._fd: int | None = fd
@@ -55,6 +64,7 @@ class Ingest:
         self.expected = expected
         self.expected_size = size
         self._hasher = hashlib.new(expected.algorithm if expected else "sha256")
+        self._voucher = voucher
         self.count = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -67,7 +77,8 @@ class Ingest:
             raise DigestMismatch(
                 f"blob {self.expected or ''}: more than the declared {self.expected_size} bytes"
             )
-        self._hasher.update(data)
+        if self._voucher is None:
+            self._hasher.update(data)
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
@@ -75,7 +86,9 @@ class Ingest:
         return len(data)
 
     def digest(self) -> Digest:
-        """The digest of what was written so far."""
+        """The digest of what was written so far (the voucher's, when there is one)."""
+        if self._voucher is not None:
+            return self._voucher.digest()
         return Digest(self._hasher.name, self._hasher.hexdigest())
 
     def commit(self) -> tuple[Digest, int]:
@@ -84,6 +97,10 @@ class Ingest:
             raise StorageError(f"committing blob ingest {self.path.name}: already closed")
         try:
             got = self.digest()
+            if self._voucher is not None and not (
+                self._voucher.verified and self._voucher.count == self.count
+            ):
+                raise DigestMismatch(f"blob {self.expected}: content was not verified to the end")
             if self.expected_size is not None and self.count != self.expected_size:
                 raise DigestMismatch(
                     f"blob {self.expected or got}: size {self.count} does not match "

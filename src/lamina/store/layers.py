@@ -26,7 +26,7 @@ from typing import BinaryIO, Literal, cast
 
 from lamina._internal.fileio import read_regular
 from lamina._internal.lock import flocked
-from lamina._internal.verify import VerifyingReader
+from lamina._internal.verify import VerifyingReader, VouchedReader
 from lamina.errors import LaminaError, NotFound, StorageError, StoreCorrupt
 from lamina.oci.digest import Digest
 from lamina.store.layerdb import LayerDB, LayerRecord
@@ -139,15 +139,24 @@ class LayerStore:
         expected_diff_id: Digest | None,
         *,
         store_lock: Path,
+        voucher: VerifyingReader | None = None,
     ) -> LayerRecord:
         """Apply ``uncompressed`` on ``parent`` and register it; return the record.
 
         The stream is read to EOF (and verified against ``expected_diff_id``); the caller
         closes it. Takes ``store_lock`` itself, only for the short registration step.
+        ``voucher``: a verifier of ``expected_diff_id`` that reads these same bytes in step
+        (a plain tar teed from its verified blob); the tar is then not hashed again.
         """
         if parent is not None:
             self.get(parent)
-        reader = VerifyingReader(uncompressed, expected_diff_id, None, what="layer tar")
+        reader: VerifyingReader
+        if voucher is not None and expected_diff_id is not None:
+            if voucher.expected != expected_diff_id:
+                raise ValueError("the voucher must verify the expected diff_id")
+            reader = VouchedReader(uncompressed, voucher, what="layer tar")
+        else:
+            reader = VerifyingReader(uncompressed, expected_diff_id, None, what="layer tar")
         if expected_diff_id is None:
             return self._create_unlocked(parent, reader, store_lock)
         chain = chain_id(parent, expected_diff_id)

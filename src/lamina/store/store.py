@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from lamina._internal.compression import open_decompressed
 from lamina._internal.lock import flocked
+from lamina._internal.verify import own_verifier
 from lamina.blobstore.cas import BlobStore
 from lamina.blobstore.ingest import Ingest
 from lamina.errors import LockTimeout, NotFound, StorageError
@@ -196,10 +197,20 @@ class Store:
             if present is not None:
                 self.blobs.put_stream(compressed, ref.digest, ref.size)
             else:
-                with self.blobs.begin(ref.digest, ref.size) as ingest:
+                # The source's own verifier, when it has one, is the only hash of the blob;
+                # for a plain tar (digest == diff_id) it verifies the applied bytes too.
+                own = own_verifier(compressed, ref.digest, ref.size)
+                with self.blobs.begin(ref.digest, ref.size, voucher=own) as ingest:
                     tee = _Tee(compressed, ingest)
-                    stream, _ = open_decompressed(tee, what=f"layer {ref.digest}")
-                    self.layers.create(parent, stream, layer.diff_id(), store_lock=self.layout.lock)
+                    stream, kind = open_decompressed(tee, what=f"layer {ref.digest}")
+                    plain = kind == "none" and ref.digest == layer.diff_id()
+                    self.layers.create(
+                        parent,
+                        stream,
+                        layer.diff_id(),
+                        store_lock=self.layout.lock,
+                        voucher=own if plain else None,
+                    )
                     while tee.read(CHUNK):
                         pass
                     ingest.commit()

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, BinaryIO, ClassVar, Literal
 
-from lamina._internal.verify import Readable, VerifyingReader
+from lamina._internal.verify import Readable, VerifyingReader, own_verifier
 from lamina.errors import LaminaError, NotFound, StorageError, UsageError
 from lamina.oci import mediatype
 from lamina.oci.descriptor import Descriptor
@@ -81,18 +81,6 @@ class ImageRef(ABC):
         return f"{self.transport}:{self.details()}"
 
 
-def _own_verifier(stream: object, digest: Digest, size: int | None) -> VerifyingReader | None:
-    """``stream``'s own verifier if it already checks exactly ``digest`` (and ``size``) and
-    nothing was read yet: then reading through it verifies the blob as fully as a new
-    :class:`VerifyingReader` would, without hashing every byte twice."""
-    inner = getattr(stream, "verifier", None)
-    if not isinstance(inner, VerifyingReader) or inner.count or inner.expected != digest:
-        return None
-    if size is not None and inner.expected_size != size:
-        return None
-    return inner
-
-
 class Destination(ABC):
     """A sink for one copy operation; see the module docstring for the invariants."""
 
@@ -142,7 +130,7 @@ class Destination(ABC):
         """
         self._check_open()
         size = desc.size if verify_size else None
-        reader = _own_verifier(stream, desc.digest, size) or VerifyingReader(
+        reader = own_verifier(stream, desc.digest, size) or VerifyingReader(
             stream, desc.digest, size, what=f"blob {desc.digest}"
         )
         try:
