@@ -169,3 +169,20 @@ def test_missing_newuidmap_is_one_clear_line(busybox_tar: Path) -> None:
         assert "Traceback" not in res.err
         assert userns.read_record(cli.root / "userns") is None
         assert cli.view.pause_pid() is None
+
+
+def test_default_store_is_the_users_data_dir(busybox_tar: Path) -> None:
+    """Without --root the store is $XDG_DATA_HOME/lamina, also inside the namespace (where
+    the process is uid 0, whose default would be /var/lib/lamina)."""
+    user = rootless.lookup(rootless.CI_USER)
+    assert user is not None
+    with rootless.base_dir(user) as base:
+        home = base / "home"
+        home.mkdir()
+        os.chown(home, user.uid, user.gid)
+        xdg = {"XDG_DATA_HOME": str(home / "data")}
+        rootless.run_as(user, None, "images", home=home, env=xdg)
+        root = home / "data" / "lamina"
+        assert userns.live_pause(userns.read_record(root / "userns")) is not None
+        assert root.stat().st_uid == user.uid and (root / "userns" / "lock").exists()
+        assert not Path("/var/lib/lamina/userns").exists()

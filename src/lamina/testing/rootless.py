@@ -119,7 +119,7 @@ def base_dir(user: User) -> Iterator[Path]:
         os.chown(base, user.uid, user.gid)
         yield base
     finally:
-        for state in base.glob("*/userns"):
+        for state in [*base.glob("*/userns"), *base.glob("*/*/*/userns")]:
             root = HostView(state.parent, rootless=True)
             for pid in root.namespace_processes():  # left running by a failed test
                 with contextlib.suppress(OSError):
@@ -129,17 +129,26 @@ def base_dir(user: User) -> Iterator[Path]:
 
 
 def run_as(
-    user: User, root: Path, *args: str, home: Path, env: dict[str, str] | None = None,
+    user: User, root: Path | None, *args: str, home: Path, env: dict[str, str] | None = None,
     stdin: bytes | None = None, check: bool = True, timeout: float = 300,
 ) -> Result:  # fmt: skip
-    """``python -m lamina --root ROOT ARGS`` as ``user`` (HOME=``home``); like run_cli."""
+    """``python -m lamina --root ROOT ARGS`` as ``user`` (HOME=``home``); like run_cli.
+
+    ``root=None`` passes no ``--root`` (the user's default store)."""
     prefix = interpreter(user)
     assert prefix is not None, f"{user.name} cannot run lamina"
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM")}
     full_env = {**keep, "HOME": str(home), "USER": user.name, "SOURCE_DATE_EPOCH": EPOCH,
                 **(env or {})}  # fmt: skip
     proc = subprocess.run(
-        [*_setpriv(user), *prefix, "-m", "lamina", "--root", str(root), *args],
+        [
+            *_setpriv(user),
+            *prefix,
+            "-m",
+            "lamina",
+            *(("--root", str(root)) if root is not None else ()),
+            *args,
+        ],
         input=stdin,
         capture_output=True,
         env=full_env,
