@@ -12,7 +12,8 @@ Modules: :mod:`spec` (ContainerSpec -> config.json), :mod:`defaults` (Docker's t
 :mod:`idmap` (user-namespace maps), :mod:`etcfiles` (hosts/resolv.conf/hostname content),
 :mod:`model` (the Runtime protocol), :mod:`oci_runtime` (runc/crun, + :mod:`shim`),
 :mod:`native` (+ :mod:`nsinit`, :mod:`mounts`, :mod:`linux`), :mod:`console` (terminals),
-:mod:`selection` (select_runtime).
+:mod:`selection` (select_runtime), :mod:`userns` (the rootless user + mount namespace pair and
+its pause process), :mod:`rootless` (specs for a rootless process).
 """
 
 from __future__ import annotations

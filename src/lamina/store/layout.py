@@ -16,6 +16,7 @@
         l/<short> -> ../<id>/diff  26-char base32 short ids that keep mount options short
         .tmp-<id>/               a layer being built (never registered; gc removes)
       tmp/                       probes, per-chain apply locks, regenerated tars
+      userns/                    rootless only: pause.json + lock (lamina.runtime.userns)
 
 Chain ids follow the OCI image-spec: ChainID(L0) = DiffID(L0) and
 ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
