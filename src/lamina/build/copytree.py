@@ -54,17 +54,44 @@ def source_filter(source: SourcePath) -> ContextFilter:
     return ContextFilter(excludes=excludes, includes=includes)
 
 
-def _plain_walk(top: str, prefix: str) -> Iterator[tuple[str, os.stat_result, bool]]:
-    """Unfiltered depth-first walk of ``top`` in byte order: (path, lstat, is_dir)."""
+def _sorted_entries(top: str) -> list[os.DirEntry[str]]:
+    """The entries of directory ``top`` sorted bytewise by name.
+
+    ASCII names sort the same as str and as bytes (so does UTF-8 in general, but not the
+    surrogate escapes of undecodable names), so only other names pay for ``fsencode``.
+    """
     with os.scandir(top) as it:
-        entries = sorted(it, key=lambda e: os.fsencode(e.name))
-    for entry in entries:
-        st = entry.stat(follow_symlinks=False)
-        path = f"{prefix}{entry.name}"
-        is_dir = stat.S_ISDIR(st.st_mode)
-        yield path, st, is_dir
-        if is_dir:
-            yield from _plain_walk(entry.path, f"{path}/")
+        entries = list(it)
+    if all(e.name.isascii() for e in entries):
+        entries.sort(key=_entry_name)
+    else:
+        entries.sort(key=lambda e: os.fsencode(e.name))
+    return entries
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _plain_walk(top: str, prefix: str) -> Iterator[tuple[str, os.stat_result, bool]]:
+    """Unfiltered depth-first walk of ``top`` in byte order: (path, lstat, is_dir).
+
+    Iterative (one generator frame however deep the tree); a directory is listed only after
+    its own entry was yielded, as a recursive walk would.
+    """
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [(prefix, iter(_sorted_entries(top)))]
+    while stack:
+        base, entries = stack[-1]
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            path = base + entry.name
+            is_dir = stat.S_ISDIR(st.st_mode)
+            yield path, st, is_dir
+            if is_dir:
+                stack.append((path + "/", iter(_sorted_entries(entry.path))))
+                break
+        else:
+            stack.pop()
 
 
 def iter_source(

@@ -172,22 +172,26 @@ class _Hasher:
     def __init__(self, cache: StatCache | None, excludes: Sequence[str]) -> None:
         self.sha = hashlib.sha256(_KEY_VERSION)
         self.cache = cache
+        self.root = ""  # the current source's root (bounds the stat-cache rows loaded)
         self.excludes = PatternMatcher(excludes, source="--exclude") if excludes else None
 
     def record(self, sub: str, st: os.stat_result, source: SourcePath, full: str) -> None:
-        kind = special_kind(st.st_mode)
-        if kind is not None:
-            raise BuildError(f"cannot copy {sub or source.name}: it is {kind}")
         mode = st.st_mode
-        owner = f"{st.st_uid}:{st.st_gid}" if source.preserve_owner else "-"
-        if stat.S_ISLNK(mode):
-            payload, tag = os.readlink(full), "l"
-        elif stat.S_ISDIR(mode):
+        fmt = stat.S_IFMT(mode)
+        if fmt == stat.S_IFREG:  # the common case first: one test per file
+            tag = "f"
+            if self.cache is not None:
+                payload = self.cache.digest(full, st, root=self.root)
+            else:
+                payload = file_sha256(full)[0]
+        elif fmt == stat.S_IFDIR:
             payload, tag = "", "d"
-        elif self.cache is not None:
-            payload, tag = self.cache.digest(full, st, root=str(source.root)), "f"
+        elif fmt == stat.S_IFLNK:
+            payload, tag = os.readlink(full), "l"
         else:
-            payload, tag = file_sha256(full)[0], "f"
+            kind = special_kind(mode) or "not a regular file, directory or symlink"
+            raise BuildError(f"cannot copy {sub or source.name}: it is {kind}")
+        owner = f"{st.st_uid}:{st.st_gid}" if source.preserve_owner else "-"
         line = f"{sub}\0{tag}\0{stat.S_IMODE(mode):o}\0{owner}\0{payload}\n"
         self.sha.update(line.encode("utf-8", "surrogateescape"))
 
@@ -202,6 +206,7 @@ class _Hasher:
         return True
 
     def source(self, source: SourcePath) -> None:
+        self.root = str(source.root)
         self.sha.update(f"source\0{source.name}\n".encode("utf-8", "surrogateescape"))
         self.record("", source.stat, source, str(source.full_path))
         if not source.is_dir:
