@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lamina.build.outputs import OutputSpec
 from lamina.build.progress import Event
 from lamina.build.regcache import CONFIG_TYPE, CacheSpec, parse_cache_spec
 from lamina.errors import BuildError, NotFound
@@ -284,3 +285,22 @@ def test_layer_that_does_not_match_its_record_fails_cleanly(
     with pytest.raises(NotFound):
         other.get_image("poisoned")
     assert other.check() == []
+
+
+def test_a_miss_after_hits_fetches_the_layers_below_it(
+    tmp_path: Path, ctx: Path, busybox_tar: Path, registry: testreg.RegistryServer
+) -> None:
+    store_a = new_store(tmp_path / "a", busybox_tar)
+    first, _ = run(store_a, ctx, cache_to=[spec(registry, "cache/miss")])
+    (ctx / "Dockerfile").write_text(DOCKERFILE + "RUN cat /app/copy > /app/again\n")
+    store_b = new_store(tmp_path / "b", busybox_tar)
+    out = tmp_path / "out"
+    second, events = run(
+        store_b, ctx, cache_from=[spec(registry, "cache/miss")],
+        outputs=[OutputSpec(type="local", dest=str(out))],
+    )  # fmt: skip
+    assert len(steps(events, "cached", "registry")) == STEPS
+    assert steps(events, "done") == ["[5/5] RUN cat /app/copy > /app/again"]
+    old = store_a.get_image(str(first.digest)).config().diff_ids
+    assert store_b.get_image(str(second.digest)).config().diff_ids[:-1] == old
+    assert (out / "app" / "again").read_text() == (out / "app" / "copy").read_text() != ""
