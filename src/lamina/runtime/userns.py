@@ -14,9 +14,9 @@ Which process is in which namespace:
   then only sleeps, so the pair outlives every lamina invocation. Its identity — pid, start
   time, boot id and the two namespaces' inode numbers — is recorded in
   ``<state>/pause.json`` (the CLI uses ``<store root>/userns``). The mount namespace starts as
-  a copy of the host's; shared host mounts become slaves (the kernel's rule for a namespace
-  owned by a less privileged user namespace), so host mounts still appear in it and mounts
-  made in it never leak out.
+  a copy of the host's mounts; shared ones become slaves (the kernel's rule for a namespace
+  owned by a less privileged user namespace), so later host mounts appear in it only below
+  shared mounts, and mounts made in it never leak out.
 - every lamina CLI process of that user working on that store calls :func:`enter` before
   anything else, while single-threaded: it joins the pause's namespaces with setns(2) and
   from then on is uid 0 of the namespace with full capabilities there. Everything it starts
