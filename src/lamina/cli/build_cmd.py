@@ -231,8 +231,8 @@ def _renderer(mode: str, quiet: bool) -> Any:
 @pass_ctx
 def build(ctx: Context, /, **opts: Any) -> None:
     """Build an image from a Dockerfile and a CONTEXT (directory, tar file or -)."""
-    from lamina.build.outputs import parse_output
     from lamina.build.cachespec import parse_cache_spec
+    from lamina.build.outputs import parse_output
     from lamina.build.secrets import parse_secret
     from lamina.build.ssh import parse_ssh
     from lamina.oci.platform import Platform
