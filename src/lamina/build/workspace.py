@@ -168,10 +168,15 @@ class StepFS:
         blobs = self.store.blobs
         with blobs.begin() as ingest:
             out = cast(BinaryIO, ingest)
+            # the ingest hashes what it is given: the writer does not hash it again
             if not self.copies:
-                written = write_layer(self.upper, out, kind="overlay-upper", epoch=epoch)
+                written = write_layer(
+                    self.upper, out, kind="overlay-upper", epoch=epoch, digest_from=ingest.digest
+                )
             elif self.parent is None:
-                written = write_layer(self.upper, out, kind="dir", epoch=epoch)
+                written = write_layer(
+                    self.upper, out, kind="dir", epoch=epoch, digest_from=ingest.digest
+                )
             else:
                 lower = self.store.layer_dirs(self.parent).upper
                 written = write_diff_layer(

@@ -28,7 +28,7 @@ import hashlib
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -57,19 +57,27 @@ class WrittenLayer:
 
 
 class TarEmitter:
-    """Writes tar entries to ``out`` while hashing; shared by the tree and diff writers."""
+    """Writes tar entries to ``out`` while hashing; shared by the tree and diff writers.
 
-    def __init__(self, out: BinaryIO, epoch: int | None) -> None:
+    ``digest_from``: when ``out`` hashes what it is given itself (a blob ingest), the diff_id
+    is taken from it instead of hashing every byte twice.
+    """
+
+    def __init__(
+        self, out: BinaryIO, epoch: int | None, digest_from: Callable[[], Digest] | None = None
+    ) -> None:
         self._out = out
         self._epoch = epoch
-        self._hash = hashlib.sha256()
+        self._digest_from = digest_from
+        self._hash = hashlib.sha256() if digest_from is None else None
         self._size = 0
         self._links: dict[tuple[int, int], str] = {}
         self._buf = bytearray(BUFSIZE)
 
     def _write(self, data: bytes | memoryview) -> None:
         self._out.write(data)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self._size += len(data)
 
     def _mtime(self, seconds: float) -> int:
@@ -161,6 +169,9 @@ class TarEmitter:
     def close(self) -> WrittenLayer:
         """Write the end-of-archive marker and return the diff_id and size."""
         self._write(bytes(1024))
+        if self._hash is None:
+            assert self._digest_from is not None
+            return WrittenLayer(diff_id=self._digest_from(), size=self._size)
         return WrittenLayer(diff_id=Digest.from_hasher(self._hash), size=self._size)
 
 
@@ -207,11 +218,16 @@ def write_layer(
     *,
     kind: Literal["dir", "overlay-upper"],
     epoch: int | None = None,
+    digest_from: Callable[[], Digest] | None = None,
 ) -> WrittenLayer:
-    """Stream the tar of ``source`` to ``out``; see the module invariants. Never closes ``out``."""
+    """Stream the tar of ``source`` to ``out``; see the module invariants. Never closes ``out``.
+
+    ``digest_from``: the sha256 of what ``out`` was given, when ``out`` hashes it anyway
+    (see :class:`TarEmitter`); the diff_id is then not computed a second time here.
+    """
     if kind not in ("dir", "overlay-upper"):
         raise ValueError(f"unknown layer source kind {kind!r}")
-    emitter = TarEmitter(out, epoch)
+    emitter = TarEmitter(out, epoch, digest_from)
     upper = kind == "overlay-upper"
     for full, rel, st in iter_tree(os.fspath(source)):
         xattrs = read_all_xattrs(full)
