@@ -180,7 +180,7 @@ def test_executor_bad_flags_are_one_line_errors(
     cases: list[tuple[list[str], int, str]] = [
         ([ctx], 2, "you must provide --destination, or use --no-push"),
         ([ctx, "--no-push", "--tar-path=x.tar"], 2, "--destination if setting --tar-path"),
-        ([ctx, dest, "--cache=true"], 2, "registry layer cache is not available"),
+        ([ctx, "--no-push", "--cache=true"], 2, "--cache=true needs --cache-repo"),
         (["--context=gs://bucket/ctx.tar.gz", dest], 2, "remote build contexts"),
         ([f"--context={tmp_path}/absent", dest], 2, "is not a directory"),
         ([ctx, dest, "--cache-ttl=two-weeks"], 2, "invalid --cache-ttl"),
@@ -202,3 +202,26 @@ def test_executor_wrong_password_is_one_line_without_the_secret(
               check=False)  # fmt: skip
     _one_line_error(res, 1, registry.host)
     assert PASSWORD not in res.err and "401" in res.err
+
+
+def test_executor_cache_repo_shared_by_two_stores(
+    cli: Cli, seed: Path, busybox_tar: Path, registry: testreg.RegistryServer, tmp_path: Path
+) -> None:
+    env = _docker_config(tmp_path, registry.host)
+    (seed / "Dockerfile").write_text(
+        "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /proc/sys/kernel/random/uuid > /id\n"
+    )
+    dest = f"{registry.host}/team/cached:v1"
+    args = ["executor", "-c", str(seed), "-d", dest, "--cache=true", "--cache-ttl=24h",
+            "--reproducible"]  # fmt: skip
+    first = cli(*args, f"--digest-file={tmp_path}/d1", env=env)
+    assert "CACHED" not in first.err
+    # the cache went to Kaniko's default repository: <destination>/cache
+    raw = _skopeo("inspect", "--raw", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+                  f"docker://{registry.host}/team/cached/cache:buildcache").stdout  # fmt: skip
+    assert json.loads(raw)["layers"]
+    other = tmp_path / "other"
+    run_cli(other, "import", str(busybox_tar), "busybox:latest", "--change", 'CMD ["sh"]')
+    second = run_cli(other, *args, f"--digest-file={tmp_path}/d2", env=env)
+    assert second.err.count("CACHED") == 2  # COPY and RUN: the RUN did not run again
+    assert (tmp_path / "d1").read_text() == (tmp_path / "d2").read_text()

@@ -50,6 +50,8 @@ def test_kaniko_validation_and_defaults() -> None:
     with pytest.raises(UsageError, match="needs a tag, not a digest"):
         validate(KanikoOptions(destinations=("r/a@sha256:" + "0" * 64,)))
     validate(KanikoOptions(destinations=("r/a:1",), cache_repo="r/c"))  # ignored without --cache
+    with pytest.raises(UsageError, match="--cache=true needs --cache-repo"):
+        validate(KanikoOptions(no_push=True, cache=True))
     assert cache_repo_for(KanikoOptions(destinations=("r:5000/team/app:v1",))) == (
         "r:5000/team/app/cache"
     )

@@ -39,7 +39,6 @@ IGNORED = (
     ("cache-copy-layers", False),
     ("cache-run-layers", False),
     ("compressed-caching", False),
-    ("no-push-cache", False),
     ("push-retry", True),
     ("image-fs-extract-retry", True),
     ("log-format", True),
@@ -128,6 +127,7 @@ def _setup_output(verbosity: str) -> bool:
 @gobool("--cache", help="Use the registry layer cache (--cache-repo).")
 @click.option("--cache-repo", help="Cache repository (default <destination>/cache).")
 @click.option("--cache-ttl", default="336h", help="Cache entry lifetime (Go duration).")
+@gobool("--no-push-cache", help="Use the cache repository but push nothing to it.")
 @gobool("--reproducible", help="Strip times (epoch 0, or SOURCE_DATE_EPOCH).")
 @gobool("--single-snapshot", help="One layer on top of the base image.")
 @click.option("--label", "labels", multiple=True, help="Image label K=V (repeatable).")
@@ -168,6 +168,8 @@ def executor(ctx: Context, /, **opts: Any) -> None:
     if os.environ.get("KANIKO_REGISTRY_MIRROR"):
         mirrors.append(os.environ["KANIKO_REGISTRY_MIRROR"])
     pushes = list(kaniko.destinations)
+    if kaniko.cache:
+        pushes.append(ex.cache_repo_for(kaniko))
     with ex.open_kaniko_registries(environment(), tls, pushes, mirrors=mirrors) as registries:
         result = ex.execute(
             ctx.store(),
@@ -203,6 +205,7 @@ def _options(opts: dict[str, Any]) -> Any:
         cache=opts["cache"],
         cache_repo=opts["cache_repo"] or None,
         cache_ttl=_ttl(opts["cache_ttl"]),
+        no_push_cache=opts["no_push_cache"],
         reproducible=opts["reproducible"],
         single_snapshot=opts["single_snapshot"],
         labels=_pairs(opts["labels"], "--label", from_env=False),

@@ -9,18 +9,23 @@ does what Kaniko's executor does, in its order:
 2. build (:func:`lamina.ops.build.build`) the ``--context`` (a directory, ``dir://DIR``,
    ``tar://FILE.tar[.gz]`` or ``tar://stdin``, with ``--context-sub-path``) and store the image
    under the destinations; base images are pulled with the executor's credentials;
-3. compute the image as a registry gets it (gzip layers, compressed once and cached in the
-   store), and write ``--digest-file`` (its manifest digest, no newline),
+3. push to the first destination (unless ``--no-push``; new layers are compressed while they
+   upload), compute the image as a registry gets it (gzip layers, compressed once and cached
+   in the store), and write ``--digest-file`` (its manifest digest, no newline),
    ``--image-name-with-digest-file`` (``REPO@DIGEST`` lines) and
    ``--image-name-tag-with-digest-file`` (``REPO:TAG@DIGEST`` lines), ``--oci-layout-path``
    (an OCI layout holding exactly that manifest) and ``--tar-path`` (a ``docker save`` tarball
    whose ``RepoTags`` are the destinations);
-4. push to every destination unless ``--no-push``;
+4. push to the other destinations (Kaniko writes the files before pushing; here a refused
+   first push leaves none);
 5. with ``--cleanup``, drop the image from the store (names, then unreferenced layers).
 
 State: Kaniko runs in a throwaway container; lamina keeps the image, its layers and pulled base
 images in the store (``--root``), so a persistent store makes the next job's pulls free.
-Kaniko semantics kept: without ``--cache`` no step result is reused (every RUN runs);
+Kaniko semantics kept: without ``--cache`` no step result is reused (every RUN runs); with
+it, step results come from and go to the registry cache ``--cache-repo`` (default
+``<first destination>/cache``, :mod:`lamina.build.regcache`; entries older than
+``--cache-ttl`` are not used) and from the store's local build cache;
 ``--reproducible`` is lamina's epoch-0 build (or ``SOURCE_DATE_EPOCH``).
 
 Invariants: nothing is printed; every output file is written atomically (parent directories
@@ -35,8 +40,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from lamina import reference, transports
 from lamina._internal.fileio import write_atomic
@@ -82,6 +88,8 @@ class KanikoOptions:
     cache: bool = False
     cache_repo: str | None = None
     cache_ttl: float = DEFAULT_CACHE_TTL
+    #: ``--no-push-cache``: import the cache only
+    no_push_cache: bool = False
     reproducible: bool = False
     single_snapshot: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -177,13 +185,8 @@ def validate(opts: KanikoOptions) -> None:
             raise UsageError(f"--destination {dest}: a destination needs a tag, not a digest")
     if opts.cache_ttl <= 0:
         raise UsageError("--cache-ttl must be positive")
-    if opts.cache_repo and not opts.cache:
-        return  # Kaniko ignores --cache-repo without --cache
-    if opts.cache:
-        raise UsageError(
-            "--cache=true: the registry layer cache is not available in lamina executor yet",
-            hint="drop --cache (every step then runs, as Kaniko without --cache does)",
-        )
+    if opts.cache and cache_repo_for(opts) is None:
+        raise UsageError("--cache=true needs --cache-repo (or a --destination to derive it)")
 
 
 def cache_repo_for(opts: KanikoOptions) -> str | None:
@@ -253,21 +256,42 @@ def execute(
         stdin=stdin,
         registries=registries,
         single_snapshot=opts.single_snapshot,
+        **_cache_args(opts),
     )
     assert result.digest is not None and result.image_id is not None
+    pushed: list[str] = []
+
+    def push_to(dest: str) -> None:
+        push(store, str(result.digest), dest, registries=registries, progress=push_progress)
+        pushed.append(dest)
+
+    if not opts.no_push:  # the first push compresses new layers while uploading them
+        push_to(opts.destinations[0])
     image = compressed_for_push(store, store.get_image(str(result.digest)))
     digest = image.digest()
     _write_outputs(opts, image, digest)
-    pushed: list[str] = []
     if not opts.no_push:
-        for dest in opts.destinations:
-            push(store, str(result.digest), dest, registries=registries, progress=push_progress)
-            pushed.append(dest)
+        for dest in opts.destinations[1:]:
+            push_to(dest)
     if opts.cleanup:
         clean_up(store, result.digest, opts.destinations)
     return ExecutorResult(
         digest=digest, image_id=result.image_id, stored=result.digest, pushed=tuple(pushed)
     )
+
+
+def _cache_args(opts: KanikoOptions) -> dict[str, Any]:
+    """ops.build's registry-cache arguments for ``--cache``/``--cache-repo``/``--cache-ttl``:
+    the repository both imported and exported (``--no-push-cache``: imported only)."""
+    repo = cache_repo_for(opts) if opts.cache else None
+    if repo is None:
+        return {}
+    ttl = timedelta(seconds=opts.cache_ttl)
+    if opts.no_push_cache:
+        from lamina.build.cachespec import parse_cache_spec
+
+        return {"cache_from": [parse_cache_spec(repo, flag="--cache-repo")], "cache_ttl": ttl}
+    return {"cache_repo": repo, "cache_ttl": ttl}
 
 
 def _write_outputs(opts: KanikoOptions, image: Image, digest: Digest) -> None:
