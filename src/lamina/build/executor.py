@@ -16,10 +16,10 @@ have stopped; nothing is left mounted (every mount lives in a ``with``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from lamina import transports
 from lamina._internal.lock import flocked
@@ -37,12 +37,21 @@ from lamina.transports.base import ImageRef
 if TYPE_CHECKING:  # the registry client (httpx, ssl) is imported only by builds that pull
     from lamina.transports.docker import Registries
 
+#: the registries of a build, or a function that makes them when first needed (a build that
+#: pulls, pushes and caches nothing then never loads the registry client)
+RegistriesArg: TypeAlias = "Registries | Callable[[], Registries] | None"
+
+
+def registries_of(value: RegistriesArg) -> Registries | None:
+    """``value``, or what the factory ``value`` returns (call this only when about to use it)."""
+    return value() if callable(value) else value
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
     """What to build: the parsed Dockerfile, target, build-args, the target platform, and
     whether to pull base images from their registries first (``--pull``); ``registries``
-    (credentials, TLS options) for those pulls, else anonymous defaults."""
+    (credentials, TLS options; or their factory) for those pulls, else anonymous defaults."""
 
     document: Document
     target: str | None
@@ -50,7 +59,7 @@ class Plan:
     platform: Platform
     pull: bool = False
     max_parallel: int = 4
-    registries: Registries | None = None
+    registries: RegistriesArg = None
 
 
 def _explicit_registry(name: str) -> bool:
@@ -59,17 +68,20 @@ def _explicit_registry(name: str) -> bool:
     return bool(sep) and ("." in first or ":" in first or first == "localhost")
 
 
-def _with_registries(ref: ImageRef, registries: Registries | None) -> ImageRef:
+def _with_registries(ref: ImageRef, registries: RegistriesArg) -> ImageRef:
     """``ref`` with the caller's registry options when it is a ``docker://`` reference."""
     if registries is None or ref.transport != "docker":
         return ref
     from lamina.transports.docker import DockerRef  # the registry client: only when used
 
-    return ref.with_registries(registries) if isinstance(ref, DockerRef) else ref
+    made = registries_of(registries)
+    if made is None or not isinstance(ref, DockerRef):
+        return ref
+    return ref.with_registries(made)
 
 
 def _pull(
-    store: Store, name: str, platform: Platform, registries: Registries | None = None
+    store: Store, name: str, platform: Platform, registries: RegistriesArg = None
 ) -> StoreImage:
     """``docker pull``: fetch ``name`` from its registry into the store under that name."""
     ref = _with_registries(transports.parse(f"docker://{name}", store=store), registries)
@@ -83,7 +95,7 @@ def resolve_image(
     platform: Platform,
     *,
     pull: bool = False,
-    registries: Registries | None = None,
+    registries: RegistriesArg = None,
 ) -> StoreImage:
     """The image ``name`` means: a local-store image, or a transport reference imported once.
 

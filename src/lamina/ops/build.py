@@ -32,7 +32,7 @@ from lamina._internal.lock import flocked
 from lamina.build.cache import BuildCache
 from lamina.build.cachespec import CacheSpec
 from lamina.build.context import BuildContext
-from lamina.build.executor import Executor, Plan
+from lamina.build.executor import Executor, Plan, RegistriesArg, registries_of
 from lamina.build.outputs import OutputSpec, export, final_image, push_names, store_image
 from lamina.build.progress import ProgressFn, Reporter
 from lamina.build.secrets import SecretSource, SecretStore
@@ -113,7 +113,7 @@ def build(
     check: bool = False,
     stdin: BinaryIO | None = None,
     push: bool = False,
-    registries: Registries | None = None,
+    registries: RegistriesArg = None,
     push_progress: PushProgressFn | None = None,
     single_snapshot: bool = False,
     cache_from: Sequence[CacheSpec] = (),
@@ -128,6 +128,8 @@ def build(
     ``isolation`` is ``auto``, ``oci`` (runc/crun) or ``chroot`` (the native runtime).
     ``cache_from``/``cache_to``/``cache_repo``/``cache_ttl``: registry build caches
     (:mod:`lamina.build.regcache`), reached through ``registries``' credentials and TLS.
+    ``registries`` may be a function that makes them: it is called only when the build pulls,
+    pushes or uses a registry cache.
     ``ssh``: agents for ``RUN --mount=type=ssh`` and ``ADD git@…`` (:mod:`lamina.build.ssh`);
     agents started for key files are stopped when the build ends.
     """
@@ -227,7 +229,7 @@ def _open_registry_cache(
     cache_to: Sequence[CacheSpec],
     cache_repo: str | None,
     ttl: timedelta | None,
-    registries: Registries | None,
+    registries: RegistriesArg,
     reporter: Reporter,
 ) -> tuple[RegistryCache | None, Registries | None]:
     """:func:`lamina.build.regcache.open_registry_cache`, imported only when asked for."""
@@ -237,7 +239,7 @@ def _open_registry_cache(
 
     return open_registry_cache(
         cache_from=cache_from, cache_to=cache_to, cache_repo=cache_repo, ttl=ttl,
-        registries=registries, reporter=reporter,
+        registries=registries_of(registries), reporter=reporter,
     )  # fmt: skip
 
 
@@ -245,14 +247,17 @@ def _push(
     store: Store,
     digest: Digest,
     names: Sequence[str],
-    registries: Registries | None,
+    registries: RegistriesArg,
     progress: PushProgressFn | None,
 ) -> tuple[tuple[str, Digest], ...]:
+    if not names:
+        return ()
     from lamina.ops.registry import push as push_one
 
+    made = registries_of(registries)
     out = []
     for name in names:
-        _dst, desc = push_one(store, str(digest), name, registries=registries, progress=progress)
+        _dst, desc = push_one(store, str(digest), name, registries=made, progress=progress)
         out.append((name, desc.digest))
     return tuple(out)
 
