@@ -1,0 +1,121 @@
+"""``lamina executor`` against an HTTPS registry whose CA nobody trusts: Kaniko's
+``--skip-tls-verify`` (destinations), ``--skip-tls-verify-registry`` (named hosts, pulls of
+``FROM`` images included) and ``--skip-tls-verify-pull``; without them, one line before any
+build step runs. Also: ``--verbosity=debug`` logs no credential, and ``--single-snapshot``
+keeps deletions of base files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lamina.testing import registry as testreg
+from lamina.testing.cli import Result, run_cli
+from lamina.testing.tls import CertAuthority
+
+pytestmark = [
+    pytest.mark.needs_root,
+    pytest.mark.needs_tools,
+    pytest.mark.needs_registry,
+    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
+]
+Cli = Callable[..., Result]
+USER, PASSWORD = "tlsuser", "Tls-s3cret-pw-e2e"
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
+    ca = CertAuthority.create(tmp_path_factory.mktemp("ca"))
+    with testreg.run_registry(
+        tmp_path_factory.mktemp("tls-reg"), tls=ca, users={USER: PASSWORD}
+    ) as server:
+        yield server
+
+
+def _env(tmp_path: Path, host: str) -> dict[str, str]:
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (home / ".docker" / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return {"HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), "REGISTRY_AUTH_FILE": ""}
+
+
+def _context(tmp_path: Path, dockerfile: str) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "a.txt").write_text("over tls\n")
+    (ctx / "Dockerfile").write_text(dockerfile)
+    return ctx
+
+
+def test_skip_tls_verify_flags(
+    cli: Cli, busybox_tar: Path, tls_registry: testreg.RegistryServer, tmp_path: Path
+) -> None:
+    host = tls_registry.host
+    env = _env(tmp_path, host)
+    cli("import", str(busybox_tar), "busybox:latest", "--change", 'CMD ["sh"]')
+    base = f"{host}/base/busybox:v1"
+    cli("push", "--tls-verify=false", "busybox", base, env=env)
+    ctx = _context(tmp_path, "FROM busybox\nCOPY a.txt /a.txt\n")
+    dest = f"{host}/team/tls:v1"
+    refused = cli("executor", "-c", str(ctx), "-d", dest, env=env, check=False)
+    assert refused.code == 1 and "Traceback" not in refused.err
+    first = refused.err.splitlines()[0]
+    assert first.startswith("lamina: error: ") and "certificate" in first and host in first
+    assert "#1 " not in refused.err  # refused before building
+    cli("executor", "-c", str(ctx), "-d", dest, "--skip-tls-verify", "-v", "debug", env=env)
+    debug = cli("executor", "-c", str(ctx), "-d", dest, "--skip-tls-verify", "--verbosity=trace",
+                env=env)  # fmt: skip
+    secret = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert PASSWORD not in debug.err and secret not in debug.err
+    # FROM on the TLS registry, nothing pushed: the pull needs --skip-tls-verify-pull or the
+    # per-registry flag (a destination's flags cover its host, pulls included)
+    from_tls = _context(tmp_path / "x", f"FROM {base}\nCOPY a.txt /a.txt\n")
+    args = ["executor", "-c", str(from_tls), "--no-push"]
+    res = run_cli(tmp_path / "other", *args, env=env, check=False)
+    assert res.code == 1 and "certificate" in res.err and f"image {base}" in res.err
+    run_cli(tmp_path / "other", *args, "--skip-tls-verify-pull", env=env)
+    third = tmp_path / "third"
+    run_cli(third, "executor", "-c", str(from_tls), "-d", f"{host}/team/tls:v3",
+            f"--skip-tls-verify-registry={host}", env=env)  # fmt: skip
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--creds", f"{USER}:{PASSWORD}",
+         f"docker://{host}/team/tls:v3"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    assert len(json.loads(out)["Layers"]) == 2
+
+
+def test_single_snapshot_keeps_deletions(cli: Cli, busybox_tar: Path, tmp_path: Path) -> None:
+    cli("import", str(busybox_tar), "busybox:latest", "--change", 'CMD ["sh"]')
+    ctx = _context(
+        tmp_path,
+        "FROM busybox\nRUN rm /etc/passwd && echo tmp > /tmp/gone\nCOPY a.txt /a.txt\n"
+        "RUN rm /tmp/gone && mkdir -p /data && echo kept > /data/x\n",
+    )
+    layout = tmp_path / "layout"
+    cli("executor", "-c", str(ctx), "-d", "squashed:v1", "--no-push", "--single-snapshot",
+        f"--oci-layout-path={layout}", "-v", "error")  # fmt: skip
+    manifest = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--raw", f"oci:{layout}:v1"], check=True, capture_output=True
+        ).stdout
+    )
+    assert len(manifest["layers"]) == 2
+    config = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci:{layout}:v1"], check=True, capture_output=True
+        ).stdout
+    )
+    history = config["history"]
+    assert len(history) == 4  # import + the 3 steps after FROM: all kept
+    assert sum(1 for h in history if not h.get("empty_layer")) == 2  # one per layer
+    run = cli("run", "--rm", "squashed:v1", "sh", "-c",
+              "ls /etc/passwd /tmp/gone 2>&1; cat /a.txt /data/x", check=False)  # fmt: skip
+    assert "over tls\nkept\n" in run.out and "/etc/passwd" in run.out  # ls: no such file
+    assert run.out.count("No such file") == 2
