@@ -54,7 +54,13 @@ IGNORED = (
 def gobool(*names: str, help: str) -> Callable[[F], F]:
     """A Go-style boolean flag: ``--x``, ``--x=true``, ``--x=false``."""
     return click.option(
-        *names, type=click.BOOL, default=False, is_flag=False, flag_value=True, help=help
+        *names,
+        type=click.BOOL,
+        default=False,
+        is_flag=False,
+        flag_value=True,
+        metavar="[=true|false]",
+        help=help,
     )
 
 
