@@ -343,3 +343,22 @@ def test_failed_chunk_is_resent_from_the_registry_offset(faults: Faults, fail_pa
     methods = [m for m, p, _ in faults.seen if "/blobs/uploads/" in p]
     expected = ["POST", *["PATCH"] * fail_patch, "GET", "PATCH"]
     assert methods[: len(expected)] == expected and methods[-1] == "PUT"
+
+
+@pytest.mark.parametrize("fail_patch", [1, 3])
+def test_stream_upload_resends_a_failed_chunk(faults: Faults, fail_patch: int) -> None:
+    """An upload fed while its digest is unknown (``open_upload``): a PATCH answered 503 is
+    resent from the registry's offset by the background sender; the blob is intact."""
+    faults.fail_patch = fail_patch
+    data = BLOB * 3
+    desc = Descriptor.of_bytes(mediatype.OCI_LAYER, data)
+    with client(faults, [], chunk_size=64 << 10) as rc:
+        upload = rc.open_upload(f"app/stream{fail_patch}")
+        for i in range(0, len(data), 10_000):
+            upload.write(data[i : i + 10_000])
+        upload.commit(desc.digest, desc.size)
+        with rc.open_blob(f"app/stream{fail_patch}", desc) as f:
+            assert f.read() == data
+    methods = [m for m, p, _ in faults.seen if "/blobs/uploads/" in p]
+    assert methods.count("GET") == 1 and methods[0] == "POST" and methods[-1] == "PUT"
+    assert methods.count("PATCH") > 5
