@@ -152,10 +152,18 @@ def commit(ctx: Context, changes: tuple[str, ...], message: str | None, author: 
 @click.argument("dest")
 @pass_ctx
 def cp(ctx: Context, src: str, dest: str) -> None:
-    """Copy files between a container and the host (CONTAINER:PATH on one side)."""
+    """Copy files between a container and the host (CONTAINER:PATH on one side).
+
+    A SRC of '-' extracts a tar read from stdin into a container directory; a DEST of '-'
+    writes a tar of the container path to stdout (use ./- for a host file named '-').
+    """
     from lamina.ops.container_cp import cp as cp_op
 
-    cp_op(ctx.store(), src, dest)
+    stdout = click.get_binary_stream("stdout") if dest == "-" else None
+    stdin = click.get_binary_stream("stdin") if src == "-" else None
+    cp_op(ctx.store(), src, dest, stdin=stdin, stdout=stdout)
+    if stdout is not None:
+        stdout.flush()
 
 
 @click.command()

@@ -12,6 +12,25 @@ device nodes, fifos and sockets are skipped.
 Destination rules (Docker's): an existing directory receives the source under its own name;
 otherwise the destination's parent must exist and the source is copied as the destination.
 A source ending in ``/.`` copies the directory's contents.
+
+Tar streams (``-`` on one side, as ``docker cp``):
+
+- ``cp CTR:SRC -`` writes a tar of SRC to the given stream: the top entry is named after SRC's
+  basename (a file, a directory and everything below it, or a symlink as a symlink); ``SRC/.``
+  (or ``/``) gives the directory's entries without a top entry. PAX format (long names, big
+  ids), numeric owners, modes, whole-second mtimes, xattrs and hard links (within the tar) are
+  kept, through the project's layer writer (:class:`lamina.snapshot.writer.TarEmitter`); the
+  walk holds one directory fd per level and opens every child with ``O_NOFOLLOW``, so no link
+  is followed out of the rootfs. Files stream through a 1 MiB buffer.
+- ``cp - CTR:DIR`` extracts a tar read from a stream into DIR, which must be an existing
+  directory (a symlink to one is resolved inside the rootfs). The hardened layer extractor does
+  the work (:func:`lamina.snapshot.apply_layer`, ``mode="plain"``), given the directory's fd
+  (never a path that could be swapped meanwhile), so nothing is written outside it: ``..``,
+  absolute names (taken relative to DIR), links out and writes beneath a symlink are refused
+  in one line. ``.wh.`` entries are ordinary files (``docker cp`` applies no whiteouts
+  either): nothing in the container is deleted, and a directory is never replaced by a file
+  or the reverse. Owners are kept (sub-ids when rootless). On a refused archive the members
+  before it stay extracted, as with Docker.
 """
 
 from __future__ import annotations
@@ -22,10 +41,12 @@ import os
 import posixpath
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from lamina._internal.rootpath import open_in_root, resolve_in_root
-from lamina.errors import ContainerError, NotFound
+from lamina.errors import ContainerError, NotFound, StorageError, UsageError
 from lamina.ops import container_state as cs
+from lamina.snapshot.writer import TarEmitter
 from lamina.store import Store
 
 CHUNK = 1 << 20
@@ -40,20 +61,38 @@ def split_target(arg: str) -> tuple[str | None, str]:
     return None, arg
 
 
-def cp(store: Store, src: str, dst: str) -> None:
-    """Copy between a container and the host (exactly one side must be a container)."""
+def cp(
+    store: Store,
+    src: str,
+    dst: str,
+    *,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+) -> None:
+    """Copy between a container and the host (exactly one side must be a container).
+
+    A host side of ``-`` is a tar stream: ``stdout`` receives it, or ``stdin`` provides it.
+    """
     sctr, spath = split_target(src)
     dctr, dpath = split_target(dst)
     if (sctr is None) == (dctr is None):
         raise ContainerError("cp: exactly one of SRC and DEST must be CONTAINER:PATH")
     ref = sctr if sctr is not None else dctr
     assert ref is not None
+    if (dst == "-" and stdout is None) or (src == "-" and stdin is None):
+        raise UsageError("cp: '-' needs a stream to write the tar to or read it from")
     cid = store.containers.resolve(ref)
     with store.containers.locked(cid):
         rootfs = cs.ensure_mounted(store, cid)
         try:
-            if sctr is not None:
+            if sctr is not None and dst == "-":
+                assert stdout is not None
+                copy_out_tar(rootfs, spath, stdout)
+            elif sctr is not None:
                 copy_out(rootfs, spath, Path(dpath))
+            elif src == "-":
+                assert stdin is not None
+                copy_in_tar(stdin, rootfs, dpath, label=dst)
             else:
                 copy_in(Path(spath), rootfs, dpath)
         finally:
@@ -192,6 +231,121 @@ def _in_entry(src: Path, st: os.stat_result, dfd: int, name: str) -> None:
             os.utime(sub, ns=(st.st_atime_ns, st.st_mtime_ns))
         finally:
             os.close(sub)
+
+
+def copy_out_tar(rootfs: Path, src: str, out: BinaryIO) -> int:
+    """Container ``src`` -> a tar stream on ``out`` (see the module docstring); its size."""
+    clean = posixpath.normpath("/" + src)
+    emitter = TarEmitter(out, None)
+    if src.endswith(("/.", "/")) or clean == "/":
+        try:  # the directory itself, a symlink to one resolved inside the rootfs
+            dfd = open_in_root(rootfs, clean, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"cp: no such directory in the container: {src}") from None
+        prefix = "" if src.endswith("/.") or clean == "/" else posixpath.basename(clean)
+        try:
+            if prefix:
+                _emit(emitter, dfd, ".", prefix, os.fstat(dfd))
+            _emit_below(emitter, dfd, prefix)
+        finally:
+            os.close(dfd)
+        return emitter.close().size
+    pfd, name = _open_parent(rootfs, clean)
+    try:
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound(f"cp: no such file or directory in the container: {src}") from None
+        _emit(emitter, pfd, name, name, st)
+        if stat.S_ISDIR(st.st_mode):
+            sub = _open_dir(pfd, name, name)
+            try:
+                _emit_below(emitter, sub, name)
+            finally:
+                os.close(sub)
+    finally:
+        os.close(pfd)
+    return emitter.close().size
+
+
+def _open_dir(pfd: int, name: str, rel: str) -> int:
+    try:
+        return os.open(name, _DIR, dir_fd=pfd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise ContainerError(
+                f"cp: {rel} changed into a non-directory during the copy"
+            ) from None
+        raise
+
+
+def _emit(emitter: TarEmitter, dfd: int, name: str, rel: str, st: os.stat_result) -> None:
+    """One entry: ``name`` below the directory fd ``dfd``, never following a last symlink."""
+    try:
+        emitter.entry(f"/proc/self/fd/{dfd}/{name}", rel, st)
+    except StorageError:  # the file grew or shrank while it was read
+        raise ContainerError(f"cp: {rel} changed size during the copy") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):
+            raise ContainerError(f"cp: {rel} changed during the copy") from None
+        raise
+
+
+def _emit_below(emitter: TarEmitter, top: int, prefix: str) -> None:
+    """Every entry below the directory fd ``top``, depth first, names sorted bytewise.
+
+    One fd per level is held (no ``..`` walk back up, which a concurrent rename in a running
+    container could turn into a step out of the rootfs). Entries removed meanwhile are skipped.
+    """
+    stack: list[tuple[int, str, list[str]]] = []
+    stack.append((top, prefix, sorted(os.listdir(top), key=os.fsencode)[::-1]))
+    try:
+        while stack:
+            fd, base, names = stack[-1]
+            if not names:
+                stack.pop()
+                if fd != top:
+                    os.close(fd)
+                continue
+            name = names.pop()
+            rel = f"{base}/{name}" if base else name
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            _emit(emitter, fd, name, rel, st)
+            if stat.S_ISDIR(st.st_mode):
+                sub = _open_dir(fd, name, rel)
+                stack.append((sub, rel, sorted(os.listdir(sub), key=os.fsencode)[::-1]))
+    finally:
+        for fd, _base, _names in stack:
+            if fd != top:
+                os.close(fd)
+
+
+def copy_in_tar(stream: BinaryIO, rootfs: Path, dest: str, *, label: str | None = None) -> int:
+    """Extract the tar ``stream`` into the existing container directory ``dest``; members
+    extracted. ``label`` names the destination in messages (default ``dest``)."""
+    label = label or dest
+    try:
+        dfd = open_in_root(rootfs, posixpath.normpath("/" + dest), os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise NotFound(f"cp: no such directory in the container: {label}") from None
+    except NotADirectoryError:
+        raise ContainerError(
+            f"cp: {label} is not a directory",
+            hint="a tar stream on stdin is extracted into an existing directory",
+        ) from None
+    from lamina.snapshot import apply_layer
+    from lamina.unionfs.overlay import in_user_namespace
+
+    try:
+        result = apply_layer(
+            stream, dfd, mode="plain", rootless=in_user_namespace(), what=f"cp - {label}"
+        )
+        return result.entries
+    finally:
+        os.close(dfd)
 
 
 def _copy_fd(src: int, dst: int) -> None:

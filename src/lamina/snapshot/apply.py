@@ -13,6 +13,10 @@ Two targets:
   lower layers only: entries this layer writes are never deleted by its own whiteouts, in
   whatever order they appear in the tar (``.wh.d`` next to a directory ``d`` of this layer
   makes ``d`` opaque, before or after it).
+- ``mode="plain"``: ``target`` is any existing directory receiving an ordinary tar (``docker cp
+  - CTR:DIR``). ``.wh.`` names are ordinary files (nothing is ever deleted), a directory is never
+  replaced by a non-directory nor the reverse (Docker's ``NoOverwriteDirNonDir``, which ``docker
+  cp`` sets), and a parent component that is a symlink or a file is refused, whoever wrote it.
 
 Safety invariants (every operation stays inside ``target``):
 
@@ -88,28 +92,32 @@ class ApplyResult:
 
 def apply_layer(
     stream: BinaryIO,
-    target: Path,
+    target: Path | int,
     *,
-    mode: Literal["overlay", "merged"],
+    mode: Literal["overlay", "merged", "plain"],
     rootless: bool | None = None,
+    what: str | None = None,
 ) -> ApplyResult:
     """Apply the uncompressed layer tar ``stream`` to ``target`` (see the module docstring).
 
     ``rootless=None`` means "rootless unless euid is 0". Reads ``stream`` to EOF; the caller
-    closes it. Raises UnsafeArchive for hostile or corrupt layers.
+    closes it. Raises UnsafeArchive for hostile or corrupt layers. ``what`` starts error
+    messages (default ``applying layer to TARGET``). ``target`` may be an open directory fd
+    (used through a duplicate; the caller keeps and closes it).
     """
-    if mode not in ("overlay", "merged"):
+    if mode not in ("overlay", "merged", "plain"):
         raise ValueError(f"unknown apply mode {mode!r}")
-    applier = _Applier(target, mode, os.geteuid() != 0 if rootless is None else rootless)
+    what = what or f"applying layer to {target}"
+    applier = _Applier(target, mode, os.geteuid() != 0 if rootless is None else rootless, what)
     try:
-        reader = TarReader(stream, f"applying layer to {target}")
+        reader = TarReader(stream, what)
         entries = 0
         for member in reader:
             entries += 1
             applier.apply(member, reader)
         applier.finish()
         if applier.skipped:
-            log.warning("applying layer to %s: skipped %d entries", target, len(applier.skipped))
+            log.warning("%s: skipped %d entries", what, len(applier.skipped))
         return ApplyResult(size=reader.consumed, entries=entries, skipped=applier.skipped)
     finally:
         applier.close()
@@ -129,7 +137,7 @@ def _maps_sub_ids() -> bool:
 
 
 class _Applier:
-    def __init__(self, target: Path, mode: str, rootless: bool) -> None:
+    def __init__(self, target: Path | int, mode: str, rootless: bool, what: str) -> None:
         self.mode = mode
         self.rootless = rootless
         # Rootless in a namespace with sub-ids (the CLI's, see lamina.runtime.userns): chown
@@ -137,14 +145,14 @@ class _Applier:
         self.chown = os.geteuid() == 0 and (not rootless or _maps_sub_ids())
         self.devices = os.geteuid() == 0 and not rootless
         self.opaque_key = ("user" if rootless else "trusted") + ".overlay.opaque"
-        self.root_fd = os.open(target, DIR_FLAGS)
+        self.root_fd = os.dup(target) if isinstance(target, int) else os.open(target, DIR_FLAGS)
         self.cache: dict[str, int] = {"": self.root_fd}
         self.written: set[str] = set()
         self.dirs: dict[str, tuple[int, int]] = {}  # path -> (mode, mtime_ns), applied last
         self.whited: set[str] = set()  # overlay mode: whiteouts this layer created
         self.mtime_ns = 0  # of the current member; given to directories it implies
         self.skipped: list[tuple[str, str]] = []
-        self.what = f"applying layer to {target}"
+        self.what = what
 
     def close(self) -> None:
         for fd in self.cache.values():
@@ -201,7 +209,7 @@ class _Applier:
                 fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
                 os.setxattr(fd, self.opaque_key, b"y")
                 return fd
-            if self.mode == "overlay" or path in self.written:
+            if self.mode != "merged" or path in self.written:
                 raise UnsafeArchive(
                     f"{self.what}: {_short(path)!r} is not a directory in this layer "
                     "(a symlink or file); refusing to write beneath it"
@@ -221,6 +229,10 @@ class _Applier:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
+            if self.mode == "plain":
+                raise UnsafeArchive(
+                    f"{self.what}: cannot overwrite directory {_short(path)!r} with a non-directory"
+                )
             self._forget_dirs(path)
             shutil.rmtree(name, dir_fd=pfd)
         else:
@@ -239,7 +251,7 @@ class _Applier:
                 raise UnsafeArchive(f"{self.what}: root entry is not a directory")
             self._dir_meta(self.root_fd, m, "")
             return
-        if whiteout.is_whiteout(base):
+        if self.mode != "plain" and whiteout.is_whiteout(base):
             self._whiteout(parent, base, m)
             return
         if m.type == CHR and m.devmajor == 0 and m.devminor == 0:
@@ -294,6 +306,11 @@ class _Applier:
             os.mkdir(base, 0o700, dir_fd=pfd)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(base, dir_fd=pfd).st_mode):
+                if self.mode == "plain":
+                    raise UnsafeArchive(
+                        f"{self.what}: cannot overwrite non-directory {_short(m.path)!r} "
+                        "with a directory"
+                    ) from None
                 self.remove(pfd, base, m.path)
                 os.mkdir(base, 0o700, dir_fd=pfd)
         fd = self.dir_fd(m.path)
