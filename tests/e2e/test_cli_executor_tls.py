@@ -1,20 +1,25 @@
 """``lamina executor`` against an HTTPS registry whose CA nobody trusts: Kaniko's
 ``--skip-tls-verify`` (destinations), ``--skip-tls-verify-registry`` (named hosts, pulls of
 ``FROM`` images included) and ``--skip-tls-verify-pull``; without them, one line before any
-build step runs. Also: ``--verbosity=debug`` logs no credential, and ``--single-snapshot``
-keeps deletions of base files."""
+build step runs. Also: ``--verbosity=debug`` logs no credential, ``--single-snapshot`` keeps
+deletions of base files, a failing RUN names its line, SIGTERM cancels cleanly."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from lamina.testing import registry as testreg
+from lamina.testing.capabilities import mount_points_under
 from lamina.testing.cli import Result, run_cli
 from lamina.testing.tls import CertAuthority
 
@@ -119,3 +124,28 @@ def test_single_snapshot_keeps_deletions(cli: Cli, busybox_tar: Path, tmp_path: 
               "ls /etc/passwd /tmp/gone 2>&1; cat /a.txt /data/x", check=False)  # fmt: skip
     assert "over tls\nkept\n" in run.out and "/etc/passwd" in run.out  # ls: no such file
     assert run.out.count("No such file") == 2
+
+
+def test_failed_run_and_sigterm(cli: Cli, busybox_tar: Path, tmp_path: Path) -> None:
+    """A failing RUN is one ``Dockerfile:LINE:`` error; SIGTERM (a cancelled CI job) exits 130
+    with nothing left mounted."""
+    cli("import", str(busybox_tar), "busybox:latest", "--change", 'CMD ["sh"]')
+    ctx = _context(tmp_path, "FROM busybox\nCOPY a.txt /a.txt\nRUN exit 3\n")
+    res = cli("executor", "-c", str(ctx), "--no-push", check=False)
+    assert res.code == 1 and "Traceback" not in res.err
+    assert "lamina: error: Dockerfile:3: " in res.err
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN sleep 60\n")
+    log = tmp_path / "executor.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lamina", "--root", str(cli.root), "executor",  # type: ignore[attr-defined]
+             "-c", str(ctx), "--no-push"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ},
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while "RUN sleep 60" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+    assert mount_points_under(tmp_path) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 import click
 
 from lamina.cli.main import Context
-from lamina.errors import UsageError
+from lamina.errors import BuildError, UsageError
 
 pass_ctx = click.make_pass_decorator(Context)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -176,14 +177,22 @@ def executor(ctx: Context, /, **opts: Any) -> None:
     pushes = list(kaniko.destinations)
     if kaniko.cache:
         pushes.append(ex.cache_repo_for(kaniko))
-    with ex.open_kaniko_registries(environment(), tls, pushes, mirrors=mirrors) as registries:
-        result = ex.execute(
-            ctx.store(),
-            kaniko,
-            registries=registries,
-            progress=PlainRenderer(sys.stderr) if show else None,
-            push_progress=progress_printer(not show),
-        )
+    # SIGTERM (a cancelled CI job) stops like Ctrl-C: RUN containers killed, mounts undone.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with ex.open_kaniko_registries(environment(), tls, pushes, mirrors=mirrors) as registries:
+            result = ex.execute(
+                ctx.store(),
+                kaniko,
+                registries=registries,
+                progress=PlainRenderer(sys.stderr) if show else None,
+                push_progress=progress_printer(not show),
+            )
+    except BuildError as exc:
+        if exc.line:  # as lamina build: "Dockerfile:LINE: message"
+            exc.message = f"{Path(kaniko.dockerfile).name}:{exc.line}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
     if show:
         for dest in result.pushed:
             click.echo(f"Pushed {dest}@{result.digest}", err=True)
