@@ -14,11 +14,12 @@ EPOCH = "1700000000"
 
 @dataclass
 class Result:
-    """A finished CLI run."""
+    """A finished CLI run (``raw``: stdout as bytes, for binary output such as tar streams)."""
 
     code: int
     out: str
     err: str
+    raw: bytes = b""
 
 
 def run_cli(
@@ -39,7 +40,9 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
-    res = Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    res = Result(
+        proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(), proc.stdout
+    )
     if check and res.code != 0:
         raise AssertionError(f"lamina {' '.join(args)} exited {res.code}: {res.err}")
     return res

@@ -156,7 +156,9 @@ def run_as(
         check=False,
         cwd=home,
     )
-    res = Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    res = Result(
+        proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(), proc.stdout
+    )
     if check and res.code != 0:
         raise AssertionError(
             f"lamina {' '.join(args)} (as {user.name}) exited {res.code}: {res.err}"
