@@ -113,8 +113,9 @@ class StatCache:
             " FROM files WHERE path >= ? AND path < ?",
             (root + "/", root + "0"),
         )
-        for path, *sig, digest in cursor:
-            self._rows[path] = (tuple(sig), digest)
+        rows = self._rows
+        for row in cursor:  # (path, 8 signature fields, digest); slices are tuples already
+            rows[row[0]] = (row[1:9], row[9])
 
     def digest(self, path: str, st: os.stat_result, *, root: str) -> str:
         """The content sha256 (hex) of ``path`` whose ``lstat`` is ``st``; reads only on a miss.
