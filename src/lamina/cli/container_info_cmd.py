@@ -156,12 +156,18 @@ def cp(ctx: Context, src: str, dest: str) -> None:
 
     A SRC of '-' extracts a tar read from stdin into a container directory; a DEST of '-'
     writes a tar of the container path to stdout (use ./- for a host file named '-').
+    Every failure exits 1, as ``docker cp``.
     """
+    from lamina.errors import ContainerError
     from lamina.ops.container_cp import cp as cp_op
 
-    stdout = click.get_binary_stream("stdout") if dest == "-" else None
-    stdin = click.get_binary_stream("stdin") if src == "-" else None
-    cp_op(ctx.store(), src, dest, stdin=stdin, stdout=stdout)
+    stdout = sys.stdout.buffer if dest == "-" else None
+    stdin = sys.stdin.buffer if src == "-" else None
+    try:
+        cp_op(ctx.store(), src, dest, stdin=stdin, stdout=stdout)
+    except ContainerError as exc:
+        exc.exit_code = 1  # not a runtime failure (125): docker cp exits 1
+        raise
     if stdout is not None:
         stdout.flush()
 
