@@ -2,7 +2,8 @@
 ``--skip-tls-verify`` (destinations), ``--skip-tls-verify-registry`` (named hosts, pulls of
 ``FROM`` images included) and ``--skip-tls-verify-pull``; without them, one line before any
 build step runs. Also: ``--verbosity=debug`` logs no credential, ``--single-snapshot`` keeps
-deletions of base files, a failing RUN names its line, SIGTERM cancels cleanly."""
+deletions of base files, a failing RUN names its line, SIGTERM cancels cleanly, and Kaniko's
+``git://`` contexts are fetched from a real git server."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lamina.testing import gitserver
 from lamina.testing import registry as testreg
 from lamina.testing.capabilities import mount_points_under
 from lamina.testing.cli import Result, run_cli
@@ -149,3 +151,34 @@ def test_failed_run_and_sigterm(cli: Cli, busybox_tar: Path, tmp_path: Path) -> 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 130
     assert mount_points_under(tmp_path) == []
+
+
+@pytest.mark.skipif(not gitserver.available(), reason="git http-backend is not installed")
+def test_git_context(cli: Cli, busybox_tar: Path, tmp_path: Path) -> None:
+    """``--context git://HOST/REPO.git#REF[#COMMIT]`` (``GIT_PULL_METHOD=http``), with
+    ``--context-sub-path`` and ``--git branch=``; a pinned commit that differs is refused."""
+    cli("import", str(busybox_tar), "busybox:latest", "--change", 'CMD ["sh"]')
+    repo = gitserver.Repo(tmp_path / "work")
+    repo.write("app/Dockerfile", "FROM busybox\nCOPY a.txt /a.txt\n")
+    repo.write("app/a.txt", "from main\n")
+    first = repo.commit("main")
+    gitserver.git("checkout", "-q", "-b", "dev", cwd=repo.path)
+    repo.write("app/a.txt", "from dev\n")
+    repo.commit("dev")
+    repo.publish(tmp_path / "srv" / "app.git")
+    env = {"GIT_PULL_METHOD": "http"}
+    with gitserver.serve_git(tmp_path / "srv") as url:
+        where = "git://" + url.removeprefix("http://") + "/app.git"
+        cases = [
+            ([f"--context={where}#refs/heads/main"], "from main\n"),
+            ([f"--context={where}", "--git", "branch=dev,single-branch=true"], "from dev\n"),
+            ([f"--context={where}#refs/heads/main#{first}"], "from main\n"),
+        ]
+        for n, (args, text) in enumerate(cases):
+            cli("executor", *args, "--context-sub-path=app", "--no-push", "-d", f"git:{n}",
+                "-v", "error", env=env)  # fmt: skip
+            assert cli("run", "--rm", f"git:{n}", "cat", "/a.txt").out == text
+        wrong = cli("executor", f"--context={where}#refs/heads/dev#{first}", "--no-push",
+                    "--context-sub-path=app", env=env, check=False)  # fmt: skip
+        assert wrong.code == 1 and "does not match checksum" in wrong.err
+    assert not list((cli.root / "tmp").glob("git-context-*"))  # type: ignore[attr-defined]

@@ -6,7 +6,8 @@ deprecated spellings (``--tarPath``, ``--customPlatform``, ``--snapshotMode``) s
 Flags that tune Kaniko internals lamina does not have are accepted and ignored (listed in
 :data:`IGNORED`; ``--snapshot-mode`` and ``--use-new-run`` among them: lamina's snapshots are
 always O(changes)). The environment is read here: ``DOCKER_CONFIG`` (Kaniko's images set
-``/kaniko/.docker``), ``HOME``, ``SOURCE_DATE_EPOCH``, ``KANIKO_REGISTRY_MIRROR``.
+``/kaniko/.docker``), ``HOME``, ``SOURCE_DATE_EPOCH``, ``KANIKO_REGISTRY_MIRROR``, and for
+``git://`` contexts ``GIT_PULL_METHOD``, ``GIT_USERNAME``, ``GIT_PASSWORD``/``GIT_TOKEN``.
 
 Output: build progress and push lines on stderr (``--verbosity`` info and up; warn, error,
 fatal and panic show only errors; debug and trace add lamina's debug log); stdout stays empty,
@@ -119,6 +120,8 @@ def _setup_output(verbosity: str) -> bool:
 @click.option("-c", "--context", default="/workspace/", help="Build context: DIR, dir://DIR, "
               "tar://FILE[.gz] or tar://stdin (default /workspace/).")  # fmt: skip
 @click.option("--context-sub-path", default="", help="Sub path within a directory context.")
+@click.option("--git", "git_options", multiple=True,
+              help="git:// context options: branch=NAME,recurse-submodules=false.")  # fmt: skip
 @click.option("-f", "--dockerfile", default="Dockerfile", help="Dockerfile (default: Dockerfile "
               "in the context).")  # fmt: skip
 @click.option("-d", "--destination", "destinations", multiple=True,
@@ -227,4 +230,23 @@ def _options(opts: dict[str, Any]) -> Any:
         platform=Platform.parse(opts["platform"]) if opts["platform"] else None,
         cleanup=opts["cleanup"],
         source_date_epoch=source_date_epoch(),
+        git_options=_git_options(opts["git_options"]),
+        git_pull_method=os.environ.get("GIT_PULL_METHOD", "https"),
+        git_credentials=_git_credentials(),
     )
+
+
+def _git_options(values: tuple[str, ...]) -> dict[str, str]:
+    from lamina.ops.gitcontext import parse_git_options
+
+    items = [item for value in values for item in value.split(",") if item]
+    return parse_git_options(_pairs(tuple(items), "--git", from_env=False))
+
+
+def _git_credentials() -> tuple[str, str] | None:
+    """Kaniko's ``GIT_USERNAME`` with ``GIT_PASSWORD`` (or ``GIT_TOKEN``)."""
+    secret = os.environ.get("GIT_PASSWORD") or os.environ.get("GIT_TOKEN")
+    user = os.environ.get("GIT_USERNAME")
+    if not secret:
+        return None
+    return (user or "git", secret)

@@ -7,7 +7,8 @@ does what Kaniko's executor does, in its order:
    files and ``--tar-path`` need a destination; an unsupported context scheme is refused),
    and that every destination accepts a push (an upload session opened and cancelled);
 2. build (:func:`lamina.ops.build.build`) the ``--context`` (a directory, ``dir://DIR``,
-   ``tar://FILE.tar[.gz]`` or ``tar://stdin``, with ``--context-sub-path``) and store the image
+   ``tar://FILE.tar[.gz]``, ``tar://stdin`` or ``git://HOST/REPO[#REF[#COMMIT]]`` (see
+   :mod:`lamina.ops.gitcontext`), with ``--context-sub-path``) and store the image
    under the destinations; base images are pulled with the executor's credentials;
 3. push to the first destination (unless ``--no-push``; new layers are compressed while they
    upload), compute the image as a registry gets it (gzip layers, compressed once and cached
@@ -52,6 +53,7 @@ from lamina.image.model import Image
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
 from lamina.ops.build import build
+from lamina.ops.gitcontext import git_spec, open_git_context
 from lamina.ops.registry import (
     compressed_for_push,
     open_registries,
@@ -66,7 +68,7 @@ from lamina.transports.docker import DockerRef, Registries
 
 #: Kaniko's default ``--cache-ttl`` (two weeks), in seconds
 DEFAULT_CACHE_TTL = 14 * 24 * 3600.0
-UNSUPPORTED_CONTEXTS = ("gs://", "s3://", "https://", "http://", "git://", "azblob://")
+UNSUPPORTED_CONTEXTS = ("gs://", "s3://", "https://", "http://", "azblob://")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +99,11 @@ class KanikoOptions:
     cleanup: bool = False
     #: ``SOURCE_DATE_EPOCH`` (the CLI reads it); ``reproducible`` without it means 0
     source_date_epoch: int | None = None
+    #: ``git://`` contexts (:mod:`lamina.ops.gitcontext`): ``--git`` options,
+    #: ``GIT_PULL_METHOD``, and (user, password) from ``GIT_USERNAME``/``GIT_PASSWORD``
+    git_options: Mapping[str, str] = field(default_factory=dict)
+    git_pull_method: str = "https"
+    git_credentials: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -232,7 +239,15 @@ def execute(
 ) -> ExecutorResult:
     """Run Kaniko's executor steps (see the module docstring); returns what was built."""
     validate(opts)
-    context = resolve_context(opts.context, opts.context_sub_path)
+    spec = None
+    if opts.context.startswith("git://"):
+        spec = git_spec(
+            opts.context,
+            options=opts.git_options,
+            pull_method=opts.git_pull_method,
+            credentials=opts.git_credentials,
+        )
+    local = None if spec else resolve_context(opts.context, opts.context_sub_path)
     if not opts.no_push:  # as Kaniko: refuse before building when a push would be refused
         for dest in opts.destinations:
             ref = with_registries(registry_name(dest), registries)
@@ -241,23 +256,29 @@ def execute(
     epoch = opts.source_date_epoch
     if epoch is None and opts.reproducible:
         epoch = 0
-    result = build(
-        store,
-        context,
-        dockerfile=opts.dockerfile,
-        tags=opts.destinations,
-        build_args=opts.build_args,
-        target=opts.target,
-        no_cache=not opts.cache,
-        platform=opts.platform,
-        labels=opts.labels,
-        epoch=epoch,
-        progress=progress,
-        stdin=stdin,
-        registries=registries,
-        single_snapshot=opts.single_snapshot,
-        **_cache_args(opts),
+    checkout = (
+        open_git_context(store, spec, opts.context_sub_path)
+        if spec is not None
+        else contextlib.nullcontext(local)
     )
+    with checkout as context:
+        result = build(
+            store,
+            str(context),
+            dockerfile=opts.dockerfile,
+            tags=opts.destinations,
+            build_args=opts.build_args,
+            target=opts.target,
+            no_cache=not opts.cache,
+            platform=opts.platform,
+            labels=opts.labels,
+            epoch=epoch,
+            progress=progress,
+            stdin=stdin,
+            registries=registries,
+            single_snapshot=opts.single_snapshot,
+            **_cache_args(opts),
+        )
     assert result.digest is not None and result.image_id is not None
     pushed: list[str] = []
 
