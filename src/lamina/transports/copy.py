@@ -1,6 +1,7 @@
 """One generic copy loop from any source to any :class:`~lamina.transports.base.Destination`.
 
-Order: layers (in parallel, a small thread pool; a blob the destination already has is
+Order: layers (in parallel, a small thread pool; one at a time, in manifest order, for a
+format with ``serial_blobs``, such as the archives; a blob the destination already has is
 reused), then the config, then child manifests, then the top-level manifest, then commit. A
 failure anywhere discards the destination, so no partial image is ever published.
 
