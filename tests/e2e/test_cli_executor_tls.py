@@ -36,8 +36,14 @@ USER, PASSWORD = "tlsuser", "Tls-s3cret-pw-e2e"
 
 
 @pytest.fixture(scope="module")
-def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    ca = CertAuthority.create(tmp_path_factory.mktemp("ca"))
+def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
+    return CertAuthority.create(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def tls_registry(
+    tmp_path_factory: pytest.TempPathFactory, ca: CertAuthority
+) -> Iterator[testreg.RegistryServer]:
     with testreg.run_registry(
         tmp_path_factory.mktemp("tls-reg"), tls=ca, users={USER: PASSWORD}
     ) as server:
@@ -61,7 +67,11 @@ def _context(tmp_path: Path, dockerfile: str) -> Path:
 
 
 def test_skip_tls_verify_flags(
-    cli: Cli, busybox_tar: Path, tls_registry: testreg.RegistryServer, tmp_path: Path
+    cli: Cli,
+    busybox_tar: Path,
+    tls_registry: testreg.RegistryServer,
+    ca: CertAuthority,
+    tmp_path: Path,
 ) -> None:
     host = tls_registry.host
     env = _env(tmp_path, host)
@@ -80,6 +90,10 @@ def test_skip_tls_verify_flags(
                 env=env)  # fmt: skip
     secret = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     assert PASSWORD not in debug.err and secret not in debug.err
+    # the CA installed where podman looks ($HOME/.config/containers/certs.d/HOST:PORT): no flag
+    trusting = {**env, "HOME": str(tmp_path / "trusting")}
+    ca.install(tmp_path / "trusting" / ".config/containers/certs.d", host)
+    cli("executor", "-c", str(ctx), "-d", f"{host}/team/tls:ca", "-v", "error", env=trusting)
     # FROM on the TLS registry, nothing pushed: the pull needs --skip-tls-verify-pull or the
     # per-registry flag (a destination's flags cover its host, pulls included)
     from_tls = _context(tmp_path / "x", f"FROM {base}\nCOPY a.txt /a.txt\n")

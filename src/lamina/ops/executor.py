@@ -40,7 +40,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -143,8 +143,9 @@ class KanikoRegistries(Registries):
         return self.per_host.get(host, self.options)
 
 
-def _options(insecure: bool, skip_verify: bool) -> TransportOptions:
-    return TransportOptions(insecure=insecure, tls_verify=not skip_verify)
+def _options(base: TransportOptions, insecure: bool, skip_verify: bool) -> TransportOptions:
+    """``base`` (CA directories, retries, timeouts) with Kaniko's two TLS switches."""
+    return replace(base, insecure=insecure, tls_verify=not skip_verify)
 
 
 def open_kaniko_registries(
@@ -158,19 +159,21 @@ def open_kaniko_registries(
     config.json``, credential helpers; podman's files too), TLS per host (see KanikoTLS).
     ``push_refs`` are the destinations and the cache repository. The caller closes it."""
     base = open_registries(env, mirrors=mirrors)
+    pull = _options(base.options, tls.insecure_pull, tls.skip_tls_verify_pull)
     per_host: dict[str, TransportOptions] = {}
     for text in push_refs:
         host = reference.parse(text).domain
-        per_host[host] = _options(tls.insecure, tls.skip_tls_verify)
+        per_host[host] = _options(base.options, tls.insecure, tls.skip_tls_verify)
     named = {reference.parse(f"{h}/x").domain for h in tls.insecure_registries}
     verify_off = {reference.parse(f"{h}/x").domain for h in tls.skip_tls_verify_registries}
     for host in named | verify_off:
-        old = per_host.get(host, _options(tls.insecure_pull, tls.skip_tls_verify_pull))
-        per_host[host] = TransportOptions(
+        old = per_host.get(host, pull)
+        per_host[host] = replace(
+            old,
             insecure=True if host in named else old.insecure,
             tls_verify=False if host in verify_off else old.tls_verify,
         )
-    base.options = _options(tls.insecure_pull, tls.skip_tls_verify_pull)
+    base.options = pull
     return KanikoRegistries(base, per_host)
 
 
