@@ -161,12 +161,25 @@ def _report(exc: LaminaError) -> None:
         click.echo(f"hint: {exc.hint}", err=True)
 
 
+def _answered_by_click(args: list[str]) -> bool:
+    """True for ``--version`` / ``--help`` before any command word: click answers them before
+    any command runs (and the rootless hook would not join for them), so the hook's module is
+    not even imported. A conservative check: option values (``--root DIR``) count as words."""
+    for arg in args:
+        if arg in ("--version", "--help", "-h"):
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map lamina errors to one line on stderr and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        if os.geteuid() != 0:  # rootless: join the store's user + mount namespace first
+        if os.geteuid() != 0 and not _answered_by_click(args):
+            # rootless: join the store's user + mount namespace first
             from lamina.cli.rootless import enter_user_namespace
 
             enter_user_namespace(args)
