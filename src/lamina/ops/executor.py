@@ -242,15 +242,7 @@ def execute(
 ) -> ExecutorResult:
     """Run Kaniko's executor steps (see the module docstring); returns what was built."""
     validate(opts)
-    spec = None
-    if opts.context.startswith("git://"):
-        spec = git_spec(
-            opts.context,
-            options=opts.git_options,
-            pull_method=opts.git_pull_method,
-            credentials=opts.git_credentials,
-        )
-    local = None if spec else resolve_context(opts.context, opts.context_sub_path)
+    checkout = _open_context(store, opts)  # local contexts are checked here, before pushing
     if not opts.no_push:  # as Kaniko: refuse before building when a push would be refused
         for dest in opts.destinations:
             ref = with_registries(registry_name(dest), registries)
@@ -259,11 +251,6 @@ def execute(
     epoch = opts.source_date_epoch
     if epoch is None and opts.reproducible:
         epoch = 0
-    checkout = (
-        open_git_context(store, spec, opts.context_sub_path)
-        if spec is not None
-        else contextlib.nullcontext(local)
-    )
     with checkout as context:
         result = build(
             store,
@@ -302,6 +289,21 @@ def execute(
     return ExecutorResult(
         digest=digest, image_id=result.image_id, stored=result.digest, pushed=tuple(pushed)
     )
+
+
+def _open_context(
+    store: Store, opts: KanikoOptions
+) -> contextlib.AbstractContextManager[str | Path]:
+    """The build context to enter: a git checkout made on entry, or a local path/``-``."""
+    if not opts.context.startswith("git://"):
+        return contextlib.nullcontext(resolve_context(opts.context, opts.context_sub_path))
+    spec = git_spec(
+        opts.context,
+        options=opts.git_options,
+        pull_method=opts.git_pull_method,
+        credentials=opts.git_credentials,
+    )
+    return open_git_context(store, spec, opts.context_sub_path)
 
 
 def _cache_args(opts: KanikoOptions) -> dict[str, Any]:
