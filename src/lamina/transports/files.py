@@ -121,12 +121,11 @@ class _Section(io.RawIOBase):
         n = min(len(buf), self._end - self._pos)
         if n <= 0:
             return 0
-        data = self._owner.pread(n, self._pos)
-        if not data:
+        got = self._owner.preadinto(memoryview(buf)[:n], self._pos)  # no intermediate copy
+        if not got:
             raise UnsafeArchive("archive truncated while reading a member")
-        buf[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        self._pos += got
+        return got
 
 
 class TarFiles:
@@ -223,11 +222,11 @@ class TarFiles:
         with self.open(name, follow=follow) as f:
             return f.read()
 
-    def pread(self, n: int, offset: int) -> bytes:
-        """``n`` bytes of the (plain) archive at ``offset``; StorageError once closed."""
+    def preadinto(self, buf: memoryview, offset: int) -> int:
+        """Fill ``buf`` from the (plain) archive at ``offset``; bytes read (0 at EOF)."""
         if not self._finalizer.alive:
             raise StorageError(f"{self.path}: archive already closed")
-        return os.pread(self._fd, n, offset)
+        return os.preadv(self._fd, [buf], offset)
 
     def exists(self, name: str) -> bool:
         """True if the archive has a member ``name``."""
