@@ -4,14 +4,10 @@ Pulls go through ``Store.put_image`` (one streaming pass per layer, all-or-nothi
 through the generic copy loop into a :class:`~lamina.transports.docker.DockerDestination`.
 
 Pushing from the local store compresses layers the store keeps only as plain tar (as Docker
-does): each is gzip-compressed once, streamed into the blob store and recorded against the
-layer (``blobs.json``), so a later push reuses it and ``gc`` keeps it while the layer lives.
-The pushed manifest then names the gzip blobs (its digest differs from the stored one; the
-config, hence the image id, is unchanged). Memory stays bounded: layers are streamed in 1 MiB
-chunks, never loaded. When the destination is a registry, a layer compressed now is uploaded
-*while* it is compressed (a :class:`~lamina.registry.streamupload.StreamUpload` fed by the
-same gzip stream as the store's blob), so compression and the network overlap and the copy
-loop then finds the blob present; its progress still says "Pushed".
+does), once, keeping the gzip blob in the store (:mod:`lamina.ops.pushgzip`); the pushed
+manifest then names the gzip blobs (its digest differs from the stored one; the image id is
+unchanged). When the destination is a registry, a layer compressed now is uploaded *while* it
+is compressed, so the copy loop then finds the blob present; its progress still says "Pushed".
 
 Invariants: credentials come from the :class:`~lamina.transports.docker.Registries` the caller
 builds (:func:`open_registries` takes the environment as an argument; nothing here reads
@@ -21,23 +17,17 @@ builds (:func:`open_registries` takes the environment as an argument; nothing he
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
 
 from lamina import reference, transports
-from lamina._internal.compression import open_compressor
-from lamina._internal.lock import flocked
-from lamina.blobstore.ingest import Ingest
-from lamina.errors import AuthError, InvalidReference, RegistryError, StoreCorrupt, UsageError
-from lamina.image.model import Image, ImageIndex, Layer
-from lamina.image.partial import BlobImage
-from lamina.oci import mediatype
+from lamina.errors import AuthError, InvalidReference, RegistryError, UsageError
+from lamina.image.model import Image, ImageIndex
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
+from lamina.ops.pushgzip import PushImage, compressed_for_push, gzip_blob
 from lamina.registry import (
     ChainProvider,
     Credential,
@@ -48,17 +38,11 @@ from lamina.registry import (
 )
 from lamina.registry import login as registry_login
 from lamina.registry import logout as registry_logout
-from lamina.registry.streamupload import StreamUpload
 from lamina.registry.tls import DEFAULT_CERTS_DIRS, certs_dirs_for
 from lamina.store import Store
-from lamina.store.image import StoreImage, StoreLayer
-from lamina.store.layerdb import BlobRef
+from lamina.store.image import StoreImage
 from lamina.transports.copy import Progress, ProgressFn
 from lamina.transports.docker import DockerRef, Registries
-
-CHUNK = 1 << 20
-#: layers compressed at once when a push needs gzip blobs
-COMPRESS_WORKERS = 2
 
 
 def transport_options(
@@ -276,135 +260,6 @@ def _same_host(image: StoreImage, dst: DockerRef) -> list[str]:
             if ref.domain == dst.host and ref.path != dst.repository:
                 out.append(ref.path)
     return out
-
-
-# -- gzip for push -------------------------------------------------------------------------
-
-
-def _needs_gzip(desc: Descriptor) -> bool:
-    media = desc.media_type
-    plain = mediatype.layer_compression(media) == "none"
-    return plain and "nondistributable" not in media and "foreign" not in media
-
-
-class PushImage(BlobImage):
-    """A stored image whose plain-tar layers are replaced by their cached gzip blobs."""
-
-    def __init__(
-        self,
-        image: StoreImage,
-        manifest: bytes,
-        store: Store,
-        streamed: frozenset[Digest] = frozenset(),
-    ) -> None:
-        super().__init__(manifest)
-        self._image = image
-        self._store = store
-        #: gzip blobs already uploaded while they were compressed
-        self.streamed = streamed
-
-    def open_blob(self, desc: Descriptor) -> BinaryIO:
-        """Config and gzip blobs from the store."""
-        return self._store.blobs.open(desc.digest)
-
-    def raw_config(self) -> bytes:
-        """The stored config, byte for byte."""
-        return self._image.raw_config()
-
-    def layers(self) -> list[Layer]:  # type: ignore[override]
-        """Original layers where unchanged (they regenerate blobs as needed), else gzip ones."""
-        originals = self._image.layers()
-        out: list[Layer] = []
-        for new, old in zip(super().layers(), originals, strict=True):
-            out.append(old if new.digest() == old.digest() else new)
-        return out
-
-
-def compressed_for_push(
-    store: Store, image: StoreImage, *, upload: Callable[[], StreamUpload] | None = None
-) -> StoreImage | PushImage:
-    """``image``, or a view of it whose plain-tar layers are gzip blobs (compressed once,
-    cached in the store; layers compressed in parallel, each streamed). With ``upload``, each
-    layer compressed now is also sent into a new upload session while it is compressed."""
-    layers = image.layers()
-    todo = [layer for layer in layers if _needs_gzip(layer.descriptor)]
-    if not todo:
-        return image
-    gzip_type = (
-        mediatype.DOCKER_LAYER_GZIP
-        if image.media_type() == mediatype.DOCKER_MANIFEST
-        else mediatype.OCI_LAYER_GZIP
-    )
-    streamed: set[Digest] = set()
-
-    def one(layer: StoreLayer) -> Descriptor:
-        sent: list[bool] = []
-        desc = gzip_blob(store, layer, gzip_type, upload=upload, sent=sent)
-        if sent:
-            streamed.add(desc.digest)
-        return desc
-
-    with ThreadPoolExecutor(max_workers=COMPRESS_WORKERS) as pool:
-        results = list(pool.map(one, todo))
-    done = {x.descriptor.digest: d for x, d in zip(todo, results, strict=True)}
-    manifest = image.manifest()
-    descs = tuple(done.get(layer.descriptor.digest, layer.descriptor) for layer in layers)
-    data = replace(manifest, layers=descs).to_json()
-    return PushImage(image, data, store, frozenset(streamed))
-
-
-def gzip_blob(
-    store: Store,
-    layer: StoreLayer,
-    media_type: str,
-    *,
-    upload: Callable[[], StreamUpload] | None = None,
-    sent: list[bool] | None = None,
-) -> Descriptor:
-    """The gzip blob of ``layer``: a cached one recorded for it, or compressed now (streamed
-    into the blob store, then recorded). Idempotent. A blob compressed now is also written
-    to ``upload()`` (committed once the store has it) and ``True`` appended to ``sent``."""
-    with contextlib.suppress(StoreCorrupt):
-        for blob in layer.layer_record().blobs:
-            gzip = mediatype.layer_compression(blob.media_type) == "gzip"
-            if gzip and store.blobs.has(blob.digest) and store.blobs.size(blob.digest) == blob.size:
-                return Descriptor(media_type=media_type, digest=blob.digest, size=blob.size)
-    # gc.lock shared: gc must not collect the new blob before the layer records it
-    with flocked(store.layout.gc_lock, shared=True):
-        stream = upload() if upload is not None else None
-        try:
-            with layer.open_uncompressed() as tar, store.blobs.begin() as ingest:
-                out = ingest if stream is None else _Tee(ingest, stream)
-                writer = open_compressor(out, "gzip")  # type: ignore[arg-type]
-                while chunk := tar.read(CHUNK):
-                    writer.write(chunk)
-                writer.close()
-                digest, size = ingest.commit()
-            ref = BlobRef(digest=digest, media_type=media_type, size=size)
-            with flocked(store.layout.lock):
-                store.layers.db.add_blob(layer.chain_id, ref)
-            if stream is not None:
-                stream.commit(digest, size)
-                if sent is not None:
-                    sent.append(True)
-        finally:
-            if stream is not None:
-                stream.cancel()  # no-op once committed
-    return Descriptor(media_type=media_type, digest=digest, size=size)
-
-
-class _Tee:
-    """A write-only file that writes to the store's ingest and to an upload."""
-
-    def __init__(self, first: Ingest, second: StreamUpload) -> None:
-        self._first = first
-        self._second = second
-
-    def write(self, data: bytes | memoryview) -> int:
-        """Write ``data`` to both."""
-        n = self._first.write(data)
-        self._second.write(data)
-        return n
 
 
 __all__ = [
