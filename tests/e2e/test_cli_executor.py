@@ -225,3 +225,29 @@ def test_executor_cache_repo_shared_by_two_stores(
     second = run_cli(other, *args, f"--digest-file={tmp_path}/d2", env=env)
     assert second.err.count("CACHED") == 2  # COPY and RUN: the RUN did not run again
     assert (tmp_path / "d1").read_text() == (tmp_path / "d2").read_text()
+
+
+def test_executor_with_a_token_auth_registry(
+    cli: Cli, seed: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Bearer-token auth (as GitLab's registry): config.json credentials go to the token
+    service; the push check, the cache and the push get push+pull tokens."""
+    with testreg.run_registry(
+        tmp_path_factory.mktemp("token-reg"),
+        users={USER: PASSWORD},
+        token_auth=True,
+        anonymous_pull=False,
+    ) as server:
+        env = _docker_config(tmp_path, server.host)
+        dest = f"{server.host}/group/project:v1"
+        res = cli("executor", "-c", str(seed), "-d", dest, f"--digest-file={tmp_path}/d",
+                  "--cache=true", env=env)  # fmt: skip
+        _no_secret(res)
+        digest = (tmp_path / "d").read_text()
+        info = _inspect(f"docker://{dest}")
+        assert info["Digest"] == digest
+        wrong = _docker_config(tmp_path / "w", server.host, password="wrong-" + PASSWORD)
+        denied = cli("executor", "-c", str(seed), "-d", dest, env=wrong, check=False)
+        assert denied.code == 1 and "Traceback" not in denied.err
+        assert denied.err.startswith("lamina: error: ") and server.host in denied.err
+        assert PASSWORD not in denied.err
