@@ -4,7 +4,12 @@ Issue 2's target: each under 100 ms wall on an idle machine. Every command runs 
 times (default 20) after one warm-up run, interleaved with two baselines that bound what is
 achievable (the bare interpreter, and the interpreter importing click, which the CLI must use);
 the report gives median and best wall time per command. ``lamina images`` runs against an
-empty store in a temp dir. Usage: ``python bench/bench_cli.py [--runs N]``.
+empty store in a temp dir.
+
+On a shared machine wall and CPU times swing with the neighbours' load; ``--instructions``
+also counts each command's user-space instructions once under valgrind (callgrind), which
+does not depend on load: compare them with the ``import click`` baseline.
+Usage: ``python bench/bench_cli.py [--runs N] [--instructions]``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,6 +55,30 @@ def wall(argv: list[str]) -> tuple[float, float]:
     return elapsed, cpu
 
 
+def instructions(argv: list[str]) -> int:
+    """User-space instructions ``argv`` executes (valgrind's callgrind "Collected" count)."""
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in out.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1])
+    raise SystemExit(f"bench: no instruction count from valgrind for {argv}")
+
+
+def report_instructions(cmds: dict[str, list[str]]) -> None:
+    """One instruction count per command, and its ratio to the ``import click`` baseline."""
+    counts = {name: instructions(argv) for name, argv in cmds.items()}
+    click_count = next(c for n, c in counts.items() if "import click" in n)
+    print(f"\n{'command':40} {'M instr':>8} {'/ click':>8}")
+    for name, count in counts.items():
+        print(f"{name:40} {count / 1e6:8.1f} {count / click_count:8.2f}")
+
+
 def calibrate() -> float:
     """Best of 3 timings of a fixed pure-Python loop: how fast this core is right now (a
     busy neighbour on a shared core slows everything, start-up included, by the same factor)."""
@@ -63,7 +93,11 @@ def calibrate() -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--instructions", action="store_true", help="also count instructions")
     args = ap.parse_args()
+    if args.instructions and not shutil.which("valgrind"):
+        print("bench: --instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="lamina-bench-cli-") as tmp:
         cmds = commands(Path(tmp) / "store")
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in cmds}
@@ -72,6 +106,8 @@ def main() -> int:
         for _ in range(args.runs):
             for name, argv in cmds.items():  # interleaved: load changes hit every command
                 times[name].append(wall(argv))
+        if args.instructions:
+            report_instructions(cmds)
     load = os.getloadavg()[0]
     print(f"\nload average {load:.2f}; CPU speed check: {calibrate():.3f} s for sum(range(10**7))")
     print("wall and CPU (user + system) per run, in ms")
