@@ -9,9 +9,10 @@ Workloads (issue 4):
 
 Every tool gets its own store under the work dir and the same base images (lamina's, copied
 over as ``oci:`` layouts). Each command runs under GNU time (wall seconds, peak RSS); the best
-of ``--repeat`` runs is reported. The table gives lamina's time, each peer's, the ratio
-lamina/buildah (lower is better), BuildKit's reference time from the issue, the target and
-lamina's peak RSS (target <= 80 MB). Usage:
+of ``--repeat`` rounds is reported; in each round the tools run one after the other
+(interleaved), so on a shared machine they see the same load. The table gives lamina's time,
+each peer's, the ratio lamina/buildah (lower is better), BuildKit's reference time from the
+issue, the target and lamina's peak RSS (target <= 80 MB). Usage:
 ``python bench/bench_build.py [--files N] [--big-mib M] [--repeat R] [--workdir DIR]``.
 """
 
@@ -120,42 +121,63 @@ def make_w2(ctx: Path, files: int, big_mib: int) -> None:
     (ctx / "Dockerfile").write_text(W2)
 
 
-def best(run: Callable[[int], tuple[float, int]], repeat: int) -> tuple[float, int] | None:
-    """Best wall time of ``repeat`` runs (and the max RSS seen); ``run`` gets the run index.
-
-    None when a run fails (the failure is printed to stderr and the table shows n/a).
-    """
-    try:
-        results = [run(i) for i in range(repeat)]
-    except RuntimeError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return None
-    return min(r[0] for r in results), max(r[1] for r in results)
+Result = tuple[float, int] | None
+Run = Callable[["Tool"], tuple[float, int]]
 
 
-def bench_tool(
-    tool: Tool, work: Path, repeat: int, w6: bool
-) -> dict[str, tuple[float, int] | None]:
-    """Every workload for one tool (W5 cases run right after that tool's W2 build)."""
-    out: dict[str, tuple[float, int] | None] = {}
-    out["W1 seed"] = best(lambda i: tool.build(work / "w1", "w1", cold=True), repeat)
-    out["W2 20k files + 200 MiB"] = best(lambda i: tool.build(work / "w2", "w2", cold=True), repeat)
-    edited = work / "w2" / "d0" / "e0" / "f0.txt"
+def round_robin(
+    tools: list[Tool], repeat: int, before: Callable[[int], None], run: Run
+) -> list[Result]:
+    """Best wall time (and max RSS) of ``repeat`` rounds per tool; in each round every tool
+    runs once, one after the other, so they share the machine's load. ``before(i)`` prepares
+    round ``i`` (e.g. edits the context). A tool whose run fails gets None (printed to stderr)."""
+    seen: list[list[tuple[float, int]] | None] = [[] for _ in tools]
+    for i in range(repeat):
+        before(i)
+        for t, tool in enumerate(tools):
+            got = seen[t]
+            if got is None:
+                continue
+            try:
+                got.append(run(tool))
+            except RuntimeError as exc:
+                print(f"bench: {tool.name}: {exc}", file=sys.stderr)
+                seen[t] = None
+    return [None if r is None else (min(x[0] for x in r), max(x[1] for x in r)) for r in seen]
 
-    def edit(i: int) -> tuple[float, int]:
+
+def bench_all(tools: list[Tool], work: Path, repeat: int, w6: bool) -> dict[str, dict[str, Result]]:
+    """Every workload, tools interleaved (W5 cases run right after W2, on each tool's cache)."""
+    w2, edited = work / "w2", work / "w2" / "d0" / "e0" / "f0.txt"
+    nothing: Callable[[int], None] = lambda i: None  # noqa: E731
+
+    def edit(i: int) -> None:
         edited.write_bytes(os.urandom(1024))
-        return tool.build(work / "w2", "w2", cold=False)
 
-    def touch(i: int) -> tuple[float, int]:
+    def touch(i: int) -> None:
         os.utime(edited, (time.time() + 10 + i, time.time() + 10 + i))
-        return tool.build(work / "w2", "w2", cold=False)
 
-    tool.build(work / "w2", "w2", cold=False)  # make sure the cache holds the current state
-    out["W5 unchanged"] = best(lambda i: tool.build(work / "w2", "w2", cold=False), repeat)
-    out["W5 one file edited"] = best(edit, repeat)
-    out["W5 one file touched"] = best(touch, repeat)
+    def warm(i: int) -> None:
+        for tool in tools:  # make sure every cache holds the current state
+            tool.build(w2, "w2", cold=False)
+
+    plan: list[tuple[str, Callable[[int], None], Run]] = [
+        ("W1 seed", nothing, lambda t: t.build(work / "w1", "w1", cold=True)),
+        ("W2 20k files + 200 MiB", nothing, lambda t: t.build(w2, "w2", cold=True)),
+        ("W5 unchanged", nothing, lambda t: t.build(w2, "w2", cold=False)),
+        ("W5 one file edited", edit, lambda t: t.build(w2, "w2", cold=False)),
+        ("W5 one file touched", touch, lambda t: t.build(w2, "w2", cold=False)),
+    ]
     if w6:
-        out["W6 RUN on Debian"] = best(lambda i: tool.build(work / "w6", "w6", cold=True), repeat)
+        plan.append(("W6 RUN on Debian", nothing, lambda t: t.build(work / "w6", "w6", cold=True)))
+    out: dict[str, dict[str, Result]] = {tool.name: {} for tool in tools}
+    for name, before, run in plan:
+        if name == "W5 unchanged":
+            warm(0)
+        print(f"bench: {name}", file=sys.stderr)
+        for tool, result in zip(tools, round_robin(tools, repeat, before, run), strict=True):
+            out[tool.name][name] = result
+        print(f"bench: {name}: {[out[t.name][name] for t in tools]}", file=sys.stderr)
     return out
 
 
@@ -228,12 +250,7 @@ def main() -> int:
     tools = make_tools(work)
     try:
         prepare(work, tools, args.files, args.big_mib, w6)
-        results: dict[str, dict[str, tuple[float, int] | None]] = {}
-        for tool in tools:
-            print(f"bench: {tool.name}", file=sys.stderr)
-            results[tool.name] = bench_tool(tool, work, args.repeat, w6)
-            print(f"bench: {tool.name}: {results[tool.name]}", file=sys.stderr)
-        report(results)
+        report(bench_all(tools, work, args.repeat, w6))
     finally:
         for tool in tools:
             tool.close()

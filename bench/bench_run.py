@@ -7,6 +7,10 @@ podman store (``--root``/``--runroot`` in a temp dir, ``--storage-driver overlay
 1024, since runc refuses podman's defaults above the hard limit here,
 ``--network none`` on both sides), warms each once, then runs each ``-n`` times
 alternately and prints the medians and the ratio lamina/podman.
+
+It also prints the floor under lamina's number, measured the same way: the interpreter and
+CLI start-up alone (``lamina --version``) and ``runc run`` of a bundle on the same rootfs
+alone (the runtime's own cost, with no store, overlay or bookkeeping around it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
 
 
 def timed(argv: list[str]) -> float:
@@ -29,6 +34,29 @@ def timed(argv: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def runc_alone(tmp: Path, tar: Path) -> list[str]:
+    """The argv of a bare ``runc run`` of ``true`` on the busybox rootfs (bundle made here)."""
+    from lamina.runtime import ContainerSpec, ProcessSpec, write_bundle
+
+    rootfs = tmp / "rootfs"
+    rootfs.mkdir()
+    subprocess.run(["tar", "-xf", str(tar), "-C", str(rootfs)], check=True)
+    spec = ContainerSpec(
+        rootfs=rootfs, process=ProcessSpec(args=("/bin/true",), env=("PATH=/bin",))
+    )
+    write_bundle(tmp / "bundle", spec, container_id="bench-floor")
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    return [
+        runc,
+        "--root",
+        str(tmp / "runc"),
+        "run",
+        "--bundle",
+        str(tmp / "bundle"),
+        "bench-floor",
+    ]
 
 
 def main() -> None:
@@ -53,16 +81,22 @@ def main() -> None:
         lam_cmd = [*lamina, "run", "--rm", "--network", "none", "bench", "true"]
         limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
         pod_cmd = [*podman, "run", "--rm", "--network", "none", *limits, "localhost/bench", "true"]
-        timed(lam_cmd)
-        timed(pod_cmd)
-        lam, pod = [], []
+        version_cmd = [*lamina, "--version"]
+        runc_cmd = runc_alone(tmp, tar)
+        for cmd in (lam_cmd, pod_cmd, version_cmd, runc_cmd):
+            timed(cmd)
+        lam, pod, start, runc = [], [], [], []
         for _ in range(args.n):
             lam.append(timed(lam_cmd))
             pod.append(timed(pod_cmd))
+            start.append(timed(version_cmd))
+            runc.append(timed(runc_cmd))
         lm, pm = statistics.median(lam), statistics.median(pod)
+        sm, rm = statistics.median(start), statistics.median(runc)
         print(f"lamina run --rm true: median {lm:.3f}s over {args.n}")
         print(f"podman run --rm true: median {pm:.3f}s over {args.n}")
         print(f"ratio lamina/podman: {lm / pm:.2f}")
+        print(f"floor: lamina --version {sm:.3f}s + runc run alone {rm:.3f}s = {sm + rm:.3f}s")
         subprocess.run([*podman, "system", "reset", "-f"], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     finally:
