@@ -95,14 +95,16 @@ def _plain_walk(top: str, prefix: str) -> Iterator[tuple[str, os.stat_result, bo
 
 
 def iter_source(
-    source: SourcePath, excluded: Callable[[str, bool], bool]
+    source: SourcePath, excluded: Callable[[str, bool], bool] | None
 ) -> Iterator[tuple[str, os.stat_result, bool]]:
     """(path relative to the source, lstat, is_dir) below directory ``source``, in walk order.
 
     ``.dockerignore`` is applied through :func:`source_filter` (a plain, faster walk when the
-    source has no ignore patterns); ``excluded(rel, is_dir)`` (``--exclude``) prunes.
+    source has no ignore patterns); ``excluded(rel, is_dir)`` (``--exclude``) prunes (None:
+    nothing is excluded).
     """
     flt = source.filter
+    walk: Iterator[tuple[str, os.stat_result, bool]]
     if flt is None or flt.excludes is None or not flt.excludes.patterns:
         walk = _plain_walk(str(source.full_path), "")
     else:
@@ -112,6 +114,14 @@ def iter_source(
             for e in source_filter(source).walk(source.root)
             if e.path.startswith(prefix)
         )
+    if excluded is None:
+        return walk
+    return _pruned(walk, excluded)
+
+
+def _pruned(
+    walk: Iterator[tuple[str, os.stat_result, bool]], excluded: Callable[[str, bool], bool]
+) -> Iterator[tuple[str, os.stat_result, bool]]:
     skip: str | None = None
     for sub, st, is_dir in walk:
         if skip is not None and sub.startswith(skip):
@@ -144,7 +154,8 @@ def copy_tree(copier: _Copier, source: SourcePath, top_fd: int) -> None:
     stack: list[tuple[str, int, os.stat_result]] = []
     base = f"{source.full_path}/"
     try:
-        for sub, st, is_dir in iter_source(source, copier.excluded):
+        excluded = copier.excluded if copier.excludes is not None else None
+        for sub, st, is_dir in iter_source(source, excluded):
             parent, _, name = sub.rpartition("/")
             while stack and stack[-1][0] != parent:
                 _leave(copier, stack.pop(), source)

@@ -213,7 +213,8 @@ class _Hasher:
         if not source.is_dir:
             return
         base = f"{source.full_path}/"
-        for sub, st, _is_dir in iter_source(source, self.excluded):
+        excluded = self.excluded if self.excludes is not None else None
+        for sub, st, _is_dir in iter_source(source, excluded):
             self.record(sub, st, source, base + sub)
 
 
