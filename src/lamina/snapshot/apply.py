@@ -1,6 +1,6 @@
 """Apply an (uncompressed) OCI layer tar to a directory, safely (image-spec "Applying Changesets").
 
-Two targets:
+Three targets:
 
 - ``mode="overlay"``: ``target`` is the empty overlay2 ``diff`` dir of this layer alone. OCI
   whiteouts become overlay whiteouts: ``.wh.name`` -> a 0/0 character device ``name`` (or, for
