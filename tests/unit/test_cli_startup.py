@@ -2,9 +2,9 @@
 
 Timing is flaky on shared CI machines, so these tests assert the *module set* that
 ``python -X importtime -m lamina ...`` reports, which is what the start-up time follows:
-``--version`` and ``--help`` load only click and the entry module; ``images`` and ``run``
-load the store (and the runtime) but never the registry client, the builder, rich or the
-compression codecs. ``bench/bench_cli.py`` measures the wall time.
+``--version`` and ``--help`` load only click and the entry module; ``images`` reads the
+store's read-only catalog; ``run`` loads the store and the runtime but never the registry
+client, the builder, rich or the compression codecs. ``bench/bench_cli.py`` measures the wall time.
 """
 
 from __future__ import annotations
@@ -67,11 +67,15 @@ def test_version_and_help_load_only_click_and_the_entry_module(args: list[str]) 
 
 
 @pytest.mark.needs_root
-def test_images_loads_the_store_but_nothing_else(tmp_path: Path) -> None:
-    root = str(tmp_path / "store")
-    names = imported("--root", root, "--storage-driver", "vfs", "images")
-    assert "lamina.store" in names
-    assert not _packages(names) & (HEAVY | UNUSED | {"lamina.runtime"})
+def test_images_reads_the_catalog_only(tmp_path: Path) -> None:
+    """``images`` lists through the read-only catalog: no blob store, union-fs backend (ctypes,
+    subprocess), container store or runtime is loaded, and an absent store is not created."""
+    root = tmp_path / "store"
+    names = imported("--root", str(root), "images")
+    assert "lamina.store.catalog" in names
+    light = {"lamina.store.store", "lamina.blobstore", "lamina.unionfs", "lamina.runtime"}
+    assert not _packages(names) & (HEAVY | UNUSED | light | {"ctypes", "subprocess"})
+    assert not root.exists()
 
 
 @pytest.mark.needs_root

@@ -34,7 +34,7 @@ def images(ctx: Context, quiet: bool, no_trunc: bool, digests: bool, fmt: str | 
     """List images in the store."""
     from lamina.ops.image import list_images
 
-    rows = list_images(ctx.store())
+    rows = list_images(ctx.catalog())
 
     def short(digest: str) -> str:
         return digest if no_trunc else digest.removeprefix("sha256:")[:12]

@@ -90,6 +90,15 @@ class Context:
             self._store = Store(self.root, driver=self.driver)
         return self._store
 
+    def catalog(self) -> Any:
+        """A read-only image list of the store (:class:`lamina.store.catalog.Catalog`: cheap to
+        import, creates nothing), or the store itself once it is open."""
+        if self._store is not None:
+            return self._store
+        from lamina.store.catalog import Catalog
+
+        return Catalog(self.root)
+
 
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lamina.store import Store
-from lamina.store.image import StoreImage
+if TYPE_CHECKING:  # type names only: listing images must not load the whole store
+    from lamina.store import Store
+    from lamina.store.catalog import Catalog
+    from lamina.store.image import StoreImage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,8 +53,10 @@ def image_size(store: Store, image: StoreImage) -> int:
     return sum(store.get_layer(chain).size for chain in image.record.layers)
 
 
-def list_images(store: Store, *, all_names: bool = True) -> list[ImageRow]:
-    """Every (image, name) pair; images without names appear once as ``<none>``."""
+def list_images(store: Store | Catalog, *, all_names: bool = True) -> list[ImageRow]:
+    """Every (image, name) pair; images without names appear once as ``<none>``.
+
+    A read-only :class:`~lamina.store.catalog.Catalog` serves as well as the store."""
     rows: list[ImageRow] = []
     for record in store.list_images():
         size = sum(store.get_layer(c).size for c in record.layers)

@@ -2,16 +2,49 @@
 
 :class:`Store` is the one object the upper layers hold; see :mod:`lamina.store.layout` for the
 on-disk layout and :mod:`lamina.store.store` for locking and crash safety.
+
+The names below are imported from their modules on first use (PEP 562): ``lamina images``
+reads the image list through :mod:`lamina.store.catalog` without loading the blob store,
+the union-fs backend or the runtime (CLI start-up, issue 2).
 """
 
 from __future__ import annotations
 
-from lamina.store.image import StoreImage, StoreLayer
-from lamina.store.images import ImageRecord
-from lamina.store.layerdb import BlobRef, LayerRecord
-from lamina.store.layers import LayerDirs
-from lamina.store.layout import chain_id, chain_ids, default_root
-from lamina.store.store import Store
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lamina.store.image import StoreImage, StoreLayer
+    from lamina.store.images import ImageRecord
+    from lamina.store.layerdb import BlobRef, LayerRecord
+    from lamina.store.layers import LayerDirs
+    from lamina.store.layout import chain_id, chain_ids, default_root
+    from lamina.store.store import Store
+
+#: exported name -> the module that defines it
+_EXPORTS = {
+    "StoreImage": "lamina.store.image",
+    "StoreLayer": "lamina.store.image",
+    "ImageRecord": "lamina.store.images",
+    "BlobRef": "lamina.store.layerdb",
+    "LayerRecord": "lamina.store.layerdb",
+    "LayerDirs": "lamina.store.layers",
+    "chain_id": "lamina.store.layout",
+    "chain_ids": "lamina.store.layout",
+    "default_root": "lamina.store.layout",
+    "Store": "lamina.store.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name``'s module on first use (then the name is a plain attribute)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BlobRef",
