@@ -27,6 +27,13 @@ def test_the_build_verb_does_not_load_the_registry_client() -> None:
     assert not names & REGISTRY
 
 
+def test_the_build_steps_load_the_runtime_and_layer_writer_only_when_used() -> None:
+    names = _loaded("import lamina.ops.build, lamina.build.steps, lamina.build.outputs")
+    assert not {n for n in names if n.startswith(("lamina.runtime.", "lamina.snapshot"))} - {
+        "lamina.runtime.user"  # USER/--chown name lookup, a small module
+    }
+
+
 def test_selecting_a_runtime_does_not_load_the_native_one() -> None:
     names = _loaded("from lamina.runtime.selection import select_runtime")
     assert "lamina.runtime.oci_runtime" in names

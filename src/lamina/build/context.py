@@ -43,7 +43,6 @@ from types import TracebackType
 from typing import BinaryIO, cast
 
 from lamina._internal.rootpath import resolve_in_root, split_path
-from lamina.build.unpack import extract_tar, open_archive
 from lamina.dockerfile.dockerignore import ContextFilter, find_ignore_file, read_dockerignore
 from lamina.errors import BuildError
 
@@ -326,6 +325,9 @@ class BuildContext:
     def _from_archive(
         cls, stream: BinaryIO, what: str, dockerfile: str | Path, tmp_dir: Path | None
     ) -> BuildContext:
+        # the extractor (tarfile, the layer applier) is loaded only for archive contexts
+        from lamina.build.unpack import extract_tar, open_archive
+
         root = Path(tempfile.mkdtemp(prefix="lamina-context-", dir=tmp_dir))
         try:
             data, _kind = open_archive(stream, f"reading build context {what}")

@@ -45,7 +45,6 @@ from lamina._internal.rootpath import split_path
 from lamina.build.chown import ModeSpec, Owner, parse_chmod
 from lamina.build.context import SourcePath, special_kind
 from lamina.build.copytree import copy_data, copy_tree, copy_xattrs, fd_path
-from lamina.build.unpack import resolve_missing
 from lamina.dockerfile.dockerignore import PatternMatcher
 from lamina.errors import BuildError
 
@@ -147,6 +146,8 @@ class _Copier:
         Missing components are allowed anywhere, also behind a symlink: once a component is
         missing, the rest is appended as is (it is created later).
         """
+        from lamina.build.unpack import resolve_missing  # loads tarfile: not for cache hits
+
         try:
             return resolve_missing(self.rootfs, path)
         except OSError as exc:

@@ -51,7 +51,6 @@ from lamina.image.model import Layer
 from lamina.oci import mediatype
 from lamina.oci.config import ImageConfig
 from lamina.oci.digest import Digest
-from lamina.snapshot import write_layer
 from lamina.store import Store, chain_ids
 from lamina.store.layerdb import BlobRef
 
@@ -205,6 +204,8 @@ def export(
     elif spec.type == "local":
         _export_local(store, state, dest)
     else:
+        from lamina.snapshot import write_layer
+
         with _atomic(dest) as tmp, open_view(store, state.chain) as view, tmp.open("wb") as f:
             write_layer(view, f, kind="dir", epoch=epoch)
 

@@ -45,8 +45,6 @@ from types import TracebackType
 from typing import BinaryIO, cast
 
 from lamina.oci.digest import Digest
-from lamina.runtime.bundle import resolve_partial
-from lamina.snapshot import write_diff_layer, write_layer
 from lamina.store import Store
 from lamina.store.layers import copy_tree, remove_tree
 
@@ -129,6 +127,8 @@ class StepFS:
         """
         if self.copies:
             return
+        from lamina.runtime.bundle import resolve_partial  # only builds that RUN need it
+
         missing: list[tuple[str, bool]] = []
         for dest, is_dir in points:
             try:
@@ -164,6 +164,8 @@ class StepFS:
         on scratch and passes the real parent). Unmounts first (the upper dir is stable then).
         Idempotent per content: a layer with the same chain id already registered is reused.
         """
+        from lamina.snapshot import write_diff_layer, write_layer  # not needed by cache hits
+
         self._unmount()
         blobs = self.store.blobs
         with blobs.begin() as ingest:

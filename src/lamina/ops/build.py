@@ -36,7 +36,6 @@ from lamina.build.executor import Executor, Plan, RegistriesArg, registries_of
 from lamina.build.outputs import OutputSpec, export, final_image, push_names, store_image
 from lamina.build.progress import ProgressFn, Reporter
 from lamina.build.secrets import SecretSource, SecretStore
-from lamina.build.squash import base_size, squash
 from lamina.build.ssh import SshAgents, SshSource
 from lamina.build.steps.base import BuildEnv, timestamp
 from lamina.dockerfile import Document, LintWarning, lint, parse
@@ -201,6 +200,8 @@ def build(
                 state = executor.run()
                 env.ensure_layer(state.chain)  # registry cache hits: fetch the image's layers
                 if single_snapshot:
+                    from lamina.build.squash import base_size, squash
+
                     layers, history = base_size(executor)
                     state = squash(store, state, layers=layers, history=history, epoch=epoch)
                 image = final_image(store, state, created=env.created, labels=labels or {})

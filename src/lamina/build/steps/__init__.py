@@ -15,7 +15,6 @@ from lamina.build.progress import Vertex
 from lamina.build.steps.base import BuildEnv, StageState
 from lamina.build.steps.files import copy_step, workdir_step
 from lamina.build.steps.meta import apply_meta
-from lamina.build.steps.run import run_step
 from lamina.dockerfile import instructions as ins
 from lamina.errors import BuildError, DockerfileError, LaminaError, StorageError, UnionFSError
 
@@ -42,6 +41,9 @@ def execute_step(
         env.check_cancelled()
         if isinstance(instr, ins.Run):
             assert vertex is not None
+            # imported here: a build without RUN never loads the runtime (runc wrapper, spec)
+            from lamina.build.steps.run import run_step
+
             run_step(env, state, instr, visible, vertex)
         elif isinstance(instr, ins.Copy | ins.Add):
             assert vertex is not None
