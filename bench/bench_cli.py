@@ -90,6 +90,16 @@ def calibrate() -> float:
     return best
 
 
+def compile_sources() -> None:
+    """Byte-compile src as ``make compile`` does: timed runs must not compile changed sources
+    (PYTHONDONTWRITEBYTECODE=1 on these machines would make every run pay for it)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "src")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=20)
@@ -98,6 +108,7 @@ def main() -> int:
     if args.instructions and not shutil.which("valgrind"):
         print("bench: --instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 1
+    compile_sources()
     with tempfile.TemporaryDirectory(prefix="lamina-bench-cli-") as tmp:
         cmds = commands(Path(tmp) / "store")
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in cmds}
