@@ -42,14 +42,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from lamina.oci.digest import Digest
 from lamina.store import Store
 from lamina.store.layers import copy_tree, remove_tree
 
+if TYPE_CHECKING:
+    from lamina.blobstore.ingest import Ingest
+
 #: the size of a tar with no entries (two zero blocks): an empty change set
 EMPTY_TAR_SIZE = 1024
+_GATHER = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,15 +173,16 @@ class StepFS:
         self._unmount()
         blobs = self.store.blobs
         with blobs.begin() as ingest:
-            out = cast(BinaryIO, ingest)
+            gathered = _Gathered(ingest)
+            out = cast(BinaryIO, gathered)
             # the ingest hashes what it is given: the writer does not hash it again
             if not self.copies:
                 written = write_layer(
-                    self.upper, out, kind="overlay-upper", epoch=epoch, digest_from=ingest.digest
+                    self.upper, out, kind="overlay-upper", epoch=epoch, digest_from=gathered.digest
                 )
             elif self.parent is None:
                 written = write_layer(
-                    self.upper, out, kind="dir", epoch=epoch, digest_from=ingest.digest
+                    self.upper, out, kind="dir", epoch=epoch, digest_from=gathered.digest
                 )
             else:
                 lower = self.store.layer_dirs(self.parent).upper
@@ -186,6 +191,7 @@ class StepFS:
                 )
             if written.size == EMPTY_TAR_SIZE:
                 return None
+            gathered.flush()
             digest, size = ingest.commit()
         parent = self.parent if onto is True else onto
         base = parent if isinstance(parent, Digest) else None
@@ -213,6 +219,39 @@ class StepFS:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _Gathered:
+    """Writes to a blob ingest in pieces of at least 1 MiB (larger writes pass straight on).
+
+    A layer tar of small files is mostly 512-byte headers and short bodies: one ``write``
+    syscall and one hash update each otherwise. :meth:`digest` flushes first, so it is the
+    digest of everything written; the caller flushes before committing the ingest.
+    """
+
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+        self._buf = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        n = len(data)
+        if n >= _GATHER:
+            self.flush()
+            self._ingest.write(data)
+            return n
+        self._buf += data
+        if len(self._buf) >= _GATHER:
+            self.flush()
+        return n
+
+    def flush(self) -> None:
+        if self._buf:
+            self._ingest.write(self._buf)
+            self._buf = bytearray()
+
+    def digest(self) -> Digest:
+        self.flush()
+        return self._ingest.digest()
 
 
 def register_blob(store: Store, parent: Digest | None, digest: Digest, size: int) -> Committed:
