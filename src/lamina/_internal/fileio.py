@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,24 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = 
     """Replace ``path`` with ``data`` atomically."""
     with open_atomic(path, mode, durable=durable) as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_output(dest: Path) -> Iterator[Path]:
+    """A temp path beside ``dest`` that replaces ``dest`` when the block ends without error.
+
+    For writers that need a *path* (a directory tree, a tar written by another tool) rather
+    than a file object. The temp dir is a sibling of ``dest`` (same filesystem, so the final
+    ``os.replace`` is atomic) and is removed whatever happens; on error ``dest`` is untouched.
+    """
+    dest = dest.absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield tmp / "out"
+        os.replace(tmp / "out", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_regular(path: Path, limit: int) -> bytes:

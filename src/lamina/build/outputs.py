@@ -31,18 +31,15 @@ whatever happens.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lamina import reference, transports
 from lamina._internal.compression import open_compressor
+from lamina._internal.fileio import atomic_output
 from lamina.build.steps.base import StageState
 from lamina.build.workspace import open_view
 from lamina.errors import BuildError, UsageError
@@ -164,18 +161,6 @@ def store_image(store: Store, image: MemoryImage, tags: Sequence[str]) -> Digest
     return store.put_image(image, [str(reference.parse(t)) for t in tags])
 
 
-@contextlib.contextmanager
-def _atomic(dest: Path) -> Iterator[Path]:
-    dest = dest.absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        yield tmp / "out"
-        os.replace(tmp / "out", dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def export(
     store: Store,
     image: MemoryImage,
@@ -199,14 +184,14 @@ def export(
             raise UsageError(f"--output type=oci: {dest} exists and is not a directory")
         transports.copy(image, transports.parse(f"oci:{dest}:{tag or 'latest'}"))
     elif spec.type in ("oci-archive", "docker-archive"):
-        with _atomic(dest) as tmp:
+        with atomic_output(dest) as tmp:
             transports.copy(image, transports.parse(f"{spec.type}:{tmp}"), names=names)
     elif spec.type == "local":
         _export_local(store, state, dest)
     else:
         from lamina.snapshot import write_layer
 
-        with _atomic(dest) as tmp, open_view(store, state.chain) as view, tmp.open("wb") as f:
+        with atomic_output(dest) as tmp, open_view(store, state.chain) as view, tmp.open("wb") as f:
             write_layer(view, f, kind="dir", epoch=epoch)
 
 

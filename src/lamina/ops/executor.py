@@ -37,16 +37,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from lamina import reference, transports
-from lamina._internal.fileio import write_atomic
+from lamina._internal.fileio import atomic_output, write_atomic
 from lamina.build.progress import ProgressFn
 from lamina.errors import NotFound, UsageError
 from lamina.image.model import Image
@@ -338,7 +336,7 @@ def _write_outputs(opts: KanikoOptions, image: Image, digest: Digest) -> None:
         transports.copy(image, transports.parse(f"oci:{layout.absolute()}:{tag}"))
     if opts.tar_path is not None:
         names = [str(r) for r in refs]
-        with _atomic(opts.tar_path) as tmp:
+        with atomic_output(opts.tar_path) as tmp:
             transports.copy(image, transports.parse(f"docker-archive:{tmp}"), names=names)
 
 
@@ -348,18 +346,6 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text)
         return
     write_atomic(path, text.encode())
-
-
-@contextlib.contextmanager
-def _atomic(dest: Path) -> Iterator[Path]:
-    dest = dest.absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        yield tmp / "out"
-        os.replace(tmp / "out", dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def clean_up(store: Store, digest: Digest, names: Sequence[str]) -> None:
