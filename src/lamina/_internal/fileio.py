@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -33,6 +31,8 @@ def open_atomic(path: Path, mode: int = 0o644, *, durable: bool = True) -> Itera
 
     On an exception the temp file is removed and ``path`` is untouched.
     """
+    import tempfile  # lazily: read-only commands never write
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
     try:
@@ -65,6 +65,9 @@ def atomic_output(dest: Path) -> Iterator[Path]:
     than a file object. The temp dir is a sibling of ``dest`` (same filesystem, so the final
     ``os.replace`` is atomic) and is removed whatever happens; on error ``dest`` is untouched.
     """
+    import shutil
+    import tempfile
+
     dest = dest.absolute()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))

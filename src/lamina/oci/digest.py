@@ -8,11 +8,14 @@ digest can be used safely as a path component (``blobs/<alg>/<hex>``).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lamina.errors import ImageError
+
+if TYPE_CHECKING:  # hashlib (OpenSSL) is loaded only by code that hashes
+    import hashlib
 
 _HEX_LEN = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"[0-9a-f]+")
@@ -45,6 +48,8 @@ class Digest:
     @classmethod
     def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         """The digest of ``data``."""
+        import hashlib
+
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 
     @classmethod
@@ -54,6 +59,8 @@ class Digest:
 
     def hasher(self) -> hashlib._Hash:
         """A new hash object of this digest's algorithm."""
+        import hashlib
+
         return hashlib.new(self.algorithm)
 
     @property

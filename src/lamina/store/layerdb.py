@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +89,9 @@ class LayerDB:
     def put(self, record: LayerRecord) -> None:
         """Register ``record`` atomically (temp dir + rename). Caller holds the store lock."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        import shutil  # lazily: listing commands only read
+        import tempfile
+
         tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=self.dir))
         try:
             (tmp / "diff").write_text(str(record.diff_id))
@@ -118,6 +119,9 @@ class LayerDB:
         entry = self._entry(chain)
         if not entry.exists():
             return
+        import shutil
+        import tempfile
+
         doomed = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "del-", dir=self.dir))
         os.rename(entry, doomed / "entry")
         shutil.rmtree(doomed, ignore_errors=True)

@@ -24,10 +24,7 @@ ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,11 +63,16 @@ def chain_ids(diff_ids: tuple[Digest, ...] | list[Digest]) -> list[Digest]:
 
 def new_layer_id() -> str:
     """A random 64-hex layer directory id (like Docker's cache-ids)."""
+    import secrets  # lazily: read-only commands never make ids
+
     return secrets.token_hex(32)
 
 
 def new_short_id() -> str:
     """A random 26-char base32 id for ``overlay2/l/`` (16 random bytes, no padding)."""
+    import base64
+    import secrets
+
     return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")
 
 
@@ -82,6 +84,8 @@ def is_layer_id(name: str) -> bool:
 
 def lock_name(key: str) -> str:
     """A file name for a lock keyed by ``key`` (hashed: keys may hold any characters)."""
+    import hashlib
+
     return hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock"
 
 
