@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_store import make_rootfs  # noqa: E402
+from bench_store import compile_sources, make_rootfs  # noqa: E402
 
 from lamina.testing import debian  # noqa: E402
 
@@ -183,9 +183,7 @@ def bench_all(tools: list[Tool], work: Path, repeat: int, w6: bool) -> dict[str,
 
 def prepare(work: Path, tools: list[Tool], files: int, big_mib: int, w6: bool) -> None:
     """Contexts, and the base images in every tool's store."""
-    # as `make compile`: lamina's start-up must not include compiling changed sources
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    compile_sources()
     bb_tar = work / "busybox.tar"
     subprocess.run([str(ROOT / "scripts" / "make-busybox-rootfs.sh"), str(bb_tar)], check=True)
     lam = tools[0].base

@@ -28,6 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 LAMINA = str(ROOT / ".venv" / "bin" / "lamina")
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_store import compile_sources  # noqa: E402
+
 TARGET_MS = 100.0
 
 
@@ -88,16 +92,6 @@ def calibrate() -> float:
         sum(range(10**7))
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def compile_sources() -> None:
-    """Byte-compile src as ``make compile`` does: timed runs must not compile changed sources
-    (PYTHONDONTWRITEBYTECODE=1 on these machines would make every run pay for it)."""
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(ROOT / "src")],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def main() -> int:

@@ -27,6 +27,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_store import compile_sources  # noqa: E402
 
 
 def timed(argv: list[str]) -> float:
@@ -64,9 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=20)
     args = parser.parse_args()
-    # as `make compile`: lamina's start-up must not include compiling changed sources
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src")], check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    compile_sources()
     tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
     try:
         tar = tmp / "busybox.tar"
