@@ -9,8 +9,9 @@ model class: CLI start-up (issue 2) pays only for what a command uses.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamina._internal.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lamina.oci.config import History, ImageConfig
@@ -31,14 +32,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name``'s module on first use (then the name is a plain attribute)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["Descriptor", "Digest", "History", "ImageConfig", "Index", "Manifest", "Platform"]

@@ -18,7 +18,9 @@ its pause process), :mod:`rootless` (specs for a rootless process).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamina._internal.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lamina.runtime.bundle import Bundle, open_bundle, resolve_command, write_bundle
@@ -65,13 +67,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lamina.runtime' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

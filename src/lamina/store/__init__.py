@@ -10,8 +10,9 @@ the union-fs backend or the runtime (CLI start-up, issue 2).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamina._internal.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from lamina.store.image import StoreImage, StoreLayer
@@ -36,14 +37,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name``'s module on first use (then the name is a plain attribute)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
