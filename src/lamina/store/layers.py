@@ -199,14 +199,28 @@ class LayerStore:
                 tmp.mkdir(mode=0o710)
                 os.rename(diff, tmp / "diff")
                 (tmp / "work").mkdir(mode=0o700)
-                with flocked(store_lock):
-                    existing = self.db.get(chain)
-                    if existing is not None:
-                        return existing
-                    return self._register(tmp, layer_id, chain, diff_id, parent, size)
+                return self._publish(tmp, layer_id, chain, diff_id, parent, size, store_lock)
             finally:
                 if tmp.exists():
                     remove_tree(tmp)
+
+    def _publish(
+        self,
+        tmp: Path,
+        layer_id: str,
+        chain: Digest,
+        diff_id: Digest,
+        parent: Digest | None,
+        size: int,
+        store_lock: Path,
+    ) -> LayerRecord:
+        """Register the built ``tmp`` dir under ``store_lock``, unless another process already
+        registered ``chain`` (then its record wins and the caller removes ``tmp``)."""
+        with flocked(store_lock):
+            existing = self.db.get(chain)
+            if existing is not None:
+                return existing
+            return self._register(tmp, layer_id, chain, diff_id, parent, size)
 
     def _create_unlocked(
         self, parent: Digest | None, reader: VerifyingReader, store_lock: Path
@@ -217,11 +231,7 @@ class LayerStore:
             size = self._build(tmp, parent, reader)
             diff_id = reader.digest()
             chain = chain_id(parent, diff_id)
-            with flocked(store_lock):
-                existing = self.db.get(chain)
-                if existing is not None:
-                    return existing
-                return self._register(tmp, layer_id, chain, diff_id, parent, size)
+            return self._publish(tmp, layer_id, chain, diff_id, parent, size, store_lock)
         finally:
             if tmp.exists():
                 remove_tree(tmp)
