@@ -29,7 +29,11 @@ from lamina.errors import BuildError, UsageError
 pass_ctx = click.make_pass_decorator(Context)
 
 
-def _pairs(values: tuple[str, ...], what: str, *, from_env: bool) -> dict[str, str]:
+def parse_pairs(
+    values: tuple[str, ...], what: str, *, from_env: bool, unset_empty: bool = False
+) -> dict[str, str]:
+    """``K=V`` items as a dict. With ``from_env`` a bare ``K`` takes its value from the
+    environment; when unset it is skipped (docker build), or "" with ``unset_empty`` (Kaniko)."""
     out: dict[str, str] = {}
     for item in values:
         key, eq, value = item.partition("=")
@@ -38,8 +42,8 @@ def _pairs(values: tuple[str, ...], what: str, *, from_env: bool) -> dict[str, s
         if eq:
             out[key] = value
         elif from_env:
-            if key in os.environ:
-                out[key] = os.environ[key]
+            if key in os.environ or unset_empty:
+                out[key] = os.environ.get(key, "")
         else:
             raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
     return out
@@ -255,12 +259,12 @@ def build(ctx: Context, /, **opts: Any) -> None:
             opts["context"],
             dockerfile=opts["dockerfile"],
             tags=opts["tags"],
-            build_args=_pairs(opts["build_args"], "--build-arg", from_env=True),
+            build_args=parse_pairs(opts["build_args"], "--build-arg", from_env=True),
             target=opts["target"],
             no_cache=opts["no_cache"],
             pull=opts["pull"],
             platform=Platform.parse(opts["platform"]) if opts["platform"] else None,
-            labels=_pairs(opts["labels"], "--label", from_env=False),
+            labels=parse_pairs(opts["labels"], "--label", from_env=False),
             secrets=[parse_secret(s, os.environ) for s in opts["secrets"]],
             ssh=[parse_ssh(s, os.environ) for s in opts["ssh"]],
             network=opts["network"],

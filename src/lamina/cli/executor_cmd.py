@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import click
 
+from lamina.cli.build_cmd import parse_pairs
 from lamina.cli.main import Context
 from lamina.errors import BuildError, UsageError
 
@@ -77,21 +78,6 @@ def ignored(f: F) -> F:
                 f"--{name}", dest, type=click.BOOL, is_flag=False, flag_value=True, hidden=True
             )(f)
     return f
-
-
-def _pairs(values: tuple[str, ...], flag: str, *, from_env: bool) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, eq, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid {flag} {item!r}: empty name")
-        if eq:
-            out[key] = value
-        elif from_env:  # Kaniko: a bare KEY takes its value from the environment
-            out[key] = os.environ.get(key, "")
-        else:
-            raise UsageError(f"invalid {flag} {item!r}: expected KEY=VALUE")
-    return out
 
 
 def _ttl(text: str) -> float:
@@ -218,7 +204,7 @@ def _options(opts: dict[str, Any]) -> Any:
         digest_file=_path(opts["digest_file"]),
         image_name_with_digest_file=_path(opts["image_name_with_digest_file"]),
         image_name_tag_with_digest_file=_path(opts["image_name_tag_with_digest_file"]),
-        build_args=_pairs(opts["build_args"], "--build-arg", from_env=True),
+        build_args=parse_pairs(opts["build_args"], "--build-arg", from_env=True, unset_empty=True),
         target=opts["target"] or None,
         cache=opts["cache"],
         cache_repo=opts["cache_repo"] or None,
@@ -226,7 +212,7 @@ def _options(opts: dict[str, Any]) -> Any:
         no_push_cache=opts["no_push_cache"],
         reproducible=opts["reproducible"],
         single_snapshot=opts["single_snapshot"],
-        labels=_pairs(opts["labels"], "--label", from_env=False),
+        labels=parse_pairs(opts["labels"], "--label", from_env=False),
         platform=Platform.parse(opts["platform"]) if opts["platform"] else None,
         cleanup=opts["cleanup"],
         source_date_epoch=source_date_epoch(),
@@ -240,7 +226,7 @@ def _git_options(values: tuple[str, ...]) -> dict[str, str]:
     from lamina.ops.gitcontext import parse_git_options
 
     items = [item for value in values for item in value.split(",") if item]
-    return parse_git_options(_pairs(tuple(items), "--git", from_env=False))
+    return parse_git_options(parse_pairs(tuple(items), "--git", from_env=False))
 
 
 def _git_credentials() -> tuple[str, str] | None:
