@@ -3,10 +3,9 @@ htpasswd auth (credentials from ``--authfile``), checked with skopeo."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,10 @@ import pytest
 from lamina.testing import registry as testreg
 from lamina.testing.cli import Result
 
-pytestmark = [
-    pytest.mark.needs_root,
-    pytest.mark.needs_tools,
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tools, pytest.mark.needs_registry]
 Cli = Callable[..., Result]
 USER, PASSWORD = "builder", "bu1ld-Push-s3cret-e2e"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(
-        tmp_path_factory.mktemp("push-reg"), users={USER: PASSWORD}, anonymous_pull=False
-    ) as server:
-        yield server
+registry = testreg.registry_fixture("push-reg", users={USER: PASSWORD}, anonymous_pull=False)
 
 
 @pytest.fixture
@@ -43,10 +30,7 @@ def ctx(cli: Cli, busybox_tar: Path, tmp_path: Path) -> Path:
 
 
 def _authfile(tmp_path: Path, host: str, password: str = PASSWORD) -> Path:
-    path = tmp_path / "auth.json"
-    auth = base64.b64encode(f"{USER}:{password}".encode()).decode()
-    path.write_text(json.dumps({"auths": {host: {"auth": auth}}}))
-    return path
+    return testreg.write_auth_file(tmp_path / "auth.json", host, USER, password)
 
 
 def _digest(ref: str) -> str:

@@ -4,12 +4,10 @@ the environment's credential file (``REGISTRY_AUTH_FILE``), with no registry fla
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,23 +15,11 @@ import pytest
 from lamina.testing import registry as testreg
 from lamina.testing.cli import Result, run_cli
 
-pytestmark = [
-    pytest.mark.needs_root,
-    pytest.mark.needs_tools,
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tools, pytest.mark.needs_registry]
 Cli = Callable[..., Result]
 USER, PASSWORD = "puller", "pu11-Fr0m-s3cret"
 REGISTRY_MODULES = ("httpx", "lamina.registry", "lamina.transports.docker")
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(
-        tmp_path_factory.mktemp("from-reg"), users={USER: PASSWORD}, anonymous_pull=False
-    ) as server:
-        yield server
+registry = testreg.registry_fixture("from-reg", users={USER: PASSWORD}, anonymous_pull=False)
 
 
 def _context(tmp_path: Path, base: str) -> Path:
@@ -69,9 +55,7 @@ def test_a_local_build_does_not_load_the_registry_client(
 def test_a_from_pull_uses_the_environment_credentials(
     cli: Cli, busybox_tar: Path, registry: testreg.RegistryServer, tmp_path: Path
 ) -> None:
-    auth = tmp_path / "auth.json"
-    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    auth.write_text(json.dumps({"auths": {registry.host: {"auth": token}}}))
+    auth = testreg.write_auth_file(tmp_path / "auth.json", registry.host, USER, PASSWORD)
     base = f"{registry.host}/base/busybox:1"
     cli("import", str(busybox_tar), "busybox:latest")
     cli("push", "--authfile", str(auth), "busybox", base)

@@ -4,12 +4,11 @@ reads them; every output checked with skopeo/umoci; bad flags are one-line error
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import subprocess
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,14 @@ import pytest
 from lamina.testing import registry as testreg
 from lamina.testing.cli import Result, run_cli
 
-pytestmark = [
-    pytest.mark.needs_root,
-    pytest.mark.needs_tools,
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tools, pytest.mark.needs_registry]
 Cli = Callable[..., Result]
 USER, PASSWORD = "kaniko", "Kan1ko-s3cret-pw-e2e"
 SEED = 'FROM busybox\nCOPY a.txt /a.txt\nRUN echo built > /b.txt\nCMD ["cat", "/a.txt"]\n'
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(
-        tmp_path_factory.mktemp("kaniko-reg"), users={USER: PASSWORD}, anonymous_pull=False
-    ) as server:
-        yield server
+registry = testreg.registry_fixture("kaniko-reg", users={USER: PASSWORD}, anonymous_pull=False)
+token_registry = testreg.registry_fixture(
+    "token-reg", users={USER: PASSWORD}, token_auth=True, anonymous_pull=False
+)
 
 
 @pytest.fixture
@@ -50,9 +40,7 @@ def seed(cli: Cli, busybox_tar: Path, tmp_path: Path) -> Path:
 def _docker_config(tmp_path: Path, host: str, password: str = PASSWORD) -> dict[str, str]:
     """A Kaniko-style ``DOCKER_CONFIG`` directory with ``config.json``; the env to use it."""
     directory = tmp_path / "kaniko" / ".docker"
-    directory.mkdir(parents=True)
-    auth = base64.b64encode(f"{USER}:{password}".encode()).decode()
-    (directory / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    testreg.write_auth_file(directory / "config.json", host, USER, password)
     return {"DOCKER_CONFIG": str(directory), "REGISTRY_AUTH_FILE": "", "HOME": str(tmp_path)}
 
 
@@ -67,7 +55,7 @@ def _inspect(ref: str, *extra: str) -> dict[str, object]:
 
 def _no_secret(res: Result) -> None:
     assert PASSWORD not in res.out and PASSWORD not in res.err
-    assert base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() not in res.err
+    assert testreg.auth_token(USER, PASSWORD) not in res.err
 
 
 def test_executor_builds_and_pushes_the_seed_example(
@@ -228,26 +216,20 @@ def test_executor_cache_repo_shared_by_two_stores(
 
 
 def test_executor_with_a_token_auth_registry(
-    cli: Cli, seed: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+    cli: Cli, seed: Path, token_registry: testreg.RegistryServer, tmp_path: Path
 ) -> None:
     """Bearer-token auth (as GitLab's registry): config.json credentials go to the token
     service; the push check, the cache and the push get push+pull tokens."""
-    with testreg.run_registry(
-        tmp_path_factory.mktemp("token-reg"),
-        users={USER: PASSWORD},
-        token_auth=True,
-        anonymous_pull=False,
-    ) as server:
-        env = _docker_config(tmp_path, server.host)
-        dest = f"{server.host}/group/project:v1"
-        res = cli("executor", "-c", str(seed), "-d", dest, f"--digest-file={tmp_path}/d",
-                  "--cache=true", env=env)  # fmt: skip
-        _no_secret(res)
-        digest = (tmp_path / "d").read_text()
-        info = _inspect(f"docker://{dest}")
-        assert info["Digest"] == digest
-        wrong = _docker_config(tmp_path / "w", server.host, password="wrong-" + PASSWORD)
-        denied = cli("executor", "-c", str(seed), "-d", dest, env=wrong, check=False)
-        assert denied.code == 1 and "Traceback" not in denied.err
-        assert denied.err.startswith("lamina: error: ") and server.host in denied.err
-        assert PASSWORD not in denied.err
+    env = _docker_config(tmp_path, token_registry.host)
+    dest = f"{token_registry.host}/group/project:v1"
+    res = cli("executor", "-c", str(seed), "-d", dest, f"--digest-file={tmp_path}/d",
+              "--cache=true", env=env)  # fmt: skip
+    _no_secret(res)
+    digest = (tmp_path / "d").read_text()
+    info = _inspect(f"docker://{dest}")
+    assert info["Digest"] == digest
+    wrong = _docker_config(tmp_path / "w", token_registry.host, password="wrong-" + PASSWORD)
+    denied = cli("executor", "-c", str(seed), "-d", dest, env=wrong, check=False)
+    assert denied.code == 1 and "Traceback" not in denied.err
+    assert denied.err.startswith("lamina: error: ") and token_registry.host in denied.err
+    assert PASSWORD not in denied.err

@@ -7,14 +7,13 @@ deletions of base files, a failing RUN names its line, SIGTERM cancels cleanly, 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,38 +22,16 @@ from lamina.testing import gitserver
 from lamina.testing import registry as testreg
 from lamina.testing.capabilities import mount_points_under
 from lamina.testing.cli import Result, run_cli
-from lamina.testing.tls import CertAuthority
 
-pytestmark = [
-    pytest.mark.needs_root,
-    pytest.mark.needs_tools,
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tools, pytest.mark.needs_registry]
 Cli = Callable[..., Result]
 USER, PASSWORD = "tlsuser", "Tls-s3cret-pw-e2e"
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
-    return CertAuthority.create(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def tls_registry(
-    tmp_path_factory: pytest.TempPathFactory, ca: CertAuthority
-) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(
-        tmp_path_factory.mktemp("tls-reg"), tls=ca, users={USER: PASSWORD}
-    ) as server:
-        yield server
+tls_registry = testreg.registry_fixture("tls-reg", tls=True, users={USER: PASSWORD})
 
 
 def _env(tmp_path: Path, host: str) -> dict[str, str]:
     home = tmp_path / "home"
-    (home / ".docker").mkdir(parents=True)
-    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    (home / ".docker" / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    testreg.write_auth_file(home / ".docker" / "config.json", host, USER, PASSWORD)
     return {"HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), "REGISTRY_AUTH_FILE": ""}
 
 
@@ -70,7 +47,6 @@ def test_skip_tls_verify_flags(
     cli: Cli,
     busybox_tar: Path,
     tls_registry: testreg.RegistryServer,
-    ca: CertAuthority,
     tmp_path: Path,
 ) -> None:
     host = tls_registry.host
@@ -88,11 +64,11 @@ def test_skip_tls_verify_flags(
     cli("executor", "-c", str(ctx), "-d", dest, "--skip-tls-verify", "-v", "debug", env=env)
     debug = cli("executor", "-c", str(ctx), "-d", dest, "--skip-tls-verify", "--verbosity=trace",
                 env=env)  # fmt: skip
-    secret = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    secret = testreg.auth_token(USER, PASSWORD)
     assert PASSWORD not in debug.err and secret not in debug.err
     # the CA installed where podman looks ($HOME/.config/containers/certs.d/HOST:PORT): no flag
     trusting = {**env, "HOME": str(tmp_path / "trusting")}
-    ca.install(tmp_path / "trusting" / ".config/containers/certs.d", host)
+    tls_registry.trust(tmp_path / "trusting" / ".config/containers/certs.d")
     cli("executor", "-c", str(ctx), "-d", f"{host}/team/tls:ca", "-v", "error", env=trusting)
     # FROM on the TLS registry, nothing pushed: the pull needs --skip-tls-verify-pull or the
     # per-registry flag (a destination's flags cover its host, pulls included)

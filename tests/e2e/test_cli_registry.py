@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,33 +15,14 @@ from lamina.testing import registry as testreg
 from lamina.testing.cli import Result, run_cli
 from lamina.testing.layers import tree_manifest
 
-pytestmark = [
-    pytest.mark.needs_root,
-    pytest.mark.needs_tools,
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_tools, pytest.mark.needs_registry]
 Cli = Callable[..., Result]
 USER, PASSWORD = "alice", "s3cret-Pa55word-e2e"
 WRONG = "not-the-Pa55word-e2e"
-
-
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(tmp_path_factory.mktemp("plain")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module", params=["basic", "token"])
-def secured(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[testreg.RegistryServer]:
-    directory = tmp_path_factory.mktemp(request.param)
-    token = request.param == "token"
-    with testreg.run_registry(
-        directory, users={USER: PASSWORD}, token_auth=token, anonymous_pull=False
-    ) as server:
-        yield server
+plain = testreg.registry_fixture("plain")
+secured = testreg.registry_fixture(
+    "secured", each_auth=True, users={USER: PASSWORD}, anonymous_pull=False
+)
 
 
 def _import(cli: Cli, tar: Path, name: str = "busybox:latest") -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,12 +52,7 @@ DOCKERFILE = (
 )
 #: the step vertices of DOCKERFILE (FROM vertices excluded)
 STEPS = 6
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(tmp_path_factory.mktemp("reg"), access_log=True) as server:
-        yield server
+registry = testreg.registry_fixture("reg", access_log=True)
 
 
 @pytest.fixture

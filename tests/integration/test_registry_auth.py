@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,27 +27,13 @@ from lamina.registry import (
 )
 from lamina.testing import registry as testreg
 
-pytestmark = [
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_registry]
 
 FAST = TransportOptions(retry=RetryPolicy(attempts=2, backoff=0.01, max_delay=0.1))
 USER, PASSWORD = "alice", "correct-horse-battery-staple"
 BAD_PASSWORD = "hunter2-wrong-password"
-
-
-@pytest.fixture(scope="module")
-def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(tmp_path_factory.mktemp("basic"), users={USER: PASSWORD}) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    directory = tmp_path_factory.mktemp("token")
-    with testreg.run_registry(directory, users={USER: PASSWORD}, token_auth=True) as s:
-        yield s
+basic_registry = testreg.registry_fixture("basic", users={USER: PASSWORD})
+token_registry = testreg.registry_fixture("token", users={USER: PASSWORD}, token_auth=True)
 
 
 def client_for(server: testreg.RegistryServer, password: str | None = PASSWORD) -> RegistryClient:
@@ -72,7 +57,7 @@ def assert_no_secret(text: str) -> None:
     for secret in (
         PASSWORD,
         BAD_PASSWORD,
-        base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
+        testreg.auth_token(USER, PASSWORD),
     ):
         assert secret not in text
 

@@ -15,10 +15,7 @@ from lamina.oci import Descriptor, Digest, Manifest, mediatype
 from lamina.registry import RegistryClient, RegistryNotFound, RetryPolicy, TransportOptions
 from lamina.testing import registry as testreg
 
-pytestmark = [
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_registry]
 
 FAST = TransportOptions(retry=RetryPolicy(attempts=3, backoff=0.01, max_delay=0.1, resumes=3))
 
@@ -40,10 +37,7 @@ class Unreadable(io.RawIOBase):
         raise AssertionError("stream was read")
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
+registry = testreg.registry_fixture("registry")
 
 
 @pytest.fixture

@@ -34,10 +34,7 @@ from lamina.registry import (
 )
 from lamina.testing import registry as testreg
 
-pytestmark = [
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_registry]
 
 FAST = TransportOptions(retry=RetryPolicy(attempts=3, backoff=0.01, max_delay=0.1, resumes=3))
 BLOB = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(6250))  # 200 000 bytes
@@ -193,15 +190,15 @@ def _serve(handler: type[http.server.BaseHTTPRequestHandler], host: str) -> Any:
     return server
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(tmp_path_factory.mktemp("registry")) as server:
-        with RegistryClient(server.host, options=FAST) as rc:
-            rc.put_blob("app/x", io.BytesIO(BLOB), BLOB_DESC)
-            manifest = Manifest(config=BLOB_DESC, layers=()).to_json()
-            for tag in ("a", "b", "c", "d", "e"):
-                rc.put_manifest("app/x", tag, manifest, mediatype.OCI_MANIFEST)
-        yield server
+def _seed(server: testreg.RegistryServer) -> None:
+    with RegistryClient(server.host, options=FAST) as rc:
+        rc.put_blob("app/x", io.BytesIO(BLOB), BLOB_DESC)
+        manifest = Manifest(config=BLOB_DESC, layers=()).to_json()
+        for tag in ("a", "b", "c", "d", "e"):
+            rc.put_manifest("app/x", tag, manifest, mediatype.OCI_MANIFEST)
+
+
+registry = testreg.registry_fixture("registry", seed=_seed)
 
 
 @pytest.fixture

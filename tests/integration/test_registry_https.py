@@ -11,7 +11,7 @@ it. The registry build cache works over the same HTTPS registry.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,24 +26,11 @@ from lamina.store import Store
 from lamina.testing import registry as testreg
 from lamina.testing.cli import run_cli
 from lamina.testing.layers import Entry, file
-from lamina.testing.tls import CertAuthority
 
 pytest_plugins = ["conftest_runtime"]
 pytestmark = [pytest.mark.needs_registry]
 EPOCH = 1700000000
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
-    return CertAuthority.create(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def tls_registry(
-    tmp_path_factory: pytest.TempPathFactory, ca: CertAuthority
-) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(tmp_path_factory.mktemp("reg"), tls=ca) as server:
-        yield server
+tls_registry = testreg.registry_fixture("reg", tls=True)
 
 
 @pytest.fixture
@@ -80,10 +67,10 @@ def test_untrusted_certificate_is_one_clear_line(
 
 
 def test_ca_in_certs_d_makes_push_and_pull_work(
-    tmp_path: Path, root: Path, tls_registry: testreg.RegistryServer, ca: CertAuthority
+    tmp_path: Path, root: Path, tls_registry: testreg.RegistryServer
 ) -> None:
     env = home(tmp_path, "home")
-    installed = ca.install(Path(env["HOME"]) / ".config/containers/certs.d", tls_registry.host)
+    installed = tls_registry.trust(Path(env["HOME"]) / ".config/containers/certs.d")
     assert installed.parent.name == tls_registry.host  # HOST:PORT
     dest = f"{tls_registry.host}/tls/app:v2"
     pushed = run_cli(root, "push", "app:v1", dest, env=env).out.strip().splitlines()[-1]
@@ -108,7 +95,7 @@ def test_tls_verify_false_needs_no_ca(
 @pytest.mark.needs_overlay
 @pytest.mark.needs_runtime
 def test_registry_cache_over_https(
-    tmp_path: Path, busybox_tar: Path, tls_registry: testreg.RegistryServer, ca: CertAuthority
+    tmp_path: Path, busybox_tar: Path, tls_registry: testreg.RegistryServer
 ) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -117,7 +104,7 @@ def test_registry_cache_over_https(
     )
     (ctx / "a").write_text("a\n")
     env = home(tmp_path, "home")
-    ca.install(Path(env["HOME"]) / ".config/containers/certs.d", tls_registry.host)
+    tls_registry.trust(Path(env["HOME"]) / ".config/containers/certs.d")
     where = parse_cache_spec(f"type=registry,ref={tls_registry.host}/tls/cache,mode=max")
     digests, hits = [], []
     for name, (cache_to, cache_from) in (("a", ([where], [])), ("b", ([], [where]))):

@@ -21,17 +21,9 @@ from lamina.testing.layers import Entry
 from lamina.transports import Progress
 from lamina.transports.docker import Registries
 
-pytestmark = [
-    pytest.mark.needs_registry,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
-]
+pytestmark = [pytest.mark.needs_registry]
 FAST = TransportOptions(retry=RetryPolicy(attempts=3, backoff=0.01, max_delay=0.1, resumes=3))
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(tmp_path_factory.mktemp("stream-reg")) as server:
-        yield server
+registry = testreg.registry_fixture("stream-reg")
 
 
 @pytest.fixture

@@ -33,7 +33,6 @@ pytestmark = [
     pytest.mark.needs_registry,
     pytest.mark.needs_root,
     pytest.mark.needs_tools,
-    pytest.mark.skipif(not testreg.available(), reason="docker-registry is not installed"),
 ]
 
 FAST = TransportOptions(retry=RetryPolicy(attempts=2, backoff=0.01, max_delay=0.1, resumes=1))
@@ -50,10 +49,7 @@ LAYERS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testreg.RegistryServer]:
-    with testreg.run_registry(tmp_path_factory.mktemp("registry")) as server:
-        yield server
+registry = testreg.registry_fixture("registry")
 
 
 @pytest.fixture

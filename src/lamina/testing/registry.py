@@ -2,43 +2,42 @@
 
 :func:`run_registry` starts ``/usr/bin/docker-registry serve CONFIG`` on a free loopback port
 with a temporary storage directory and, optionally, htpasswd basic auth or bearer-token auth.
-For token auth a tiny token server (``http.server`` in a thread) issues RS256 JWTs signed with a
-throw-away key whose self-signed certificate is the registry's ``rootcertbundle``.
+For token auth a :class:`lamina.testing.tokenserver.TokenServer` issues the bearer tokens.
 
 Invariants: everything listens on 127.0.0.1 only; the registry process and the token server
 are stopped (and the storage removed with the temp dir the caller owns) when the context exits,
 even on error. Passwords are hashed with bcrypt (``htpasswd -B`` from apache2-utils, or the
-``bcrypt`` Python package). Keys come from the ``cryptography`` package, else the ``openssl``
-CLI. Never imported by the lamina package itself.
+``bcrypt`` Python package). Never imported by the lamina package itself.
+
+For test modules, :func:`registry_fixture` makes the module-scoped fixture that runs one such
+registry, and :func:`write_auth_file` the client credential file that logs into it.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import http.server
 import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any
 
 from lamina.testing.tls import CertAuthority
+from lamina.testing.tokenserver import ISSUER, SERVICE, Signer, TokenServer
+
+if TYPE_CHECKING:
+    import pytest
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
-SERVICE = "lamina-test-registry"
-ISSUER = "lamina-test-issuer"
 
 
 def free_port() -> int:
@@ -51,10 +50,6 @@ def free_port() -> int:
 def available() -> bool:
     """True if the docker-registry binary is installed."""
     return os.access(REGISTRY_BIN, os.X_OK)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _bcrypt_line(user: str, password: str) -> str:
@@ -72,138 +67,6 @@ def _bcrypt_line(user: str, password: str) -> str:
     return f"{user}:{hashed}"
 
 
-class _Signer:
-    """An RSA key and self-signed certificate; signs JWS inputs with RS256."""
-
-    def __init__(self, directory: Path) -> None:
-        self.key_path = directory / "token.key"
-        self.cert_path = directory / "token.crt"
-        subprocess.run(
-            [
-                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-                *("-subj", "/CN=lamina-token", "-keyout", str(self.key_path)),
-                *("-out", str(self.cert_path)),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        pem = self.cert_path.read_text()
-        body = pem.split("-----BEGIN CERTIFICATE-----")[1].split("-----END CERTIFICATE-----")[0]
-        self.cert_der_b64 = "".join(body.split())
-        self._key: Any = None
-        with contextlib.suppress(ImportError):
-            from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-            self._key = load_pem_private_key(self.key_path.read_bytes(), None)
-
-    def sign(self, data: bytes) -> bytes:
-        """RS256 (PKCS#1 v1.5, SHA-256) signature of ``data``."""
-        if self._key is not None:
-            from cryptography.hazmat.primitives import hashes
-            from cryptography.hazmat.primitives.asymmetric import padding
-
-            return bytes(self._key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
-        return subprocess.run(
-            ["openssl", "dgst", "-sha256", "-sign", str(self.key_path)],
-            input=data,
-            check=True,
-            capture_output=True,
-        ).stdout
-
-
-@dataclass
-class TokenServer:
-    """Issues registry bearer tokens; records each request's scopes and account.
-
-    Fault knobs: ``garbage`` answers with HTML instead of JSON; ``expire_next`` issues that many
-    tokens that are already expired (while claiming a 300 s lifetime).
-    """
-
-    signer: _Signer
-    users: dict[str, str]
-    anonymous_pull: bool = True
-    garbage: bool = False
-    expire_next: int = 0
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    port: int = 0
-    _server: http.server.ThreadingHTTPServer | None = None
-
-    @property
-    def realm(self) -> str:
-        """The token endpoint URL."""
-        return f"http://127.0.0.1:{self.port}/token"
-
-    def issue(self, account: str | None, scopes: list[str]) -> str:
-        """A signed JWT granting ``scopes`` (all actions to users, pull to anonymous)."""
-        access = []
-        for scope in scopes:
-            kind, _, rest = scope.partition(":")
-            name, _, actions = rest.rpartition(":")
-            allowed = actions.split(",") if account else ["pull"]
-            access.append({"type": kind, "name": name, "actions": allowed})
-        now = int(time.time())
-        exp = now + 300
-        if self.expire_next > 0:  # an already-expired token (the registry will answer 401)
-            self.expire_next -= 1
-            exp = now - 120  # the registry allows 60 s of clock skew
-        claims = {"iss": ISSUER, "sub": account or "", "aud": SERVICE, "exp": exp}
-        claims |= {"nbf": now - 300, "iat": now, "jti": uuid.uuid4().hex, "access": access}
-        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.signer.cert_der_b64]}
-        signing_input = (
-            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        )
-        return f"{signing_input}.{_b64url(self.signer.sign(signing_input.encode()))}"
-
-    def _account(self, authorization: str | None) -> tuple[bool, str | None]:
-        if not authorization:
-            return self.anonymous_pull, None
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "basic":
-            return False, None
-        user, _, password = base64.b64decode(value).decode().partition(":")
-        return self.users.get(user) == password, user
-
-    def handle(self, path: str, authorization: str | None) -> tuple[int, bytes]:
-        """Answer one token request."""
-        query = parse_qs(urlsplit(path).query)
-        ok, account = self._account(authorization)
-        self.requests.append({"account": account, "scopes": query.get("scope", []), "ok": ok})
-        if not ok:
-            return 401, b'{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}'
-        if self.garbage:
-            return 200, b"<html>this is not a token</html>"
-        token = self.issue(account, query.get("scope", []))
-        body = {"token": token, "access_token": token, "expires_in": 300}
-        return 200, json.dumps(body).encode()
-
-    def start(self) -> None:
-        """Serve in a daemon thread."""
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, body = owner.handle(self.path, self.headers.get("Authorization"))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self._server.server_address[1])
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self) -> None:
-        """Stop serving (idempotent)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
 @dataclass
 class RegistryServer:
     """A running registry: ``host`` is ``127.0.0.1:PORT``; ``users`` maps names to passwords."""
@@ -214,11 +77,18 @@ class RegistryServer:
     token_server: TokenServer | None
     log_path: Path
     scheme: str = "http"
+    ca: CertAuthority | None = None
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT`` (``https://NAME:PORT`` with TLS)."""
         return f"{self.scheme}://{self.host}"
+
+    def trust(self, certs_d: Path) -> Path:
+        """Install the CA of this TLS registry as ``certs_d/HOST:PORT/ca.crt``; returns it."""
+        if self.ca is None:
+            raise RuntimeError(f"{self.host} serves plain http: there is no CA to trust")
+        return self.ca.install(certs_d, self.host)
 
     def blob_gets(self, repository: str) -> list[str]:
         """Digests of the blobs fetched (GET) from ``repository`` so far, in order (needs
@@ -310,7 +180,7 @@ def run_registry(
     htpasswd = None
     token = None
     if token_auth:
-        token = TokenServer(_Signer(directory), users, anonymous_pull)
+        token = TokenServer(Signer(directory), users, anonymous_pull)
         token.start()
     elif users:
         htpasswd = directory / "htpasswd"
@@ -332,7 +202,7 @@ def run_registry(
         )
     try:
         scheme = "https" if tls is not None else "http"
-        server = RegistryServer(host, directory, users, token, log_path, scheme)
+        server = RegistryServer(host, directory, users, token, log_path, scheme, tls)
         _wait_ready(server.url, proc, log_path, tls.ca_cert if tls is not None else None)
         yield server
     finally:
@@ -344,3 +214,53 @@ def run_registry(
             proc.wait()
         if token is not None:
             token.stop()
+
+
+def registry_fixture(
+    prefix: str,
+    *,
+    tls: bool = False,
+    each_auth: bool = False,
+    seed: Callable[[RegistryServer], None] | None = None,
+    **options: Any,
+) -> object:
+    """A module-scoped pytest fixture yielding a :func:`run_registry` server; bind it to the
+    fixture's name at module level (``registry = registry_fixture("reg", users=USERS)``).
+
+    The server stores under a fresh ``tmp_path_factory.mktemp(prefix)`` and stops when the
+    module's last test is done. ``options`` go to :func:`run_registry` unchanged; ``tls`` gives
+    it a fresh CA (``server.ca``, :meth:`RegistryServer.trust`); ``each_auth`` parametrizes the
+    fixture over htpasswd basic auth and bearer tokens (ids ``basic`` and ``token``);
+    ``seed(server)`` runs once after the start, before the first test.
+    """
+    import pytest
+
+    @pytest.fixture(scope="module", params=["basic", "token"] if each_auth else None)
+    def fixture(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[RegistryServer]:
+        directory = tmp_path_factory.mktemp(prefix)
+        kw = dict(options)
+        if each_auth:
+            kw["token_auth"] = request.param == "token"
+        if tls:
+            kw["tls"] = CertAuthority.create(directory / "ca")
+        with run_registry(directory, **kw) as server:
+            if seed is not None:
+                seed(server)
+            yield server
+
+    return fixture
+
+
+def auth_token(user: str, password: str) -> str:
+    """The ``auth`` value of a credential file entry: base64 of ``user:password``."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def write_auth_file(path: Path, host: str, user: str, password: str) -> Path:
+    """Write a Docker/containers credential file (``{"auths": {host: {"auth": ...}}}``) at
+    ``path`` (parents created) logging ``user`` into ``host``; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"auths": {host: {"auth": auth_token(user, password)}}}))
+    return path
