@@ -219,3 +219,11 @@ def main(argv: list[str] | None = None) -> None:
         where = f" {exc.filename}" if exc.filename else ""
         click.echo(f"lamina: error:{where}: {exc.strerror or exc}", err=True)
         sys.exit(1)
+    finally:
+        # Interpreter shutdown collects the whole heap (every module's objects) several times
+        # over: ~20 ms for `run`. Frozen objects are skipped by those collections; atexit
+        # handlers, finalizers and stdio flushing still run, so nothing is lost — at worst a
+        # reference cycle is not collected in a process that is about to exit.
+        import gc
+
+        gc.freeze()
