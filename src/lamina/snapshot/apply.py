@@ -31,7 +31,8 @@ Safety invariants (every operation stays inside ``target``):
 - Hard links must point at a path this layer wrote (as overlay2, whose ``diff`` holds only this
   layer); they link the entry itself, never what a symlink points to.
 - ``trusted.overlay.*``/``user.overlay.*`` xattrs in the tar are dropped (they would let a
-  layer forge overlay redirects); xattrs the kernel refuses are skipped and reported.
+  layer forge overlay redirects); xattrs the kernel refuses are skipped and reported (the
+  metadata policy is :mod:`lamina.snapshot.metadata`'s).
 - Devices need root (and not ``rootless``) and are skipped (and reported) otherwise; a 0/0
   character device in a tar is skipped in both modes (it would silently act as a whiteout in
   overlay mode). FIFOs are created for everyone.
@@ -61,7 +62,8 @@ from typing import BinaryIO, Literal
 
 from lamina.errors import UnsafeArchive
 from lamina.oci import whiteout
-from lamina.snapshot.overlayfmt import OVERLAY_XATTR_PREFIXES, make_whiteout
+from lamina.snapshot.metadata import MetadataWriter
+from lamina.snapshot.overlayfmt import make_whiteout
 from lamina.snapshot.tarstream import BLK, CHR, DIR, FIFO, LINK, SYMLINK, Member, TarReader
 
 log = logging.getLogger(__name__)
@@ -123,26 +125,12 @@ def apply_layer(
         applier.close()
 
 
-def _maps_sub_ids() -> bool:
-    """True in a user namespace (not the initial one) that maps more than one uid and gid."""
-    try:
-        for kind in ("uid", "gid"):
-            with open(f"/proc/self/{kind}_map") as f:
-                lines = [line.split() for line in f if line.strip()]
-            if lines == [["0", "0", "4294967295"]] or sum(int(ln[2]) for ln in lines) < 2:
-                return False
-    except (OSError, ValueError, IndexError):
-        return False
-    return True
-
-
 class _Applier:
     def __init__(self, target: Path | int, mode: str, rootless: bool, what: str) -> None:
         self.mode = mode
         self.rootless = rootless
-        # Rootless in a namespace with sub-ids (the CLI's, see lamina.runtime.userns): chown
-        # works for every mapped id, so the image's owners are kept (as sub-ids on the host).
-        self.chown = os.geteuid() == 0 and (not rootless or _maps_sub_ids())
+        self.skipped: list[tuple[str, str]] = []
+        self.meta = MetadataWriter(rootless=rootless, skipped=self.skipped)
         self.devices = os.geteuid() == 0 and not rootless
         self.opaque_key = ("user" if rootless else "trusted") + ".overlay.opaque"
         self.root_fd = os.dup(target) if isinstance(target, int) else os.open(target, DIR_FLAGS)
@@ -151,7 +139,6 @@ class _Applier:
         self.dirs: dict[str, tuple[int, int]] = {}  # path -> (mode, mtime_ns), applied last
         self.whited: set[str] = set()  # overlay mode: whiteouts this layer created
         self.mtime_ns = 0  # of the current member; given to directories it implies
-        self.skipped: list[tuple[str, str]] = []
         self.what = what
 
     def close(self) -> None:
@@ -267,12 +254,12 @@ class _Applier:
             self._hardlink(pfd, base, m)
         elif m.type == SYMLINK:
             self._create(pfd, base, m, lambda: os.symlink(m.linkname, base, dir_fd=pfd))
-            self._meta_path(pfd, base, m, symlink=True)
+            self.meta.apply_path(pfd, base, m, symlink=True)
         elif m.type in (CHR, BLK, FIFO):
             kind = {CHR: stat.S_IFCHR, BLK: stat.S_IFBLK, FIFO: stat.S_IFIFO}[m.type]
             dev = os.makedev(m.devmajor, m.devminor)
             self._create(pfd, base, m, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
-            self._meta_path(pfd, base, m, symlink=False)
+            self.meta.apply_path(pfd, base, m, symlink=False)
         else:
             self._file(pfd, base, m, reader)
         self._mark(m.path)
@@ -293,11 +280,7 @@ class _Applier:
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd)
         try:
             reader.copy_to_fd(fd)
-            if self.chown:
-                os.fchown(fd, m.uid, m.gid)
-            os.fchmod(fd, m.mode)
-            self._xattrs(fd, m)
-            os.utime(fd, ns=(m.mtime_ns, m.mtime_ns))
+            self.meta.apply_fd(fd, m)
         finally:
             os.close(fd)
 
@@ -319,9 +302,7 @@ class _Applier:
         self._dir_meta(fd, m, m.path)
 
     def _dir_meta(self, fd: int, m: Member, path: str) -> None:
-        if self.chown:
-            os.fchown(fd, m.uid, m.gid)
-        self._xattrs(fd, m)
+        self.meta.owner_fd(fd, m)
         self.dirs[path] = (m.mode, m.mtime_ns)
 
     def _hardlink(self, pfd: int, base: str, m: Member) -> None:
@@ -342,35 +323,6 @@ class _Applier:
         except OSError as exc:  # EPERM for a directory, ENOENT if it was whited out
             link = f"hard link {_short(m.path)!r} -> {_short(m.linkname)!r}"
             raise UnsafeArchive(f"{self.what}: {link}: {exc.strerror}") from None
-
-    def _meta_path(self, pfd: int, base: str, m: Member, *, symlink: bool) -> None:
-        """Ownership, mode and times of a node that cannot be opened (symlink, device, FIFO)."""
-        if self.chown:
-            os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
-        if not symlink:  # we just created it as a non-link: following is harmless
-            os.chmod(base, m.mode, dir_fd=pfd)
-        if m.xattrs:
-            proc = f"/proc/self/fd/{pfd}/{base}"
-            for key, value in sorted(m.xattrs.items()):
-                self._setxattr(proc, key, value, m.path, follow=False)
-        os.utime(base, ns=(m.mtime_ns, m.mtime_ns), dir_fd=pfd, follow_symlinks=False)
-
-    def _xattrs(self, fd: int, m: Member) -> None:
-        for key, value in sorted(m.xattrs.items()):
-            self._setxattr(fd, key, value, m.path, follow=True)
-
-    def _setxattr(
-        self, target: int | str, key: str, value: bytes, path: str, *, follow: bool
-    ) -> None:
-        if key.startswith(OVERLAY_XATTR_PREFIXES):
-            self.skipped.append((path, f"xattr {key} (overlay metadata) dropped"))
-            return
-        try:
-            os.setxattr(target, key, value, follow_symlinks=follow)
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EACCES, errno.EINVAL):
-                raise
-            self.skipped.append((path, f"xattr {key}: {exc.strerror}"))
 
     # -- whiteouts -------------------------------------------------------------------------
     def _whiteout(self, parent: str, base: str, m: Member) -> None:
@@ -399,7 +351,7 @@ class _Applier:
         self.whited.add(victim)
         make_whiteout(pfd, name, rootless=self.rootless, opaque_key=self.opaque_key)
         # Owner and time of the .wh. member, so committing this diff reproduces the same tar.
-        if self.chown:
+        if self.meta.chown:
             os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         os.utime(name, ns=(m.mtime_ns, m.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
