@@ -2,7 +2,8 @@
 
 Invariants: every failure is a :class:`~lamina.errors.DockerfileError` located at the node's
 first line; argument counts are checked before flags, as BuildKit does; error texts match
-BuildKit's exactly (these are part of the conformance data).
+BuildKit's exactly (these are part of the conformance data). HEALTHCHECK's own arguments and
+flags are :mod:`lamina.dockerfile.health`'s.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import re
 from collections.abc import Callable, Sequence
 
 from lamina.dockerfile.ast import Document, Node
-from lamina.dockerfile.duration import DurationError, parse_duration
 from lamina.dockerfile.flags import FlagError, FlagKind, ParsedFlags, parse_flags, with_suggestion
+from lamina.dockerfile.health import HealthError, parse_health
 from lamina.dockerfile.heredoc import chomp_heredoc_content, maybe_heredoc
 from lamina.dockerfile.instructions import (
     Add,
@@ -25,7 +26,6 @@ from lamina.dockerfile.instructions import (
     Expose,
     From,
     Healthcheck,
-    HealthConfig,
     InlineFile,
     Instruction,
     KeyValue,
@@ -48,7 +48,6 @@ from lamina.errors import DockerfileError
 
 _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9\-_.]*\Z")
 _ONBUILD_PREFIX_RE = re.compile(r"^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*", re.IGNORECASE)
-MIN_DURATION_NS = 1_000_000
 NETWORK_MODES = ("default", "none", "host")
 SECURITY_MODES = ("sandbox", "insecure")
 INSTRUCTIONS = (
@@ -266,63 +265,13 @@ def _arg(node: Node) -> Arg:
     return Arg(node=node, args=tuple(defs))
 
 
-def _duration(flags: ParsedFlags, name: str) -> int:
-    text = flags.string(name)
-    if not text:
-        return 0
-    try:
-        value = parse_duration(text)
-    except DurationError as exc:
-        raise _Error(str(exc)) from exc
-    if value == 0:
-        return 0
-    if value < MIN_DURATION_NS:
-        raise _Error(f"Interval {_q(name)} cannot be less than 1ms")
-    return value
-
-
-def _retries(text: str | None) -> int:
-    if not text:
-        return 0
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise _Error(f"strconv.ParseInt: parsing {_q(text)}: invalid syntax")
-    value = int(text)
-    if not -(1 << 31) <= value < 1 << 31:
-        raise _Error(f"strconv.ParseInt: parsing {_q(text)}: value out of range")
-    if value < 0:
-        raise _Error(f"--retries cannot be negative ({value})")
-    return value
-
-
 def _healthcheck(node: Node) -> Healthcheck:
     if not node.args:
         raise _at_least_one("HEALTHCHECK")
-    kind = node.args[0].upper()
-    rest = node.args[1:]
-    if kind == "NONE":
-        if rest:
-            raise _Error("HEALTHCHECK NONE takes no arguments")
-        return Healthcheck(node=node, health=HealthConfig(test=("NONE",)))
-    if kind != "CMD":
-        raise _Error(f"Unknown type {_q(kind)} in HEALTHCHECK (try CMD)")
-    flags = _flags(
-        node,
-        {"interval": "string", "timeout": "string", "start-period": "string",
-         "start-interval": "string", "retries": "string"},
-    )  # fmt: skip
-    if not rest:
-        raise _Error("Missing command after HEALTHCHECK CMD")
-    cmd = list(rest) if node.json else [" ".join(rest)]
-    test = ("CMD" if node.json else "CMD-SHELL", *cmd)
-    health = HealthConfig(
-        test=test,
-        interval=_duration(flags, "interval"),
-        timeout=_duration(flags, "timeout"),
-        start_period=_duration(flags, "start-period"),
-        start_interval=_duration(flags, "start-interval"),
-        retries=_retries(flags.string("retries")),
-    )
-    return Healthcheck(node=node, health=health)
+    try:
+        return Healthcheck(node=node, health=parse_health(node.args, node.flags, json=node.json))
+    except HealthError as exc:
+        raise _Error(str(exc)) from exc
 
 
 def _onbuild(node: Node) -> Onbuild:
