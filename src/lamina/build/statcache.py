@@ -17,28 +17,53 @@ rather than JSON: it is stdlib, updates touch only changed rows instead of rewri
 every path, readers and writers in several processes are serialised by sqlite's own locking
 (WAL mode), and a crash mid-write leaves the previous state (journal). Rows for one source
 root are loaded with one range query, so an unchanged 20,000-file context costs one walk and
-one query. Known limit: a file rewritten with identical size, mtime_ns and ctime_ns (which
-needs a clock reset) would keep its old digest, as in every stat cache.
+one query. A row whose mtime or ctime is not older than the read minus the clock granularity
+is not stored (:func:`lamina.build.walkcache.is_racy`: a same-tick rewrite could keep its
+signature), so it is read again next time. The database is opened (and sqlite3 imported) only
+when a row is needed.
 
-Invariants: the cache is an optimisation only; deleting the database changes no key. A cache
-object is used from one thread; close it (or use ``with``).
+On top of the rows, a :class:`~lamina.build.walkcache.WalkStore` (``<db stem>-walks/`` beside
+the database) remembers each ``hash_sources`` call's last walk: an unchanged source then costs
+the ``lstat`` walk and one hash over the remembered key lines (no row lookups at all); after a
+``touch`` or an edit only the changed entries are looked at (read directly: their rows could
+not match either). Within one :class:`StatCache` the same sources are walked once: a cache
+object belongs to one build, during which the context is taken as unchanging (BuildKit reads
+it once per build too).
+
+Invariants: the cache is an optimisation only; deleting the database or the walks changes no
+key. A cache object is used from one thread, for one build; close it (or use ``with``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import stat
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, cast
 
 from lamina.build.context import BuildContext, SourcePath, special_kind
 from lamina.build.copytree import iter_source
+from lamina.build.walkcache import (
+    Signature,
+    Walk,
+    WalkStore,
+    dump_signatures,
+    is_racy,
+    plain_signatures,
+    signature,
+    unmatchable,
+    walk_identity,
+)  # fmt: skip
 from lamina.dockerfile.dockerignore import PatternMatcher
 from lamina.errors import BuildError
 from lamina.oci.digest import Digest
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = ["StatCache", "file_sha256", "hash_sources"]
 
@@ -94,21 +119,33 @@ class StatCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self.walks = WalkStore(path.parent / f"{path.stem}-walks")
+        #: walk identity -> (joined key lines, regular files): each source walked once
+        self.walked: dict[str, tuple[bytes, int]] = {}
+        self._db: sqlite3.Connection | None = None
         self._rows: dict[str, tuple[_Row, str]] = {}
         self._loaded: set[str] = set()
         self._dirty: dict[str, tuple[_Row, str]] = {}
         self.hits = 0
         self.misses = 0
+        self.walked_count = 0  # walks done (hashing the same sources again walks nothing)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            import sqlite3  # only when a row is needed: a remembered walk needs none
+
+            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+            self._db = db
+        return self._db
 
     def _load(self, root: str) -> None:
         if root in self._loaded:
             return
         self._loaded.add(root)
-        cursor = self._db.execute(
+        cursor = self._connect().execute(
             "SELECT path, dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid, digest"
             " FROM files WHERE path >= ? AND path < ?",
             (root + "/", root + "0"),
@@ -120,40 +157,49 @@ class StatCache:
     def digest(self, path: str, st: os.stat_result, *, root: str) -> str:
         """The content sha256 (hex) of ``path`` whose ``lstat`` is ``st``; reads only on a miss.
 
-        ``root`` bounds the rows loaded at once (one range query per root).
+        ``root`` bounds the rows loaded at once (one range query per root). A row read now is
+        stored only if it is not racy (see the module docstring).
         """
+        return self.digest_row(path, _signature(st), root=root)
+
+    def digest_row(self, path: str, row: Sequence[object], *, root: str) -> str:
+        """:meth:`digest` for a file whose row signature (see ``_signature``) is ``row``."""
         if root not in self._loaded:
             self._load(root)
-        key = path
-        cached = self._rows.get(key)
-        sig = _signature(st)
-        if cached is not None and cached[0] == sig:
+        cached = self._rows.get(path)
+        if cached is not None and cached[0] == row:
             self.hits += 1
             return cached[1]
+        return self.read(path, path)
+
+    def read(self, path: str, key: str | None = None) -> str:
+        """Read ``path``'s content sha256 (a miss); remembered under ``key`` unless racy."""
         self.misses += 1
+        started = time.time_ns()
         digest, now = file_sha256(path)
-        entry = (_signature(now), digest)
-        self._rows[key] = self._dirty[key] = entry
+        if key is not None and not is_racy(now.st_mtime_ns, now.st_ctime_ns, started):
+            self._rows[key] = self._dirty[key] = (_signature(now), digest)
         return digest
 
     def flush(self) -> None:
         """Write changed rows in one transaction; idempotent."""
         if not self._dirty:
             return
+        db = self._connect()
         rows = [(path, *sig, digest) for path, (sig, digest) in self._dirty.items()]
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
         self._dirty.clear()
 
     def close(self) -> None:
-        """Flush and close the database; idempotent."""
+        """Flush and close the database (if it was opened); idempotent."""
         if self._db is not None:
             self.flush()
             self._db.close()
-            self._db = None  # type: ignore[assignment]
+            self._db = None
 
     def __enter__(self) -> StatCache:
         return self
@@ -167,24 +213,21 @@ class StatCache:
         self.close()
 
 
-class _Hasher:
-    """Feeds entry records into one sha256."""
+_Digester = Callable[[str, Signature], str]
 
-    def __init__(self, cache: StatCache | None, excludes: Sequence[str]) -> None:
-        self.sha = hashlib.sha256(_KEY_VERSION)
-        self.cache = cache
-        self.root = ""  # the current source's root (bounds the stat-cache rows loaded)
+
+class _Hasher:
+    """Turns sources into key lines: a header per source, then one line per entry."""
+
+    def __init__(self, excludes: Sequence[str]) -> None:
         self.excludes = PatternMatcher(excludes, source="--exclude") if excludes else None
 
-    def record(self, sub: str, st: os.stat_result, source: SourcePath, full: str) -> None:
-        mode = st.st_mode
+    def line(self, sig: Signature, source: SourcePath, full: str, digest: _Digester) -> bytes:
+        """The key line of entry ``sig`` (see :mod:`lamina.build.walkcache`), path ``full``."""
+        sub, mode, uid, gid = cast(tuple[str, int, int, int], (sig[1], *sig[7:10]))
         fmt = stat.S_IFMT(mode)
         if fmt == stat.S_IFREG:  # the common case first: one test per file
-            tag = "f"
-            if self.cache is not None:
-                payload = self.cache.digest(full, st, root=self.root)
-            else:
-                payload = file_sha256(full)[0]
+            payload, tag = digest(full, sig), "f"
         elif fmt == stat.S_IFDIR:
             payload, tag = "", "d"
         elif fmt == stat.S_IFLNK:
@@ -192,9 +235,14 @@ class _Hasher:
         else:
             kind = special_kind(mode) or "not a regular file, directory or symlink"
             raise BuildError(f"cannot copy {sub or source.name}: it is {kind}")
-        owner = f"{st.st_uid}:{st.st_gid}" if source.preserve_owner else "-"
+        owner = f"{uid}:{gid}" if source.preserve_owner else "-"
         line = f"{sub}\0{tag}\0{stat.S_IMODE(mode):o}\0{owner}\0{payload}\n"
-        self.sha.update(line.encode("utf-8", "surrogateescape"))
+        return line.encode("utf-8", "surrogateescape")
+
+    @staticmethod
+    def header(source: SourcePath) -> bytes:
+        """The line that opens ``source``'s entries."""
+        return f"source\0{source.name}\n".encode("utf-8", "surrogateescape")
 
     def excluded(self, rel: str, is_dir: bool) -> bool:
         if self.excludes is None or not self.excludes.matches(rel):
@@ -206,16 +254,117 @@ class _Hasher:
             )
         return True
 
-    def source(self, source: SourcePath) -> None:
-        self.root = str(source.root)
-        self.sha.update(f"source\0{source.name}\n".encode("utf-8", "surrogateescape"))
-        self.record("", source.stat, source, str(source.full_path))
+    def signatures(self, index: int, source: SourcePath, out: list[Signature]) -> None:
+        """Append the header and the signatures of ``source``'s entries (itself first, path
+        ``""``) to ``out``, in walk order."""
+        out.append((index, None))
+        out.append(signature(index, "", source.stat))
         if not source.is_dir:
             return
-        base = f"{source.full_path}/"
+        flt = source.filter
+        if self.excludes is None and (
+            flt is None or flt.excludes is None or not flt.excludes.patterns
+        ):
+            plain_signatures(index, str(source.full_path), out)  # the common case, fast
+            return
         excluded = self.excluded if self.excludes is not None else None
-        for sub, st, _is_dir in iter_source(source, excluded):
-            self.record(sub, st, source, base + sub)
+        out += [signature(index, sub, st) for sub, st, _ in iter_source(source, excluded)]
+
+    def lines(
+        self, sources: Sequence[SourcePath], sigs: list[Signature], digests: list[_Digester]
+    ) -> Iterator[bytes]:
+        """The key line of each of ``sigs`` (from :meth:`signatures` over ``sources``)."""
+        fulls = [str(src.full_path) for src in sources]
+        for sig in sigs:
+            i, sub = cast(tuple[int, str | None], sig[:2])
+            if sub is None:
+                yield self.header(sources[i])
+            else:
+                full = f"{fulls[i]}/{sub}" if sub else fulls[i]
+                yield self.line(sig, sources[i], full, digests[i])
+
+
+def _identity(sources: Sequence[SourcePath], excludes: Sequence[str]) -> str:
+    """What decides a walk's entries and lines (see :mod:`lamina.build.walkcache`)."""
+    parts: list[object] = [_KEY_VERSION, tuple(excludes)]
+    for src in sources:
+        flt = src.filter
+        pats = [
+            tuple((p.exclusion, p.text) for p in m.patterns) if m is not None else None
+            for m in ((flt.excludes, flt.includes) if flt is not None else ())
+        ]
+        parts.append((str(src.root), src.path, src.name, src.preserve_owner, tuple(pats)))
+    return walk_identity(parts)
+
+
+def _remembered(
+    hasher: _Hasher, sources: Sequence[SourcePath], cache: StatCache, excludes: Sequence[str]
+) -> bytes:
+    """The joined key lines of ``sources``, through ``cache``'s remembered walks."""
+    identity = _identity(sources, excludes)
+    done = cache.walked.get(identity)
+    if done is not None:
+        cache.hits += done[1]
+        return done[0]
+    started = time.time_ns()
+    cache.walked_count += 1
+    sigs: list[Signature] = []
+    for i, src in enumerate(sources):
+        hasher.signatures(i, src, sigs)
+    old = cache.walks.load(identity)
+    if old is not None and old.signatures == dump_signatures(sigs):
+        cache.hits += old.files  # nothing changed: the remembered lines hold
+        cache.walked[identity] = (old.lines, old.files)
+        return old.lines
+    walk = _rewalk(hasher, sources, cache, identity, sigs, old, started)
+    if old is None or (walk.signatures, walk.lines) != (old.signatures, old.lines):
+        cache.walks.save(walk)
+    cache.walked[identity] = (walk.lines, walk.files)
+    return walk.lines
+
+
+def _rewalk(
+    hasher: _Hasher, sources: Sequence[SourcePath], cache: StatCache, identity: str,
+    sigs: list[Signature], old: Walk | None, started: int,
+) -> Walk:  # fmt: skip
+    """The walk record of ``sigs``: lines remembered where the signature still matches,
+    computed where not; racy entries are stored unmatchable. Without an old walk, file
+    digests come from the rows; with one, a changed file is read without storing a row (its
+    row could not match either, and the database stays closed)."""
+    known = old.by_entry() if old is not None else {}
+    changed: list[Signature] = []
+    for sig in sigs:
+        prev = known.get(sig[:2])
+        if prev is None or prev[0] != sig:
+            changed.append(sig)
+    digests = [_digester(cache, src, use_rows=old is None) for src in sources]
+    fresh = dict(
+        zip((s[:2] for s in changed), hasher.lines(sources, changed, digests), strict=True)
+    )
+    lines: list[bytes] = []
+    stored: list[Signature] = []
+    files = 0
+    for sig in sigs:
+        line = fresh.get(sig[:2])
+        mode = cast(int, sig[7]) if len(sig) > 2 else 0
+        is_file = stat.S_ISREG(mode)
+        files += is_file
+        if line is None:
+            line = known[sig[:2]][1]
+            cache.hits += is_file
+        lines.append(line)
+        racy = (is_file or stat.S_ISLNK(mode)) and is_racy(
+            cast(int, sig[5]), cast(int, sig[6]), started
+        )
+        stored.append(unmatchable(sig) if racy else sig)
+    return Walk.of(identity, files, stored, lines)
+
+
+def _digester(cache: StatCache, source: SourcePath, *, use_rows: bool) -> _Digester:
+    if not use_rows:
+        return lambda full, sig: cache.read(full)
+    root = str(source.root)
+    return lambda full, sig: cache.digest_row(full, sig[2:], root=root)
 
 
 def hash_sources(
@@ -227,17 +376,25 @@ def hash_sources(
 ) -> Digest:
     """The content key of ``sources`` (resolved ``SourcePath``s, or names resolved in ``context``).
 
-    Same inputs, same key, whatever the times; see the module docstring for what counts.
-    Flushes ``cache`` before returning. Raises BuildError as resolution and copying would.
+    Same inputs, same key, whatever the times and whether ``cache`` is given; see the module
+    docstring for what counts. Flushes ``cache`` before returning. Raises BuildError as
+    resolution and copying would.
     """
-    hasher = _Hasher(cache, excludes)
+    hasher = _Hasher(excludes)
     names = [s for s in sources if isinstance(s, str)]
     if names and (context is None or len(names) != len(sources)):
         raise BuildError("hashing sources: names need a build context and cannot mix with paths")
     resolved = context.resolve(names) if names and context is not None else sources
-    for item in resolved:
-        assert isinstance(item, SourcePath)
-        hasher.source(item)
-    if cache is not None:
+    found = [item for item in resolved if isinstance(item, SourcePath)]
+    sha = hashlib.sha256(_KEY_VERSION)
+    if cache is None:
+        sigs: list[Signature] = []
+        for i, src in enumerate(found):
+            hasher.signatures(i, src, sigs)
+        plain: _Digester = lambda full, sig: file_sha256(full)[0]  # noqa: E731
+        for line in hasher.lines(found, sigs, [plain] * len(found)):
+            sha.update(line)
+    else:
+        sha.update(_remembered(hasher, found, cache, excludes))
         cache.flush()
-    return Digest.from_hasher(hasher.sha)
+    return Digest.from_hasher(sha)

@@ -1,0 +1,218 @@
+"""Remembered walks of COPY/ADD sources, so an unchanged source costs one stat walk.
+
+:func:`lamina.build.statcache.hash_sources` feeds one sha256 with a header line per source
+and one key line per entry below it. A :class:`WalkStore` remembers, per *walk identity*
+(the sources' roots, paths, matched names, kept ownership, ``.dockerignore`` and
+``--exclude`` patterns: everything that decides which entries a walk yields and how their
+lines are written), the last walk's entries: each one's stat signature
+``(source index, path, dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid)`` (a source's
+header is ``(index, None)``) and its key line. When a new walk yields exactly the same
+signatures, in the same order, the stored lines *are* the lines the walk would produce (a
+line is a function of the path, the signature and the content digest, which the stat cache
+ties to the same signature), so the key is one hash over the stored bytes: no per-entry
+formatting, no digest lookups, no sqlite. The comparison is one ``memcmp`` of the
+signatures' ``marshal`` (version 2: no back-references, so equal lists give equal bytes; if
+they ever did not, a reuse would be missed, never a change). When some differ, only the
+entries whose signatures changed are looked at again. :func:`plain_signatures` is the walk
+of a source without ignore or ``--exclude`` patterns, written for speed (one tuple per entry,
+no generator chain); it yields exactly :func:`lamina.build.copytree.iter_source`'s order.
+
+Racy entries (git's "racy clean" problem): timestamps come from a coarse clock, so a file
+rewritten in the same clock tick right after it was read can keep its size, mtime and
+ctime. An entry whose mtime or ctime is not older than the walk's start minus the clock
+granularity (:data:`COARSE_NS`; 2 s for whole-second timestamps, as on FAT, ext3 or some
+network filesystems) is therefore stored with a signature that never matches
+(:func:`unmatchable`), and is read again by the next walk. A timestamp in the future (a
+``touch -d`` ahead of the clock) is always racy. Known limit, as in git: clocks that disagree
+(a network filesystem whose server clock runs behind) defeat the check.
+
+File format: ``MAGIC`` + sha256(body) + body, where body is ``marshal`` of ``(identity,
+files, signatures, lines, lengths)``: the signatures' marshal, the key lines joined, and
+their lengths (``array('Q')``). Written atomically (temp file + rename, not
+fsynced: losing it costs a walk); a missing, truncated, corrupt or foreign file is treated as
+absent. Concurrent builds may each write the same identity; the last rename wins and either
+content is valid. The directory is bounded: past :data:`MAX_WALKS` files, the least recently
+written half is removed (a removed walk costs speed, never correctness).
+
+Invariants: a walk record is an optimisation only; deleting the directory changes no key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import marshal
+import os
+import stat
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lamina._internal.fileio import TMP_PREFIX, write_atomic
+from lamina.build.copytree import _sorted_entries as sorted_entries  # the copier's own order
+
+__all__ = [
+    "COARSE_NS", "MAX_WALKS", "Walk", "WalkStore", "is_racy", "plain_signatures", "unmatchable",
+]  # fmt: skip
+
+MAGIC = b"lamina-walk-v2\n\0"
+#: the coarsest clock tick a nanosecond timestamp may lag real time by (HZ=100 is 10 ms)
+COARSE_NS = 50_000_000
+_WHOLE_SECOND_NS = 2_000_000_000
+MAX_WALKS = 512
+
+#: see the module docstring; ``sig[2:]`` is the stat cache's row signature
+Signature = tuple[object, ...]
+
+
+def signature(index: int, sub: str, st: os.stat_result) -> Signature:
+    """The signature of entry ``sub`` of source ``index`` whose ``lstat`` is ``st``."""
+    return (
+        index, sub, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+        st.st_mode, st.st_uid, st.st_gid,
+    )  # fmt: skip
+
+
+def plain_signatures(index: int, top: str, out: list[Signature]) -> None:
+    """Append the signatures of everything below directory ``top`` to ``out``.
+
+    Depth-first, names in byte order, a directory before its children, links not followed:
+    the order of :func:`lamina.build.copytree.iter_source` for a source without patterns.
+    """
+    add = out.append
+    isdir = stat.S_ISDIR
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", iter(sorted_entries(top)))]
+    while stack:
+        prefix, entries = stack[-1]
+        for e in entries:
+            st = e.stat(follow_symlinks=False)
+            sub = prefix + e.name
+            mode = st.st_mode
+            add((
+                index, sub, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                mode, st.st_uid, st.st_gid,
+            ))  # fmt: skip
+            if isdir(mode):
+                stack.append((sub + "/", iter(sorted_entries(e.path))))
+                break
+        else:
+            stack.pop()
+
+
+def is_racy(mtime_ns: int, ctime_ns: int, started_ns: int) -> bool:
+    """Whether a change right after these times were read could keep them (see above).
+
+    ``started_ns`` is ``time.time_ns()`` taken before the walk began (before any ``lstat``
+    and any read).
+    """
+    for t in (mtime_ns, ctime_ns):
+        slack = COARSE_NS if t % 1_000_000_000 else _WHOLE_SECOND_NS
+        if t > started_ns - slack:
+            return True
+    return False
+
+
+def unmatchable(sig: Signature) -> Signature:
+    """``sig`` with a ctime no ``lstat`` returns (-1), so the next walk re-reads the entry."""
+    return (*sig[:6], -1, *sig[7:])
+
+
+def dump_signatures(sigs: list[Signature]) -> bytes:
+    """The bytes two walks compare (marshal version 2: no back-references)."""
+    return marshal.dumps(sigs, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Walk:
+    """One remembered walk: ``signatures`` (:func:`dump_signatures`) produced the key lines
+    ``lines`` (joined; ``lengths`` splits them); ``files`` counts the regular files among
+    them (reported as stat-cache hits when the walk is reused)."""
+
+    identity: str
+    files: int
+    signatures: bytes
+    lines: bytes
+    lengths: bytes
+
+    @classmethod
+    def of(cls, identity: str, files: int, sigs: list[Signature], lines: list[bytes]) -> Walk:
+        """A record from lists (as a walk computes them)."""
+        lengths = array("Q", [len(line) for line in lines]).tobytes()
+        return cls(identity, files, dump_signatures(sigs), b"".join(lines), lengths)
+
+    def by_entry(self) -> dict[Signature, tuple[Signature, bytes]]:
+        """(source index, path) -> (signature, line), for a partial re-walk."""
+        sigs = marshal.loads(self.signatures)
+        sizes = array("Q")
+        sizes.frombytes(self.lengths)
+        found: dict[Signature, tuple[Signature, bytes]] = {}
+        pos = 0
+        for sig, size in zip(sigs, sizes, strict=True):
+            found[sig[:2]] = (sig, self.lines[pos : pos + size])
+            pos += size
+        return found
+
+
+def walk_identity(parts: Sequence[object]) -> str:
+    """The hex sha256 naming a walk record (``parts``: marshal-able values)."""
+    return hashlib.sha256(MAGIC + marshal.dumps(list(parts), 4)).hexdigest()
+
+
+class WalkStore:
+    """Walk records under ``directory`` (created on first save); see the module docstring."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def load(self, identity: str) -> Walk | None:
+        """The record of ``identity``, or None when it is missing or unusable."""
+        try:
+            with open(self.directory / identity, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        head = len(MAGIC) + 32
+        if (
+            data[: len(MAGIC)] != MAGIC
+            or hashlib.sha256(data[head:]).digest() != data[len(MAGIC) : head]
+        ):
+            return None
+        try:
+            fields = marshal.loads(data[head:])
+            walk = Walk(*fields)
+        except (ValueError, EOFError, TypeError):
+            return None
+        if walk.identity != identity or not isinstance(walk.files, int):
+            return None
+        if not all(isinstance(b, bytes) for b in (walk.signatures, walk.lines, walk.lengths)):
+            return None
+        return walk
+
+    def save(self, walk: Walk) -> None:
+        """Replace the record of ``walk.identity`` (atomic); errors only cost speed."""
+        fields = (walk.identity, walk.files, walk.signatures, walk.lines, walk.lengths)
+        body = marshal.dumps(fields, 4)
+        try:
+            write_atomic(
+                self.directory / walk.identity,
+                MAGIC + hashlib.sha256(body).digest() + body,
+                durable=False,
+            )
+        except OSError:
+            return
+        self._bound()
+
+    def _bound(self) -> None:
+        """Keep at most MAX_WALKS records: drop the least recently written half."""
+        try:
+            with os.scandir(self.directory) as it:
+                entries = [e for e in it if not e.name.startswith(TMP_PREFIX)]
+            if len(entries) <= MAX_WALKS:
+                return
+            aged = sorted(entries, key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
+        except OSError:
+            return
+        for entry in aged[: len(aged) - MAX_WALKS // 2]:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
