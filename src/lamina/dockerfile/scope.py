@@ -6,46 +6,32 @@
   the build-arg, else the global value, else stays unset (not exported). ENV always wins over
   an ARG of the same name. ENV is inherited from a parent stage, ARG is not.
 * Each instruction is expanded with the state *before* it (``ENV a=1 b=$a`` sees the old
-  ``$a``). Only the instructions BuildKit expands are expanded: ENV, LABEL, ARG, COPY/ADD
-  (sources, destination, ``--from --chown --chmod --checksum --exclude``), EXPOSE (split into
-  words), USER, WORKDIR, VOLUME, STOPSIGNAL and RUN ``--mount`` values; never RUN/CMD/
-  ENTRYPOINT command lines, SHELL, HEALTHCHECK or ONBUILD.
+  ``$a``). Only the instructions BuildKit expands are expanded (which words of which
+  instructions: :mod:`lamina.dockerfile.expansion`, whose :func:`expand_instruction` and
+  :func:`make_lexer` are importable from here too).
 
 Invariants: pure functions; DockerfileError (located at the instruction) is the only error.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from lamina.dockerfile.instructions import (
-    Add,
-    Arg,
-    ArgDef,
-    Copy,
-    Env,
-    Expose,
-    Instruction,
-    KeyValue,
-    Label,
-    Run,
-    Stage,
-    StopSignal,
-    User,
-    Volume,
-    Workdir,
-)
-from lamina.dockerfile.mounts import MountError, parse_mount
+from lamina.dockerfile.expansion import Expander, expand_instruction, expand_with, make_lexer
+from lamina.dockerfile.instructions import Arg, ArgDef, Env, Instruction, Stage
 from lamina.errors import DockerfileError
-
-_F = TypeVar("_F", Copy, Add)
 
 if TYPE_CHECKING:
     from lamina.dockerfile.shell import Lexer
+
+__all__ = [
+    "DEFAULT_PATH", "PLATFORM_ARGS", "PROXY_ARGS", "GlobalScope", "ResolvedStage", "Step",
+    "add_env", "expand_instruction", "locate", "make_lexer", "parse_key_value", "platform_args",
+    "proxy_env", "resolve_global", "resolve_stage", "to_env_map",
+]  # fmt: skip
 
 PLATFORM_ARGS = (
     "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
@@ -56,13 +42,6 @@ PROXY_ARGS = (
     "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
 )  # fmt: skip
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def make_lexer(escape: str = "\\") -> Lexer:
-    """BuildKit's shell lexer for ``escape`` (imported lazily from ``dockerfile.shell``)."""
-    from lamina.dockerfile.shell import Lexer
-
-    return Lexer(escape)
 
 
 def platform_args(target: str = "linux/amd64", build: str | None = None) -> dict[str, str]:
@@ -204,152 +183,6 @@ def resolve_global(
     )
 
 
-_BLANK_RE = re.compile(r"\s")
-_SPECIAL: dict[tuple[str, bool], re.Pattern[str]] = {}
-#: ``$NAME`` / ``${NAME}``: the only forms the lexer-free fast path expands (ASCII words
-#: without quotes or escapes, where every ``$`` starts such a reference).
-_SIMPLE_REF_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
-def _special_re(escape: str, *, dollar: bool = True) -> re.Pattern[str]:
-    """Characters that make the lexer do something: ``$`` (optionally), quotes, the escape."""
-    pattern = _SPECIAL.get((escape, dollar))
-    if pattern is None:
-        chars = ("$" if dollar else "") + "'\"" + re.escape(escape)
-        pattern = _SPECIAL[(escape, dollar)] = re.compile(f"[{chars}]")
-    return pattern
-
-
-class _Expander:
-    """Expands the words of one instruction in one fixed environment, collecting misses."""
-
-    def __init__(self, lexer: Lexer, env: Mapping[str, str]) -> None:
-        self.lexer = lexer
-        self.env = env
-        self.unmatched: set[str] = set()
-        self.special = _special_re(lexer.escape)
-        self.quoting = _special_re(lexer.escape, dollar=False)
-
-    def _lookup(self, m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(2)
-        value = self.env.get(name)
-        if value is None:
-            self.unmatched.add(name)
-            return ""
-        return value
-
-    def word(self, word: str) -> str:
-        if not self.special.search(word):
-            return word
-        if "$" in word and word.isascii() and not self.quoting.search(word):
-            refs = _SIMPLE_REF_RE.findall(word)
-            if len(refs) == word.count("$"):
-                return _SIMPLE_REF_RE.sub(self._lookup, word)
-        res = self.lexer.process_word_with_matches(word, self.env)
-        self.unmatched |= res.unmatched
-        return res.result
-
-    def words(self, word: str) -> list[str]:
-        if not self.special.search(word) and not _BLANK_RE.search(word):
-            return [word] if word else []
-        res = self.lexer.process_word_with_matches(word, self.env)
-        self.unmatched |= res.unmatched
-        return list(res.words)
-
-    def each(self, items: Sequence[str]) -> tuple[str, ...]:
-        return tuple(self.word(w) for w in items)
-
-
-def _pair(ex: _Expander, p: KeyValue) -> KeyValue:
-    key, value = ex.word(p.key), ex.word(p.value)
-    return p if (key, value) == (p.key, p.value) else replace(p, key=key, value=value)
-
-
-def _pairs(ex: _Expander, pairs: Sequence[KeyValue]) -> tuple[KeyValue, ...]:
-    return tuple(_pair(ex, p) for p in pairs)
-
-
-def _files(ex: _Expander, instr: _F, **extra: str) -> Instruction:
-    return _changed(
-        instr,
-        sources=ex.each(instr.sources),
-        dest=ex.word(instr.dest),
-        chown=ex.word(instr.chown),
-        chmod=ex.word(instr.chmod),
-        excludes=ex.each(instr.excludes),
-        **extra,
-    )
-
-
-def _run(ex: _Expander, instr: Run) -> Run:
-    if not any(ex.special.search(spec) for spec in instr.mount_specs):
-        return instr
-    try:
-        mounts = tuple(parse_mount(spec, ex.word) for spec in instr.mount_specs)
-    except MountError as exc:
-        raise DockerfileError(str(exc)) from exc
-    return replace(instr, mounts=mounts)
-
-
-def _changed(instr: Instruction, **fields: object) -> Instruction:
-    """``instr`` with ``fields`` replaced, or ``instr`` itself when nothing differs."""
-    if all(getattr(instr, k) == v for k, v in fields.items()):
-        return instr
-    return replace(instr, **fields)  # type: ignore[arg-type]
-
-
-def _expand(ex: _Expander, i: Instruction) -> Instruction:
-    if isinstance(i, Env | Label):
-        return _changed(i, pairs=_pairs(ex, i.pairs))
-    if isinstance(i, Arg):
-        args = tuple(
-            replace(a, key=ex.word(a.key), value=None if a.value is None else ex.word(a.value))
-            for a in i.args
-        )
-        return _changed(i, args=args)
-    if isinstance(i, Copy):
-        return _files(ex, i, from_=ex.word(i.from_))
-    if isinstance(i, Add):
-        return _files(ex, i, checksum=ex.word(i.checksum))
-    if isinstance(i, Expose):
-        return _changed(i, ports=tuple(w for p in i.ports for w in ex.words(p)))
-    if isinstance(i, User):
-        return _changed(i, user=ex.word(i.user))
-    if isinstance(i, Workdir):
-        return _changed(i, path=ex.word(i.path))
-    if isinstance(i, Volume):
-        return _changed(i, paths=ex.each(i.paths))
-    if isinstance(i, StopSignal):
-        return _changed(i, signal=ex.word(i.signal))
-    if isinstance(i, Run):
-        return _run(ex, i)
-    return i
-
-
-_EXPANDED = (Env, Label, Arg, Copy, Add, Expose, User, Workdir, Volume, StopSignal, Run)
-
-
-def expand_instruction(
-    instr: Instruction, env: Mapping[str, str], lexer: Lexer | None = None
-) -> tuple[Instruction, frozenset[str]]:
-    """``instr`` with its expandable words expanded in ``env``; plus the undefined names."""
-    if not isinstance(instr, _EXPANDED):
-        return instr, frozenset()
-    return _expand_with(_Expander(lexer or make_lexer(), env), instr, env)
-
-
-def _expand_with(
-    ex: _Expander, instr: Instruction, env: Mapping[str, str]
-) -> tuple[Instruction, frozenset[str]]:
-    """Expand with a reused expander (reset to ``env``)."""
-    if not isinstance(instr, _EXPANDED):
-        return instr, frozenset()
-    ex.env = env
-    ex.unmatched = set()
-    out = _expand(ex, instr)
-    return out, frozenset(ex.unmatched) if ex.unmatched else frozenset()
-
-
 def resolve_stage(
     stage: Stage,
     scope: GlobalScope,
@@ -378,10 +211,10 @@ def resolve_stage(
     used: set[str] = set()
     steps: list[Step] = []
     visible: Mapping[str, str] = MappingProxyType(_visible(args, env))
-    ex = _Expander(lexer, visible)
+    ex = Expander(lexer, visible)
     for instr in stage.commands:
         try:
-            expanded, unmatched = _expand_with(ex, instr, visible)
+            expanded, unmatched = expand_with(ex, instr, visible)
         except DockerfileError as exc:
             raise locate(exc, instr, path) from None
         steps.append(Step(instruction=expanded, env=visible, unmatched=unmatched))
