@@ -166,7 +166,7 @@ def _monitor(
         status = supervise(
             runtime, bundle, cid, log=log, on_started=on_started, stdin=stdin, terminal=tty,
             forward_out=attach.stdout if attach else None,
-            forward_err=attach.stderr if attach else None,
+            forward_err=attach.stderr if attach else None, checked=True,
         )  # fmt: skip
     except LaminaError as exc:
         status = exc.exit_code if exc.exit_code in (126, 127) else 125

@@ -3,11 +3,13 @@
 :func:`supervise` runs in the process that watches one container — the CLI itself for an
 attached ``run``, or a detached monitor made by :func:`daemonize` for ``run -d``/``start``:
 
-- with an OCI runtime and no stdin or terminal, the container starts with
-  ``run --detach`` while this process is a *child subreaper*, so the container's init is
-  re-parented here and its exit status is read with ``waitpid`` (no polling);
-- otherwise (a terminal, an attached stdin, the native runtime) the runtime's foreground
-  ``run`` is used in a thread, and the pid is learned by polling the runtime's state;
+- with an OCI runtime and no terminal, the runtime's foreground ``run --pid-file`` is the
+  only runtime execution (:meth:`OCIRuntime.run_watched`): the pid is reported when the pid
+  file appears (inotify, no polling), the runtime exits with the process's status and has
+  deleted its container by then (``run --detach`` + ``waitpid`` + ``delete`` cost a second
+  runtime execution, ~10 ms);
+- otherwise (a terminal, the native runtime) the runtime's foreground ``run`` is used in a
+  thread, and the pid is learned by polling the runtime's state;
 - stdout and stderr go through pipes into a :class:`JsonLog` (Docker's json-file format:
   one ``{"log", "stream", "time"}`` object per line) and, when attached, to the caller's fds.
 
@@ -35,7 +37,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lamina.errors import ContainerError
-from lamina.runtime import linux
 from lamina.runtime.bundle import Bundle
 from lamina.runtime.model import Runtime
 from lamina.runtime.oci_runtime import OCIRuntime
@@ -110,19 +111,24 @@ def _write_all(fd: int, data: bytes) -> None:
 def supervise(
     runtime: Runtime, bundle: Bundle, container_id: str, *, log: JsonLog,
     on_started: Callable[[int], None], stdin: int | None = None, terminal: bool = False,
-    forward_out: int | None = None, forward_err: int | None = None,
+    forward_out: int | None = None, forward_err: int | None = None, checked: bool = False,
 ) -> int:  # fmt: skip
     """Run the container to its end (see the module docstring); return its status.
 
     ``stdin`` is an fd the container reads (None: /dev/null). The caller owns ``log`` and the
-    forward fds. Raises ContainerError (or CommandNotFound/...) when it cannot start.
+    forward fds. ``checked``: the caller already resolved the command in the bundle's rootfs
+    (:func:`lamina.runtime.resolve_command`). Raises ContainerError (or CommandNotFound/...)
+    when it cannot start.
     """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     pumps = [_pump(out_r, "stdout", log, forward_out), _pump(err_r, "stderr", log, forward_err)]
     try:
-        if isinstance(runtime, OCIRuntime) and stdin is None and not terminal:
-            status = _run_reaped(runtime, bundle, container_id, out_w, err_w, on_started)
+        if isinstance(runtime, OCIRuntime) and not terminal:
+            status = runtime.run_watched(
+                bundle, container_id, on_started=on_started, stdin=stdin, stdout=out_w,
+                stderr=err_w, checked=checked,
+            )  # fmt: skip
         else:
             status = _run_foreground(runtime, bundle, container_id, stdin, out_w, err_w, on_started)
     finally:
@@ -134,30 +140,6 @@ def supervise(
         with contextlib.suppress(ContainerError, OSError, subprocess.SubprocessError):
             runtime.delete(container_id, force=True, bundle=bundle)
     return status
-
-
-def _run_reaped(
-    runtime: OCIRuntime, bundle: Bundle, container_id: str, out_w: int, err_w: int,
-    on_started: Callable[[int], None],
-) -> int:  # fmt: skip
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    state = runtime.start_detached(bundle, container_id, stdout=out_w, stderr=err_w)
-    os.close(out_w)
-    os.close(err_w)
-    on_started(state.pid)
-    # A process that exited before the runtime reported its state has pid 0 there; it is
-    # then our only child (its pid namespace's other processes died and were reaped first).
-    target = state.pid if state.pid > 0 else -1
-    while True:
-        try:
-            pid, status = os.waitpid(target, 0)
-        except ChildProcessError:  # not re-parented here (already reaped): unknown status
-            return 255
-        except InterruptedError:
-            continue
-        if target == -1 or pid == target:
-            code = os.waitstatus_to_exitcode(status)
-            return 128 - code if code < 0 else code
 
 
 def _run_foreground(

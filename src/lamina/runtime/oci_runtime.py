@@ -10,6 +10,7 @@ Mapping of :class:`~lamina.runtime.model.Runtime` to the runtime CLI (the same f
 ``run``            ``run --bundle B ID`` with the caller's stdio; the runtime deletes the
                    container when the process exits
 ``start_detached`` ``run --detach --bundle B ID`` (stdin /dev/null; stdout/stderr passed)
+``run_watched``    ``run --pid-file F --bundle B ID``; the pid is reported when F appears
 ``exec``           ``exec --process P.json ID``
 ``kill``           ``kill ID SIGNUM``
 ``delete``         ``delete [--force] ID``
@@ -40,14 +41,22 @@ import signal as _signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lamina._internal.fileio import write_atomic
 from lamina.errors import ContainerError
-from lamina.runtime.bundle import Bundle, write_bundle
+from lamina.runtime.bundle import (
+    Bundle,
+    prepare_mountpoints,
+    remove_mountpoints,
+    resolve_command,
+    write_bundle,
+)
 from lamina.runtime.console import ConsoleSocket, pump, stdio_fd
 from lamina.runtime.model import BaseRuntime, ContainerState, Stdio, wait_status
+from lamina.runtime.pidwatch import PidFileWatch
 from lamina.runtime.spec import BindMount, ContainerSpec, ProcessSpec
 
 #: seconds a control command (state, kill, delete) may take
@@ -216,6 +225,58 @@ class OCIRuntime(BaseRuntime):
             # (terminal) or interrupted; then the stopped container is removed here.
             with contextlib.suppress(ContainerError, subprocess.TimeoutExpired):
                 self._delete(container_id, force=True)
+
+    def run_watched(
+        self, bundle: Bundle, container_id: str, *, on_started: Callable[[int], None],
+        stdin: Stdio = None, stdout: Stdio = None, stderr: Stdio = None, checked: bool = False,
+    ) -> int:  # fmt: skip
+        """:meth:`run` without a terminal, calling ``on_started(pid)`` once the process runs.
+
+        One runtime execution in all (``run --pid-file``, not ``run --detach`` + ``delete``):
+        the runtime deletes its container when the process exits, and the pid is read from
+        the pid file as soon as it appears (:mod:`lamina.runtime.pidwatch`). The runtime runs
+        in its own process group, so a terminal's ^C reaches only the caller, which forwards
+        signals itself (the runtime would forward a second copy). ``checked``: the caller
+        already ran :func:`resolve_command` on this bundle. Raises like :meth:`run`; if
+        ``on_started`` raises, the runtime and its container are killed.
+        """
+        _check_id(container_id)
+        config = bundle.read_config()
+        if config["process"].get("terminal"):
+            raise ContainerError(f"running container {container_id}: a terminal needs run()")
+        if not checked:
+            resolve_command(bundle.rootfs, config["process"], config.get("mounts"))
+        prepare_mountpoints(bundle)
+        self.state_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="pid-", dir=self.state_root) as tmp,
+                PidFileWatch(Path(tmp, "pid")) as watch,
+            ):
+                argv = self._argv("run", "--pid-file", str(watch.pidfile), "--bundle",
+                                  str(bundle.path), container_id)  # fmt: skip
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=stdout,
+                    stderr=stderr, process_group=0,
+                )  # fmt: skip
+                try:
+                    code = wait_status(watch.wait(proc, on_started))
+                except BaseException:
+                    proc.kill()
+                    proc.wait()
+                    raise
+                if code != 0 and watch.read_pid() == 0:
+                    raise ContainerError(
+                        f"running container {container_id} with {self.name}: "
+                        f"the runtime failed (exit status {code})",
+                        hint="its message is on the container's stderr",
+                    )
+                return code
+        finally:
+            # Normally gone already (the runtime deletes it); left when interrupted.
+            with contextlib.suppress(ContainerError, subprocess.TimeoutExpired):
+                self._delete(container_id, force=True)
+            remove_mountpoints(bundle)
 
     def _start_detached(
         self, bundle: Bundle, container_id: str, *, stdout: Stdio, stderr: Stdio
