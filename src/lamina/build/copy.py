@@ -34,19 +34,22 @@ in memory. Not atomic: on error ``rootfs`` holds what was written so far.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lamina._internal.rootpath import split_path
 from lamina.build.chown import ModeSpec, Owner, parse_chmod
 from lamina.build.context import SourcePath, special_kind
-from lamina.build.copytree import copy_data, copy_tree, copy_xattrs, fd_path
+from lamina.build.copytree import copy_data, copy_parents, copy_tree, copy_xattrs, fd_path
 from lamina.dockerfile.dockerignore import PatternMatcher
 from lamina.errors import BuildError
+
+if TYPE_CHECKING:
+    from lamina.build.reuse import LayerReuse, Wanted
 
 __all__ = ["MULTI_SOURCE_ERROR", "CopyResult", "copy_into", "ensure_dir", "target_path"]
 
@@ -100,12 +103,16 @@ def copy_into(
     excludes: Sequence[str] = (),
     link: bool = False,
     timestamp_ns: int | None = None,
+    reuse: LayerReuse | None = None,
 ) -> CopyResult:
     """Copy ``sources`` to ``dest`` inside ``rootfs`` (see the module docstring for the rules).
 
     ``chown`` is numeric (resolve names with :func:`lamina.build.chown.resolve_chown` first);
     ``chmod`` an octal int, a spec string or a parsed ModeSpec. Raises BuildError for rule
     violations and unreadable sources. Sources are copied in order; later ones overwrite.
+    ``reuse``: a directory source's files that a previous layer holds are left to it (see
+    :mod:`lamina.build.reuse`; the caller applies it after unmounting, then every file is
+    there). Counts include those files.
     """
     del link  # see the module docstring: the executor isolates --link copies
     if not rootfs.is_dir():
@@ -114,13 +121,14 @@ def copy_into(
     mode = parse_chmod(f"{chmod:o}") if isinstance(chmod, int) else chmod
     mode = parse_chmod(mode) if isinstance(mode, str) else mode
     copier = _Copier(Path(os.path.realpath(rootfs)), _Meta(owner, mode, timestamp_ns), excludes)
+    copier.reuse = reuse
     full, names_dir = target_path(dest, workdir)
     if len(sources) > 1 and not names_dir and not copier.is_dir(full):
         raise BuildError(MULTI_SOURCE_ERROR)
     try:
         for source in sources:
             if parents and source.name:
-                copier.copy_parents(source, full)
+                copy_parents(copier, source, full)
             else:
                 copier.copy_source(source, full, names_dir)
     finally:
@@ -138,6 +146,7 @@ class _Copier:
         self.inodes: dict[tuple[int, int], str] = {}
         self.result = CopyResult()
         self.dir_times: list[tuple[str, tuple[int, int]]] = []
+        self.reuse: LayerReuse | None = None
 
     # -- destination -----------------------------------------------------------------------
     def resolve(self, path: str) -> Path:
@@ -196,12 +205,27 @@ class _Copier:
             stamp = self.meta.timestamp_ns
             self.dir_times.append((fd_path(fd), (stamp, stamp)))
 
+    def owner(self, st: os.stat_result, preserve_owner: bool) -> Owner:
+        """The owner a copy of ``st`` gets (as root: ``--chown``, kept, or 0:0)."""
+        if self.meta.owner is not None:
+            return self.meta.owner
+        return Owner(st.st_uid, st.st_gid) if preserve_owner else Owner(0, 0)
+
+    def wanted(self, st: os.stat_result, preserve_owner: bool) -> Wanted | None:
+        """(permission bits, uid, gid, mtime_ns) a copied file of ``st`` gets; None when not
+        root (the owner of a created file is then the filesystem's choice)."""
+        if not self.meta.as_root:
+            return None
+        owner = self.owner(st, preserve_owner)
+        mode = self.meta.chmod.apply(st.st_mode, is_dir=False) if self.meta.chmod else st.st_mode
+        stamp = self.meta.timestamp_ns
+        mtime = stamp if stamp is not None else st.st_mtime_ns
+        return stat.S_IMODE(mode), owner.uid, owner.gid, mtime
+
     def apply_meta(self, fd: int, st: os.stat_result, *, preserve_owner: bool) -> None:
         """Owner, mode and times of a copied file or directory (open as ``fd``)."""
         if self.meta.as_root:
-            owner = self.meta.owner or (
-                Owner(st.st_uid, st.st_gid) if preserve_owner else Owner(0, 0)
-            )
+            owner = self.owner(st, preserve_owner)
             os.fchown(fd, owner.uid, owner.gid)
         is_dir = stat.S_ISDIR(st.st_mode)
         mode = self.meta.chmod.apply(st.st_mode, is_dir=is_dir) if self.meta.chmod else st.st_mode
@@ -215,6 +239,8 @@ class _Copier:
 
     def finish(self) -> None:
         """Set directory times last, deepest first, once nothing more is written into them."""
+        if self.reuse is not None:
+            self.reuse.keep_dir_times(self.rootfs, self.dir_times)
         for path, times in sorted(self.dir_times, key=lambda e: -e[0].count("/")):
             fd = os.open(path, DIR_FLAGS)
             try:
@@ -245,47 +271,6 @@ class _Copier:
         finally:
             os.close(fd)
 
-    def copy_parents(self, source: SourcePath, full: str) -> None:
-        """``--parents``: copy ``source`` to ``full/<its matched path>``."""
-        parts = source.name.split("/")
-        fd = self.open_dir(self.resolve(full))
-        try:
-            for i, comp in enumerate(parts[:-1]):
-                src_dir = source.root.joinpath(*parts[: i + 1])
-                st = os.lstat(src_dir)
-                is_dir = stat.S_ISDIR(st.st_mode)
-                new_fd = self.child_dir(fd, comp, st if is_dir else None, source.preserve_owner)
-                os.close(fd)
-                fd = new_fd
-            if source.is_dir:
-                sub = self.child_dir(fd, parts[-1], source.stat, source.preserve_owner)
-                try:
-                    copy_tree(self, source, sub)
-                finally:
-                    os.close(sub)
-            else:
-                self.copy_entry(str(source.full_path), source.stat, fd, parts[-1], source)
-        finally:
-            os.close(fd)
-
-    def child_dir(
-        self, pfd: int, name: str, st: os.stat_result | None, preserve_owner: bool
-    ) -> int:
-        """Open (or create, with ``st``'s metadata or the created-parent rule) ``name``."""
-        try:
-            os.mkdir(name, 0o755, dir_fd=pfd)
-        except FileExistsError:
-            with contextlib.suppress(OSError):
-                return os.open(name, DIR_FLAGS, dir_fd=pfd)
-            raise BuildError(f"cannot copy to non-directory: {name}") from None
-        fd = os.open(name, DIR_FLAGS, dir_fd=pfd)
-        self.result.dirs += 1
-        if st is not None:
-            self.apply_meta(fd, st, preserve_owner=preserve_owner)
-        else:
-            self.created_dir_meta(fd)
-        return fd
-
     def excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether ``--exclude`` drops ``rel`` (relative to the source), fsutil's rule."""
         if self.excludes is None or not self.excludes.matches(rel):
@@ -298,9 +283,11 @@ class _Copier:
         return True
 
     def copy_entry(
-        self, src: str, st: os.stat_result, pfd: int, name: str, source: SourcePath
-    ) -> None:
-        """Copy one non-directory ``src`` (lstat ``st``) to ``name`` in directory ``pfd``."""
+        self, src: str, st: os.stat_result, pfd: int, name: str, source: SourcePath,
+        sub: str | None = None,
+    ) -> None:  # fmt: skip
+        """Copy one non-directory ``src`` (lstat ``st``) to ``name`` in directory ``pfd``;
+        ``sub``: its path below a directory source (then ``reuse`` may take it)."""
         kind = special_kind(st.st_mode)
         if kind is not None:
             raise BuildError(
@@ -314,6 +301,16 @@ class _Copier:
             self._link_meta(pfd, name, st, source.preserve_owner)
             self.result.symlinks += 1
             return
+        if (
+            sub is not None
+            and self.reuse is not None
+            and st.st_nlink == 1
+            and stat.S_ISREG(st.st_mode)
+            and self.reuse.offer(src, sub, st, pfd, name, self.wanted(st, source.preserve_owner))
+        ):
+            self.result.files += 1
+            self.result.bytes += st.st_size
+            return
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self.inodes:
             first = self.inodes[key]
@@ -321,7 +318,7 @@ class _Copier:
             os.link(first, name, dst_dir_fd=pfd, follow_symlinks=False)
             self.result.hardlinks += 1
             return
-        self._copy_file(src, st, pfd, name, source)
+        self.copy_file(src, st, pfd, name, source, sub)
         if st.st_nlink > 1:
             self.inodes[key] = f"{fd_path(pfd)}/{name}"
 
@@ -336,17 +333,17 @@ class _Copier:
 
     def _link_meta(self, pfd: int, name: str, st: os.stat_result, preserve_owner: bool) -> None:
         if self.meta.as_root:
-            owner = self.meta.owner or (
-                Owner(st.st_uid, st.st_gid) if preserve_owner else Owner(0, 0)
-            )
+            owner = self.owner(st, preserve_owner)
             os.chown(name, owner.uid, owner.gid, dir_fd=pfd, follow_symlinks=False)
         stamp = self.meta.timestamp_ns
         times = (stamp, stamp) if stamp is not None else (st.st_atime_ns, st.st_mtime_ns)
         os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
 
-    def _copy_file(
-        self, src: str, st: os.stat_result, pfd: int, name: str, source: SourcePath
-    ) -> None:
+    def copy_file(
+        self, src: str, st: os.stat_result, pfd: int, name: str, source: SourcePath,
+        sub: str | None = None,
+    ) -> None:  # fmt: skip
+        """Copy regular file ``src`` to ``name`` in ``pfd`` (replacing a non-directory)."""
         try:
             in_fd = os.open(src, _READ)
         except OSError as exc:
@@ -366,6 +363,8 @@ class _Copier:
                 self.apply_meta(out_fd, now, preserve_owner=source.preserve_owner)
             finally:
                 os.close(out_fd)
+            if sub is not None and self.reuse is not None:
+                self.reuse.note(sub, now, in_fd)
         finally:
             os.close(in_fd)
         self.result.files += 1

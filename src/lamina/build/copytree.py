@@ -30,8 +30,13 @@ from lamina.errors import BuildError
 
 if TYPE_CHECKING:
     from lamina.build.copy import _Copier
+    from lamina.build.reuse import Fallback
 
-__all__ = ["copy_data", "copy_tree", "copy_xattrs", "fd_path", "iter_source", "source_filter"]
+__all__ = [
+    "copy_data", "copy_parents", "copy_tree", "copy_xattrs", "fd_path", "iter_source",
+    "source_filter",
+]  # fmt: skip
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _CHUNK = 1 << 20
 _SMALL = 1 << 16
@@ -132,8 +137,9 @@ def _pruned(
         yield sub, st, is_dir
 
 
-def _enter(copier: _Copier, pfd: int, name: str) -> int:
-    """Open (creating it 0700 for now) the destination directory ``name`` in ``pfd``."""
+def _enter(copier: _Copier, pfd: int, name: str, sub: str) -> int:
+    """Open (creating it 0700 for now) the destination directory ``name`` in ``pfd``
+    (``sub``: its path below the source)."""
     created = False
     try:
         os.mkdir(name, 0o700, dir_fd=pfd)
@@ -146,13 +152,23 @@ def _enter(copier: _Copier, pfd: int, name: str) -> int:
         raise BuildError(f"cannot copy to non-directory: {name}") from exc
     if created:
         copier.result.dirs += 1
+        if copier.reuse is not None:
+            copier.reuse.fresh.add(sub)
     return fd
 
 
 def copy_tree(copier: _Copier, source: SourcePath, top_fd: int) -> None:
-    """Copy everything below directory ``source`` into the open directory ``top_fd``."""
+    """Copy everything below directory ``source`` into the open directory ``top_fd``.
+
+    With ``copier.reuse``, files are offered to it first (path below the source given).
+    """
     stack: list[tuple[str, int, os.stat_result]] = []
     base = f"{source.full_path}/"
+    reuse = copier.reuse
+    if reuse is not None:
+        fallback = _late_copy(copier, source)
+        if not reuse.begin(str(source.full_path), fd_path(top_fd), fallback):
+            reuse = None
     try:
         excluded = copier.excluded if copier.excludes is not None else None
         for sub, st, is_dir in iter_source(source, excluded):
@@ -161,9 +177,9 @@ def copy_tree(copier: _Copier, source: SourcePath, top_fd: int) -> None:
                 _leave(copier, stack.pop(), source)
             pfd = stack[-1][1] if stack else top_fd
             if is_dir:
-                stack.append((sub, _enter(copier, pfd, name), st))
+                stack.append((sub, _enter(copier, pfd, name, sub), st))
             else:
-                copier.copy_entry(base + sub, st, pfd, name, source)
+                copier.copy_entry(base + sub, st, pfd, name, source, sub if reuse else None)
         while stack:
             _leave(copier, stack.pop(), source)
     finally:
@@ -177,6 +193,60 @@ def _leave(copier: _Copier, frame: tuple[str, int, os.stat_result], source: Sour
         copier.apply_meta(fd, st, preserve_owner=source.preserve_owner)
     finally:
         os.close(fd)
+
+
+def _late_copy(copier: _Copier, source: SourcePath) -> Fallback:
+    """Copy a file the reuse could not link after all (it was counted when offered)."""
+
+    def copy(src: str, st: os.stat_result, dfd: int, name: str, sub: str) -> None:
+        copier.copy_file(src, st, dfd, name, source, sub)
+        copier.result.files -= 1
+        copier.result.bytes -= st.st_size
+
+    return copy
+
+
+def copy_parents(copier: _Copier, source: SourcePath, full: str) -> None:
+    """``--parents``: copy ``source`` to ``full/<its matched path>``."""
+    parts = source.name.split("/")
+    fd = copier.open_dir(copier.resolve(full))
+    try:
+        for i, comp in enumerate(parts[:-1]):
+            src_dir = source.root.joinpath(*parts[: i + 1])
+            st = os.lstat(src_dir)
+            is_dir = stat.S_ISDIR(st.st_mode)
+            new_fd = _child_dir(copier, fd, comp, st if is_dir else None, source.preserve_owner)
+            os.close(fd)
+            fd = new_fd
+        if source.is_dir:
+            sub = _child_dir(copier, fd, parts[-1], source.stat, source.preserve_owner)
+            try:
+                copy_tree(copier, source, sub)
+            finally:
+                os.close(sub)
+        else:
+            copier.copy_entry(str(source.full_path), source.stat, fd, parts[-1], source)
+    finally:
+        os.close(fd)
+
+
+def _child_dir(
+    copier: _Copier, pfd: int, name: str, st: os.stat_result | None, preserve_owner: bool
+) -> int:
+    """Open (or create, with ``st``'s metadata or the created-parent rule) ``name``."""
+    try:
+        os.mkdir(name, 0o755, dir_fd=pfd)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            return os.open(name, _DIR_FLAGS, dir_fd=pfd)
+        raise BuildError(f"cannot copy to non-directory: {name}") from None
+    fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+    copier.result.dirs += 1
+    if st is not None:
+        copier.apply_meta(fd, st, preserve_owner=preserve_owner)
+    else:
+        copier.created_dir_meta(fd)
+    return fd
 
 
 def fd_path(fd: int) -> str:

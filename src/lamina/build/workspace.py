@@ -118,6 +118,11 @@ class StepFS:
         )
         self._mounted = True
 
+    def unmount(self) -> None:
+        """Unmount ``rootfs`` (idempotent; overlay only): the upper dir is stable afterwards,
+        and may be changed directly until :meth:`commit` (which unmounts first anyway)."""
+        self._unmount()
+
     def _unmount(self) -> None:
         if self._mounted:
             self.store.backend.unmount(self.rootfs)

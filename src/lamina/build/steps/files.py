@@ -22,7 +22,8 @@ import os
 import posixpath
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lamina.build.chown import Owner, resolve_chown
 from lamina.build.context import SourcePath, resolve_sources
@@ -34,6 +35,9 @@ from lamina.build.workspace import StepFS, open_view
 from lamina.dockerfile.instructions import Add, Copy, Workdir
 from lamina.dockerfile.scope import make_lexer
 from lamina.errors import DockerfileError
+
+if TYPE_CHECKING:
+    from lamina.build.reuse import LayerReuse
 
 
 def copy_history(instr: Copy | Add) -> str:
@@ -101,12 +105,41 @@ def copy_step(
         env.ensure_layer(state.chain)
         with StepFS(env.store, None if instr.link else state.chain) as fs:
             owner = _owner(env, state, fs, instr)
+            reuse = _reuse(env, fs, instr, workdir, contents)
             with contextlib.ExitStack() as stack:
-                _copy(env, fs, instr, workdir, owner, contents, stack, found)
+                _copy(env, fs, instr, workdir, owner, contents, stack, found, reuse)
+            if reuse is not None:
+                fs.unmount()  # links go into the upper dir only once it is unmounted
+                reuse[0].apply()
             committed = fs.commit(epoch=env.epoch, onto=state.chain if instr.link else True)
+        if reuse is not None and committed is not None:
+            reuse[0].save(env.cache.directory / "reuse", reuse[1], committed.chain)
         hit = record(env, state, key, committed)
         vertex.done()
     state.add_history(copy_history(instr) + " # buildkit", env.created, empty=not hit)
+
+
+def _reuse(
+    env: BuildEnv, fs: StepFS, instr: Copy | Add, workdir: str, contents: list[list[str]]
+) -> tuple[LayerReuse, str] | None:
+    """Reuse of the last layer of this COPY (:mod:`lamina.build.reuse`) and its record key,
+    for a COPY of one context name (no ``--from``, heredoc or ``--parents``). Its key is the
+    step's without the content and the parent; ``--no-cache`` records but links nothing."""
+    if not isinstance(instr, Copy) or instr.from_ or contents or instr.parents:
+        return None
+    if len(instr.sources) != 1:
+        return None
+    from lamina.build.reuse import LayerReuse, load_previous
+
+    key = env.cache_key(
+        "copy-reuse", instr.link, workdir, instr.dest, list(instr.sources), instr.chown,
+        instr.chmod, list(instr.excludes),
+    )  # fmt: skip
+    previous = (
+        None if env.no_cache else load_previous(env.store, env.cache.directory / "reuse", key)
+    )
+    rootfs = Path(os.path.realpath(fs.rootfs))
+    return LayerReuse(previous, fs.upper, rootfs, not fs.copies), key
 
 
 def _heredoc_text(data: str, expand: bool, visible: Mapping[str, str]) -> str:
@@ -130,6 +163,7 @@ def _owner(env: BuildEnv, state: StageState, fs: StepFS, instr: Copy | Add) -> O
 def _copy(
     env: BuildEnv, fs: StepFS, instr: Copy | Add, workdir: str, owner: Owner | None,
     contents: list[list[str]], stack: contextlib.ExitStack, found_add: list[Any] | None = None,
+    reuse: tuple[LayerReuse, str] | None = None,
 ) -> None:  # fmt: skip
     common = dict(workdir=workdir, chown=owner, chmod=instr.chmod or None)
     if contents:
@@ -162,9 +196,11 @@ def _copy(
         found = resolve_sources(root, list(instr.sources), preserve_owner=True)
     else:
         found = env.require_context("COPY").resolve(list(instr.sources))
+    # one directory source only: two could write one path, and a deferred link would then win
+    reused = reuse[0] if reuse is not None and len(found) == 1 and found[0].is_dir else None
     copy_into(
         fs.rootfs, found, instr.dest, parents=instr.parents, excludes=instr.excludes,
-        link=instr.link, **common,  # type: ignore[arg-type]
+        link=instr.link, reuse=reused, **common,  # type: ignore[arg-type]
     )  # fmt: skip
 
 

@@ -1,0 +1,189 @@
+"""COPY after an edit links the previous layer's unchanged files (lamina.build.reuse) and still
+makes exactly the layer a cold build makes: overlay and vfs stores, hard links in the context,
+mode and time changes, --no-cache, the old image removed, a link that cannot be made."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lamina.build.context import resolve_sources
+from lamina.build.copy import copy_into
+from lamina.build.reuse import LayerReuse, Previous, signature
+from lamina.ops.archive import import_rootfs
+from lamina.ops.build import build
+from lamina.snapshot import write_layer
+from lamina.store import Store
+
+pytest_plugins = ["conftest_runtime"]
+pytestmark = [pytest.mark.needs_root]
+
+EPOCH = 1700000000
+OLD_NS = 1_600_000_000 * 10**9  # context times before the epoch: the tar keeps them unclamped
+DOCKERFILE = "FROM busybox\nCOPY . /data/\n"
+
+
+def _age(root: Path) -> None:
+    """Give every entry below ``root`` a distinct old time (children before their dirs), then
+    wait out the racy window so the copy may record them."""
+    entries = sorted(root.rglob("*"), key=lambda p: -len(p.parts))
+    for i, path in enumerate([*entries, root]):
+        stamp = OLD_NS + i * 1_000_003
+        os.utime(path, ns=(stamp, stamp), follow_symlinks=False)
+    time.sleep(0.1)
+
+
+def make_context(root: Path) -> Path:
+    for i in range(40):
+        sub = root / f"d{i % 3}" / f"e{i % 4}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i}.txt").write_bytes(os.urandom(200 + i))
+    (root / "big.bin").write_bytes(os.urandom(3 << 20))
+    (root / "d0" / "pair-a").write_bytes(b"linked\n")
+    os.link(root / "d0" / "pair-a", root / "d0" / "pair-b")
+    (root / "d1" / "run.sh").write_bytes(b"#!/bin/sh\n")
+    os.chmod(root / "d1" / "run.sh", 0o755)
+    (root / "d2" / "link").symlink_to("../big.bin")
+    (root / "empty").mkdir()
+    (root / "Dockerfile").write_text(DOCKERFILE)
+    _age(root)
+    return root
+
+
+@pytest.fixture(params=["overlay", "vfs"])
+def driver(request: pytest.FixtureRequest) -> str:
+    if request.param == "overlay":
+        request.applymarker(pytest.mark.needs_overlay)
+    return str(request.param)
+
+
+def new_store(path: Path, busybox_tar: Path, driver: str) -> Store:
+    store = Store(path, driver=driver)
+    import_rootfs(store, str(busybox_tar), "busybox", epoch=EPOCH)
+    return store
+
+
+def top_dir(store: Store, tag: str) -> Path:
+    layers = store.get_image(tag).layers()
+    return store.layer_dirs(layers[-1].chain_id).upper  # type: ignore[attr-defined]
+
+
+def cold_digest(tmp_path: Path, busybox_tar: Path, driver: str, ctx: Path) -> str:
+    fresh = new_store(tmp_path / f"cold-{time.monotonic_ns()}", busybox_tar, driver)
+    return str(build(fresh, ctx, tags=["c"], epoch=EPOCH, no_cache=True).digest)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Path:
+    return make_context(tmp_path / "ctx")
+
+
+def test_an_edit_links_unchanged_files_and_matches_a_cold_build(
+    tmp_path: Path, busybox_tar: Path, driver: str, ctx: Path
+) -> None:
+    store = new_store(tmp_path / "root", busybox_tar, driver)
+    build(store, ctx, tags=["one"], epoch=EPOCH)
+    before = top_dir(store, "one")
+    (ctx / "d0" / "e0" / "f0.txt").write_bytes(b"edited\n")
+    os.chmod(ctx / "d1" / "e1" / "f1.txt", 0o600)  # same content, other mode: copied
+    result = build(store, ctx, tags=["two"], epoch=EPOCH)
+    after = top_dir(store, "two")
+
+    same = os.lstat(after / "data/big.bin")
+    assert same.st_ino == os.lstat(before / "data/big.bin").st_ino  # linked, not copied
+    for rel in ("data/d0/e0/f0.txt", "data/d1/e1/f1.txt"):
+        assert os.lstat(after / rel).st_ino != os.lstat(before / rel).st_ino
+    pair = os.lstat(after / "data/d0/pair-a"), os.lstat(after / "data/d0/pair-b")
+    assert pair[0].st_ino == pair[1].st_ino != os.lstat(before / "data/d0/pair-a").st_ino
+    assert os.path.islink(after / "data/d2/link")
+    assert str(result.digest) == cold_digest(tmp_path, busybox_tar, driver, ctx)
+
+
+def test_repeated_edits_keep_linking_and_stay_reproducible(
+    tmp_path: Path, busybox_tar: Path, driver: str, ctx: Path
+) -> None:
+    store = new_store(tmp_path / "root", busybox_tar, driver)
+    build(store, ctx, tags=["x"], epoch=EPOCH)
+    first = os.lstat(top_dir(store, "x") / "data/big.bin").st_ino
+    for i in range(2):
+        (ctx / "d2" / "e2" / "f2.txt").write_bytes(f"edit {i}\n".encode())
+        os.utime(ctx / "d2" / "e2", ns=(OLD_NS, OLD_NS))  # the dir time is part of the layer
+        result = build(store, ctx, tags=["x"], epoch=EPOCH)
+        assert os.lstat(top_dir(store, "x") / "data/big.bin").st_ino == first
+        assert str(result.digest) == cold_digest(tmp_path, busybox_tar, driver, ctx)
+
+
+def test_no_cache_links_nothing(tmp_path: Path, busybox_tar: Path, ctx: Path) -> None:
+    store = new_store(tmp_path / "root", busybox_tar, "vfs")
+    build(store, ctx, tags=["one"], epoch=EPOCH)
+    (ctx / "d0" / "e0" / "f0.txt").write_bytes(b"edited\n")
+    build(store, ctx, tags=["two"], epoch=EPOCH, no_cache=True)
+    assert os.lstat(top_dir(store, "two") / "data/big.bin").st_nlink == 1
+
+
+@pytest.mark.needs_overlay
+def test_removing_the_old_image_leaves_the_new_layer_intact(
+    tmp_path: Path, busybox_tar: Path, ctx: Path
+) -> None:
+    store = new_store(tmp_path / "root", busybox_tar, "overlay")
+    build(store, ctx, tags=["one"], epoch=EPOCH)
+    (ctx / "big.bin").write_bytes(b"small now\n")
+    build(store, ctx, tags=["two"], epoch=EPOCH)
+    old = top_dir(store, "one")
+    store.remove_image("one")
+    store.gc()
+    assert not old.exists()
+    assert store.check() == []
+    layer = store.get_image("two").layers()[-1]
+    out = io.BytesIO()
+    written = write_layer(top_dir(store, "two"), out, kind="overlay-upper", epoch=EPOCH)
+    assert written.diff_id == layer.diff_id()
+    assert (top_dir(store, "two") / "data/d0/e0/f0.txt").read_bytes() == (
+        ctx / "d0/e0/f0.txt"
+    ).read_bytes()
+
+
+@pytest.fixture
+def immutable(tmp_path: Path) -> Iterator[list[Path]]:
+    """Paths made immutable (``chattr +i``) for the test; made mutable again afterwards."""
+    if shutil.which("chattr") is None:
+        pytest.fail("chattr (e2fsprogs) is needed")
+    paths: list[Path] = []
+    yield paths
+    for path in paths:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def test_a_failing_link_falls_back_to_copying(
+    tmp_path: Path, ctx: Path, immutable: list[Path]
+) -> None:
+    """linkat(2) of an immutable file fails (EPERM): the file is copied, identically."""
+    prev_upper, new_upper = tmp_path / "prev", tmp_path / "new"
+    prev_upper.mkdir()
+    copy_into(prev_upper, resolve_sources(ctx, ["."]), "/data/")
+    probe = prev_upper / "data/big.bin"
+    if subprocess.run(["chattr", "+i", str(probe)], check=False).returncode != 0:
+        pytest.fail(f"chattr +i is not supported on {probe}")
+    immutable.append(probe)
+    src = ctx / "big.bin"
+    files = {"big.bin": signature(os.lstat(src))}
+    files["d0/e0/f0.txt"] = signature(os.lstat(ctx / "d0/e0/f0.txt"))
+    previous = Previous(upper=prev_upper, root=str(ctx), top="data", files=files)
+    new_upper.mkdir()
+    reuse = LayerReuse(previous, new_upper, new_upper, False)
+    copy_into(new_upper, resolve_sources(ctx, ["."]), "/data/", reuse=reuse)
+    assert reuse.apply() == 1  # f0.txt linked, big.bin copied
+    assert os.lstat(new_upper / "data/d0/e0/f0.txt").st_nlink == 2
+    assert os.lstat(new_upper / "data/big.bin").st_nlink == 1
+    assert (new_upper / "data/big.bin").read_bytes() == src.read_bytes()
+    a, b = io.BytesIO(), io.BytesIO()
+    write_layer(prev_upper, a, kind="dir", epoch=EPOCH)
+    write_layer(new_upper, b, kind="dir", epoch=EPOCH)
+    assert a.getvalue() == b.getvalue()
