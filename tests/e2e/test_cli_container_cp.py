@@ -213,3 +213,72 @@ def test_tar_into_a_non_directory_is_one_line(store: StoreCli) -> None:
         store("cp", "c:/nowhere", "-", check=False)
     )
     assert "exactly one of SRC and DEST" in one_line_error(store("cp", "-", "-", check=False))
+
+
+def test_follow_link_out_resolves_inside_the_container(store: StoreCli, tmp_path: Path) -> None:
+    """``cp -L CTR:LINK`` copies what LINK points to *in the container* (absolute, relative and
+    climbing targets alike) under LINK's name, to a directory and as a tar; links below it stay
+    links; a loop or a dangling link is one line."""
+    store("run", "--name", "c", "busybox", "sh", "-c",
+          "mkdir -p /data/sub && echo inside > /data/f && ln -s ../f /data/sub/up"
+          " && ln -s /data /dlink && ln -s data/f /flink && ln -s ../../../../etc/passwd /pw"
+          " && ln -s /etc /hostetc && ln -s /l2 /l1 && ln -s /l1 /l2"
+          " && ln -s /gone /dangling")  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    store("cp", "c:/flink", str(out / "plain"))
+    assert os.readlink(out / "plain") == "data/f"  # without -L: the link itself
+    for src in ("flink", "dlink", "pw", "hostetc"):
+        store("cp", "-L", f"c:/{src}", str(out))
+    assert not (out / "flink").is_symlink() and (out / "flink").read_text() == "inside\n"
+    assert (out / "dlink" / "f").read_text() == "inside\n"
+    assert os.readlink(out / "dlink" / "sub" / "up") == "../f"  # only SRC is followed
+    store("cp", "c:/etc/passwd", str(out / "container-passwd"))
+    assert (out / "pw").read_bytes() == (out / "container-passwd").read_bytes()
+    assert (out / "pw").read_bytes() != Path("/etc/passwd").read_bytes()
+    assert not (out / "hostetc" / "debian_version").exists()
+    assert os.path.exists("/etc/debian_version") and (out / "hostetc" / "passwd").is_file()
+    [member] = members_of(store("cp", "--follow-link", "c:/flink", "-").raw)
+    assert (member.name, member.isreg(), member.size) == ("flink", True, len("inside\n"))
+    names = [m.name for m in members_of(store("cp", "-L", "c:/hostetc", "-").raw)]
+    assert names[0] == "hostetc" and "hostetc/passwd" in names
+    assert "hostetc/debian_version" not in names
+    assert [m.name for m in members_of(store("cp", "-L", "c:/dlink/.", "-").raw)] == [
+        "f", "sub", "sub/up",
+    ]  # fmt: skip
+    for src, text in (("l1", "following /l1 in the container"), ("dangling", "no such file")):
+        assert text in one_line_error(store("cp", "-L", f"c:/{src}", str(out), check=False))
+        assert text in one_line_error(store("cp", "-L", f"c:/{src}", "-", check=False))
+    assert not (out / "l1").exists() and not (out / "dangling").exists()
+
+
+def test_follow_link_in_copies_the_host_target_under_the_link_name(
+    store: StoreCli, tmp_path: Path
+) -> None:
+    """``cp -L HOSTLINK CTR:DIR``: the host link's target, named after the link; links inside
+    it stay links; without -L the link itself is copied."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "f").write_text("host file\n")
+    (real / "inner").symlink_to("f")
+    (tmp_path / "dirlink").symlink_to(real)
+    (tmp_path / "filelink").symlink_to(real / "f")
+    store("run", "--name", "c", "busybox", "mkdir", "/in")
+    store("cp", "-L", str(tmp_path / "dirlink"), "c:/in/")
+    store("cp", "-L", str(tmp_path / "filelink"), "c:/in/")
+    store("cp", str(tmp_path / "dirlink"), "c:/in/nolink")
+    tree = {
+        m.name: (m.type, m.linkname)
+        for m in members_of(store("cp", "c:/in", "-").raw)
+        if not m.isdir()
+    }
+    assert tree == {
+        "in/dirlink/f": (tarfile.REGTYPE, ""),
+        "in/dirlink/inner": (tarfile.SYMTYPE, "f"),
+        "in/filelink": (tarfile.REGTYPE, ""),
+        "in/nolink": (tarfile.SYMTYPE, str(real)),
+    }
+    [member] = members_of(store("cp", "c:/in/filelink", "-").raw)
+    assert member.size == len("host file\n")
+    res = store("cp", "-L", str(tmp_path / "missing"), "c:/in/", check=False)
+    assert "no such file or directory" in one_line_error(res)

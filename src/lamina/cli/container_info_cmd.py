@@ -148,15 +148,17 @@ def commit(ctx: Context, changes: tuple[str, ...], message: str | None, author: 
 
 
 @click.command()
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
 @click.argument("src")
 @click.argument("dest")
 @pass_ctx
-def cp(ctx: Context, src: str, dest: str) -> None:
+def cp(ctx: Context, follow_link: bool, src: str, dest: str) -> None:
     """Copy files between a container and the host (CONTAINER:PATH on one side).
 
     A SRC of '-' extracts a tar read from stdin into a container directory; a DEST of '-'
     writes a tar of the container path to stdout (use ./- for a host file named '-').
-    Every failure exits 1, as ``docker cp``.
+    -L copies what a symlink SRC points to (inside the container for a container SRC), under
+    SRC's name. Every failure exits 1, as ``docker cp``.
     """
     from lamina.errors import ContainerError
     from lamina.ops.container_cp import cp as cp_op
@@ -164,7 +166,7 @@ def cp(ctx: Context, src: str, dest: str) -> None:
     stdout = sys.stdout.buffer if dest == "-" else None
     stdin = sys.stdin.buffer if src == "-" else None
     try:
-        cp_op(ctx.store(), src, dest, stdin=stdin, stdout=stdout)
+        cp_op(ctx.store(), src, dest, stdin=stdin, stdout=stdout, follow_link=follow_link)
     except ContainerError as exc:
         exc.exit_code = 1  # not a runtime failure (125): docker cp exits 1
         raise

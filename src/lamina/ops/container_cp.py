@@ -9,6 +9,12 @@ a read or a write to the host: the worst it gets is ELOOP/ENOTDIR. Symlinks foun
 tree are copied as symlinks in both directions (Docker's default, without ``-L``);
 device nodes, fifos and sockets are skipped.
 
+``-L`` (``follow_link``, Docker's ``--follow-link``) follows SRC itself when it is a symlink,
+and only SRC: links below it stay links. The copy keeps SRC's name (Docker's "rebase"). A
+container SRC is resolved with :func:`lamina._internal.rootpath.resolve_in_root`, every hop
+inside the rootfs (an absolute target restarts at the rootfs, ``..`` stops there), then opened
+as above; a host SRC is resolved on the host (the caller's own files).
+
 Destination rules (Docker's): an existing directory receives the source under its own name;
 otherwise the destination's parent must exist and the source is copied as the destination.
 A source ending in ``/.`` copies the directory's contents.
@@ -68,10 +74,12 @@ def cp(
     *,
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
+    follow_link: bool = False,
 ) -> None:
     """Copy between a container and the host (exactly one side must be a container).
 
     A host side of ``-`` is a tar stream: ``stdout`` receives it, or ``stdin`` provides it.
+    ``follow_link`` follows a symlink SRC (``-L``); it has no effect on a ``-`` SRC.
     """
     sctr, spath = split_target(src)
     dctr, dpath = split_target(dst)
@@ -87,14 +95,14 @@ def cp(
         try:
             if sctr is not None and dst == "-":
                 assert stdout is not None
-                copy_out_tar(rootfs, spath, stdout)
+                copy_out_tar(rootfs, spath, stdout, follow_link=follow_link)
             elif sctr is not None:
-                copy_out(rootfs, spath, Path(dpath))
+                copy_out(rootfs, spath, Path(dpath), follow_link=follow_link)
             elif src == "-":
                 assert stdin is not None
                 copy_in_tar(stdin, rootfs, dpath, label=dst)
             else:
-                copy_in(Path(spath), rootfs, dpath)
+                copy_in(Path(spath), rootfs, dpath, follow_link=follow_link)
         finally:
             cs.unmount_unless_running(store, cid)
 
@@ -110,10 +118,23 @@ def _open_parent(rootfs: Path, path: str) -> tuple[int, str]:
     return fd, name
 
 
-def copy_out(rootfs: Path, src: str, dest: Path) -> None:
-    """Container ``src`` -> host ``dest``."""
+def _follow(rootfs: Path, path: str) -> str:
+    """The container path ``path`` denotes with every symlink resolved inside ``rootfs`` (as
+    if it were ``/``): always a path in the container, never a host path outside it."""
+    try:
+        real = resolve_in_root(rootfs, path).relative_to(rootfs).as_posix()
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"cp: no such file or directory in the container: {path}") from None
+    except OSError as exc:
+        raise ContainerError(f"cp: following {path} in the container: {exc.strerror}") from None
+    return "/" if real == "." else "/" + real
+
+
+def copy_out(rootfs: Path, src: str, dest: Path, *, follow_link: bool = False) -> None:
+    """Container ``src`` -> host ``dest`` (``follow_link``: a symlink ``src`` is followed)."""
     contents = src.endswith("/.")
-    pfd, name = _open_parent(rootfs, src.removesuffix("/."))
+    where = src.removesuffix("/.")
+    pfd, name = _open_parent(rootfs, _follow(rootfs, where) if follow_link else where)
     try:
         if not name:  # the root itself
             name, sfd_parent = ".", pfd
@@ -168,13 +189,17 @@ def _out_entry(dfd: int, name: str, st: os.stat_result, target: Path, *, merge: 
             os.close(sub)
 
 
-def copy_in(src: Path, rootfs: Path, dest: str) -> None:
-    """Host ``src`` -> container ``dest``."""
+def copy_in(src: Path, rootfs: Path, dest: str, *, follow_link: bool = False) -> None:
+    """Host ``src`` -> container ``dest`` (``follow_link``: a symlink ``src`` is followed, on
+    the host, and copied under its own name)."""
     contents = str(src).endswith("/.")
     try:
-        st = os.stat(src, follow_symlinks=False)
+        st = os.stat(src, follow_symlinks=follow_link)
     except FileNotFoundError:
         raise NotFound(f"cp: no such file or directory: {src}") from None
+    except OSError as exc:
+        raise ContainerError(f"cp: {src}: {exc.strerror}") from None
+    real = Path(os.path.realpath(src)) if follow_link else src
     clean = posixpath.normpath("/" + dest)
     into_dir = False
     with contextlib.suppress(OSError):
@@ -187,10 +212,10 @@ def copy_in(src: Path, rootfs: Path, dest: str) -> None:
         dfd, name = _open_parent(rootfs, clean)
     try:
         if name == ".":
-            for child in sorted(os.listdir(src)):
-                _in_entry(src / child, os.lstat(src / child), dfd, child)
+            for child in sorted(os.listdir(real)):
+                _in_entry(real / child, os.lstat(real / child), dfd, child)
         else:
-            _in_entry(src, st, dfd, name)
+            _in_entry(real, st, dfd, name)
     finally:
         os.close(dfd)
 
@@ -233,13 +258,15 @@ def _in_entry(src: Path, st: os.stat_result, dfd: int, name: str) -> None:
             os.close(sub)
 
 
-def copy_out_tar(rootfs: Path, src: str, out: BinaryIO) -> int:
-    """Container ``src`` -> a tar stream on ``out`` (see the module docstring); its size."""
+def copy_out_tar(rootfs: Path, src: str, out: BinaryIO, *, follow_link: bool = False) -> int:
+    """Container ``src`` -> a tar stream on ``out`` (see the module docstring); its size.
+    With ``follow_link`` a symlink ``src`` is followed; the top entry keeps ``src``'s name."""
     clean = posixpath.normpath("/" + src)
+    real = _follow(rootfs, src) if follow_link else clean
     emitter = TarEmitter(out, None)
-    if src.endswith(("/.", "/")) or clean == "/":
+    if src.endswith(("/.", "/")) or real == "/":
         try:  # the directory itself, a symlink to one resolved inside the rootfs
-            dfd = open_in_root(rootfs, clean, os.O_RDONLY | os.O_DIRECTORY)
+            dfd = open_in_root(rootfs, real, os.O_RDONLY | os.O_DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"cp: no such directory in the container: {src}") from None
         prefix = "" if src.endswith("/.") or clean == "/" else posixpath.basename(clean)
@@ -250,17 +277,18 @@ def copy_out_tar(rootfs: Path, src: str, out: BinaryIO) -> int:
         finally:
             os.close(dfd)
         return emitter.close().size
-    pfd, name = _open_parent(rootfs, clean)
+    pfd, name = _open_parent(rootfs, real)
+    top = posixpath.basename(clean)  # SRC's own name, also when -L followed it elsewhere
     try:
         try:
             st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             raise NotFound(f"cp: no such file or directory in the container: {src}") from None
-        _emit(emitter, pfd, name, name, st)
+        _emit(emitter, pfd, name, top, st)
         if stat.S_ISDIR(st.st_mode):
-            sub = _open_dir(pfd, name, name)
+            sub = _open_dir(pfd, name, top)
             try:
-                _emit_below(emitter, sub, name)
+                _emit_below(emitter, sub, top)
             finally:
                 os.close(sub)
     finally:
