@@ -114,7 +114,7 @@ def buildah_build(b: Buildah, case: Case, work: Path, *, check: bool = True) -> 
         b.bud(ctx, ["-f", str(ctx / pre["dockerfile"])], tag=pre["tag"])
     with case_server(case) as url:
         proc = b.bud(ctx, build_flags(case, ctx, url), tag=f"corpus-{case.name}", check=check)
-    return proc.returncode
+    return proc.code
 
 
 def _has_run(case: Case) -> bool:

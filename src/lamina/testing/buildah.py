@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from lamina.testing.capabilities import mount_points_under
+from lamina.testing.command import Result, run_command
 
 
 def available() -> bool:
@@ -46,33 +46,25 @@ class Buildah:
             driver,
         ]
 
-    def run(
-        self, *args: str, check: bool = True, timeout: float = 600
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> Result:
         """Run one buildah command; with ``check`` a failure raises with its stderr."""
-        proc = subprocess.run(
-            [*self.base, *args], capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"buildah {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
-            )
-        return proc
+        name = f"buildah {' '.join(args)}"
+        return run_command([*self.base, *args], check=check, timeout=timeout, name=name)
 
     def load_oci(self, layout: Path, ref: str, name: str) -> str:
         """Pull ``oci:LAYOUT:REF`` into the store and tag it ``name``; returns the image id."""
         self.run("pull", "-q", f"oci:{layout}:{ref}")
         image_id = self.run("images", "-q", "--no-trunc", f"oci:{layout}:{ref}", check=False)
-        ident = image_id.stdout.split()[0] if image_id.stdout.strip() else ""
+        ident = image_id.out.split()[0] if image_id.out.strip() else ""
         if not ident:
-            ident = self.run("images", "-q", "--no-trunc").stdout.split()[0]
+            ident = self.run("images", "-q", "--no-trunc").out.split()[0]
         self.run("tag", ident, name)
         return ident
 
     def bud(
         self, context: Path, flags: Sequence[str], *, tag: str, layers: bool = False,
         check: bool = True,
-    ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    ) -> Result:  # fmt: skip
         """``buildah bud`` of ``context`` tagged ``tag``.
 
         Never pulls, adds no ``io.buildah.version`` label, and writes Docker's image format
@@ -96,7 +88,7 @@ class Buildah:
 
     def inspect(self, tag: str) -> dict[str, Any]:
         """``buildah inspect --type image`` as a dict."""
-        data = json.loads(self.run("inspect", "--type", "image", tag).stdout)
+        data = json.loads(self.run("inspect", "--type", "image", tag).out)
         assert isinstance(data, dict)
         return data
 
@@ -109,9 +101,9 @@ class Buildah:
     @contextlib.contextmanager
     def rootfs(self, tag: str) -> Iterator[Path]:
         """The flattened filesystem of ``tag`` (a working container's mount), removed after."""
-        ctr = self.run("from", "--pull=never", tag).stdout.strip().splitlines()[-1]
+        ctr = self.run("from", "--pull=never", tag).out.strip().splitlines()[-1]
         try:
-            yield Path(self.run("mount", ctr).stdout.strip())
+            yield Path(self.run("mount", ctr).out.strip())
         finally:
             self.run("umount", ctr, check=False)
             self.run("rm", ctr, check=False)
@@ -123,5 +115,5 @@ class Buildah:
         self.run("rm", "--all", check=False)
         self.run("rmi", "--all", "--force", check=False)
         for point in reversed(mount_points_under(self.root)):
-            subprocess.run(["umount", "-l", point], check=False)
+            run_command(["umount", "-l", point], check=False)
         shutil.rmtree(self.root, ignore_errors=True)

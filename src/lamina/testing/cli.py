@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+
+from lamina.testing.command import Result, run_command
+
+__all__ = ["EPOCH", "Result", "peak_rss_bytes", "run_cli"]
 
 #: the SOURCE_DATE_EPOCH e2e runs use, so digests are stable
 EPOCH = "1700000000"
-
-
-@dataclass
-class Result:
-    """A finished CLI run (``raw``: stdout as bytes, for binary output such as tar streams)."""
-
-    code: int
-    out: str
-    err: str
-    raw: bytes = b""
 
 
 def run_cli(
@@ -32,20 +24,10 @@ def run_cli(
 ) -> Result:
     """Run ``python -m lamina --root ROOT ARGS``; with ``check`` a non-zero exit raises."""
     full_env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, **(env or {})}
-    proc = subprocess.run(
+    return run_command(
         [sys.executable, "-m", "lamina", "--root", str(root), *args],
-        input=stdin,
-        capture_output=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-    )
-    res = Result(
-        proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(), proc.stdout
-    )
-    if check and res.code != 0:
-        raise AssertionError(f"lamina {' '.join(args)} exited {res.code}: {res.err}")
-    return res
+        env=full_env, stdin=stdin, check=check, timeout=timeout, name=f"lamina {' '.join(args)}",
+    )  # fmt: skip
 
 
 def peak_rss_bytes() -> int:

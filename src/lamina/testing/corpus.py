@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.testing.cli import Result, run_cli
+from lamina.testing.command import run_command
 from lamina.testing.layers import EPOCH, tree_manifest
 
 #: config fields compared by the corpus and differential tests
@@ -318,7 +318,7 @@ def export_tree(root: Path, tag: str, dest: Path) -> Path:
     tar = dest.with_suffix(".tar")
     run_cli(root, "export", tag, "-o", str(tar))
     dest.mkdir()
-    subprocess.run(["tar", "--numeric-owner", "-C", str(dest), "-xpf", str(tar)], check=True)
+    run_command(["tar", "--numeric-owner", "-C", str(dest), "-xpf", str(tar)])
     return dest
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 from lamina._internal.lock import flocked
 from lamina.testing.cli import run_cli
+from lamina.testing.command import run_command
 
 SUITE = "bookworm"
 TARBALL = f"debian-{SUITE}-minbase.tar"
@@ -88,9 +88,8 @@ def debian_minbase_tar(*, timeout: float = 900) -> Path:
         tmp = out.with_name(f".{TARBALL}.{os.getpid()}.tmp.tar")
         env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
         try:
-            subprocess.run(
+            run_command(
                 ["mmdebstrap", "--quiet", "--variant=minbase", SUITE, str(tmp), mirror_url()],
-                check=True,
                 env=env,
                 timeout=timeout,
             )

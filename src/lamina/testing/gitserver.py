@@ -20,12 +20,13 @@ import contextlib
 import http.server
 import os
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from lamina.testing.command import run_command
 
 GIT_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -42,15 +43,7 @@ GIT_ENV = {
 
 def git(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
     """Run ``git args`` with :data:`GIT_ENV` (plus ``env``); returns stdout, raises on error."""
-    done = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env={**GIT_ENV, **(env or {})},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout
+    return run_command(["git", *args], cwd=cwd, env={**GIT_ENV, **(env or {})}).out
 
 
 class Repo:
@@ -134,10 +127,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "GIT_PROTOCOL": self.headers.get("Git-Protocol") or "",
             "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding") or "",
         }
-        done = subprocess.run(
-            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
-        )
-        head, _, payload = done.stdout.partition(b"\r\n\r\n")
+        done = run_command(["git", "http-backend"], stdin=body, env=env, check=False)
+        head, _, payload = done.raw.partition(b"\r\n\r\n")
         status = 200
         headers: list[tuple[str, str]] = []
         for line in head.decode("latin-1").split("\r\n"):

@@ -19,7 +19,6 @@ import io
 import os
 import shutil
 import stat
-import subprocess
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lamina.snapshot.writer import iter_tree
+from lamina.testing.command import run_command
 
 #: SOURCE_DATE_EPOCH used by test layers (2023-11-14T22:13:20Z).
 EPOCH = 1_700_000_000
@@ -165,9 +165,7 @@ def make_busybox_rootfs(root: Path, *, busybox: Path = Path("/bin/busybox")) -> 
         os.chmod(root / d, mode)
     shutil.copyfile(busybox, root / "bin/busybox")
     os.chmod(root / "bin/busybox", 0o755)
-    listing = subprocess.run(
-        [str(busybox), "--list-full"], check=True, capture_output=True, text=True
-    ).stdout
+    listing = run_command([str(busybox), "--list-full"]).out
     for applet in sorted(set(listing.split())):
         link = root / applet
         if applet == "bin/busybox" or link.exists() or link.is_symlink():

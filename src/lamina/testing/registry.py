@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lamina.testing.command import run_command
 from lamina.testing.tls import CertAuthority
 from lamina.testing.tokenserver import ISSUER, SERVICE, Signer, TokenServer
 
@@ -54,13 +55,8 @@ def available() -> bool:
 
 def _bcrypt_line(user: str, password: str) -> str:
     if shutil.which("htpasswd"):
-        out = subprocess.run(
-            ["htpasswd", "-nbB", "-C", "4", user, password],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return out.strip()
+        out = run_command(["htpasswd", "-nbB", "-C", "4", user, password], name="htpasswd")
+        return out.out.strip()
     import bcrypt  # type: ignore[import-not-found]
 
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()

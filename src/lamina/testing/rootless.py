@@ -22,7 +22,6 @@ import os
 import pwd
 import shutil
 import signal
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -34,7 +33,8 @@ from pathlib import Path
 import lamina
 from lamina.runtime import userns
 from lamina.testing.capabilities import mount_points_under
-from lamina.testing.cli import EPOCH, Result
+from lamina.testing.cli import EPOCH
+from lamina.testing.command import Result, run_command
 
 #: the unprivileged user CI creates (Makefile, target ``rootless-user``)
 CI_USER = "lamina-ci"
@@ -81,12 +81,11 @@ def interpreter(user: User) -> tuple[str, ...] | None:
         (env, f"PYTHONPATH={SRC}:{site}", f"/usr/local/bin/{minor}"),
     ]
     for prefix in candidates:
-        probe = subprocess.run(
+        probe = run_command(
             [*_setpriv(user), *prefix, "-c", "import lamina.cli.main, isal, zstandard"],
-            capture_output=True,
             check=False,
         )
-        if probe.returncode == 0:
+        if probe.code == 0:
             return prefix
     return None
 
@@ -140,30 +139,12 @@ def run_as(
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM")}
     full_env = {**keep, "HOME": str(home), "USER": user.name, "SOURCE_DATE_EPOCH": EPOCH,
                 **(env or {})}  # fmt: skip
-    proc = subprocess.run(
-        [
-            *_setpriv(user),
-            *prefix,
-            "-m",
-            "lamina",
-            *(("--root", str(root)) if root is not None else ()),
-            *args,
-        ],
-        input=stdin,
-        capture_output=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-        cwd=home,
-    )
-    res = Result(
-        proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(), proc.stdout
-    )
-    if check and res.code != 0:
-        raise AssertionError(
-            f"lamina {' '.join(args)} (as {user.name}) exited {res.code}: {res.err}"
-        )
-    return res
+    store = ("--root", str(root)) if root is not None else ()
+    return run_command(
+        [*_setpriv(user), *prefix, "-m", "lamina", *store, *args],
+        env=full_env, stdin=stdin, cwd=home, check=check, timeout=timeout,
+        name=f"lamina {' '.join(args)} (as {user.name})",
+    )  # fmt: skip
 
 
 class HostView:

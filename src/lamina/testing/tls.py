@@ -15,9 +15,10 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from lamina.testing.command import run_command
 
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
 
@@ -43,7 +44,7 @@ def loopback_name() -> str:
 
 
 def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
+    run_command(["openssl", *args])
 
 
 @dataclass

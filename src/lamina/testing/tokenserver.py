@@ -15,7 +15,6 @@ import base64
 import contextlib
 import http.server
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from lamina.testing.command import run_command
 
 SERVICE = "lamina-test-registry"
 ISSUER = "lamina-test-issuer"
@@ -38,14 +39,12 @@ class Signer:
     def __init__(self, directory: Path) -> None:
         self.key_path = directory / "token.key"
         self.cert_path = directory / "token.crt"
-        subprocess.run(
+        run_command(
             [
                 *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
                 *("-subj", "/CN=lamina-token", "-keyout", str(self.key_path)),
                 *("-out", str(self.cert_path)),
             ],
-            check=True,
-            capture_output=True,
         )
         pem = self.cert_path.read_text()
         body = pem.split("-----BEGIN CERTIFICATE-----")[1].split("-----END CERTIFICATE-----")[0]
@@ -63,12 +62,9 @@ class Signer:
             from cryptography.hazmat.primitives.asymmetric import padding
 
             return bytes(self._key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
-        return subprocess.run(
-            ["openssl", "dgst", "-sha256", "-sign", str(self.key_path)],
-            input=data,
-            check=True,
-            capture_output=True,
-        ).stdout
+        return run_command(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key_path)], stdin=data
+        ).raw
 
 
 @dataclass
