@@ -267,6 +267,7 @@ def test_follow_link_in_copies_the_host_target_under_the_link_name(
     store("cp", "-L", str(tmp_path / "dirlink"), "c:/in/")
     store("cp", "-L", str(tmp_path / "filelink"), "c:/in/")
     store("cp", str(tmp_path / "dirlink"), "c:/in/nolink")
+    store("cp", "-L", f"{tmp_path / 'dirlink'}/.", "c:/in/")  # the contents, into /in
     tree = {
         m.name: (m.type, m.linkname)
         for m in members_of(store("cp", "c:/in", "-").raw)
@@ -275,7 +276,9 @@ def test_follow_link_in_copies_the_host_target_under_the_link_name(
     assert tree == {
         "in/dirlink/f": (tarfile.REGTYPE, ""),
         "in/dirlink/inner": (tarfile.SYMTYPE, "f"),
+        "in/f": (tarfile.REGTYPE, ""),
         "in/filelink": (tarfile.REGTYPE, ""),
+        "in/inner": (tarfile.SYMTYPE, "f"),
         "in/nolink": (tarfile.SYMTYPE, str(real)),
     }
     [member] = members_of(store("cp", "c:/in/filelink", "-").raw)

@@ -102,7 +102,7 @@ def cp(
                 assert stdin is not None
                 copy_in_tar(stdin, rootfs, dpath, label=dst)
             else:
-                copy_in(Path(spath), rootfs, dpath, follow_link=follow_link)
+                copy_in(spath, rootfs, dpath, follow_link=follow_link)
         finally:
             cs.unmount_unless_running(store, cid)
 
@@ -189,10 +189,12 @@ def _out_entry(dfd: int, name: str, st: os.stat_result, target: Path, *, merge: 
             os.close(sub)
 
 
-def copy_in(src: Path, rootfs: Path, dest: str, *, follow_link: bool = False) -> None:
+def copy_in(src: Path | str, rootfs: Path, dest: str, *, follow_link: bool = False) -> None:
     """Host ``src`` -> container ``dest`` (``follow_link``: a symlink ``src`` is followed, on
-    the host, and copied under its own name)."""
+    the host, and copied under its own name). Give ``SRC/.`` as a string: ``Path`` drops the
+    ``/.`` that asks for the directory's contents."""
     contents = str(src).endswith("/.")
+    src = Path(src)
     try:
         st = os.stat(src, follow_symlinks=follow_link)
     except FileNotFoundError:
