@@ -69,12 +69,13 @@ def test_version_and_help_load_only_click_and_the_entry_module(args: list[str]) 
 @pytest.mark.needs_root
 def test_images_reads_the_catalog_only(tmp_path: Path) -> None:
     """``images`` lists through the read-only catalog: no blob store, union-fs backend (ctypes,
-    subprocess), container store or runtime is loaded, and an absent store is not created."""
+    subprocess), container store or runtime is loaded, nor ``logging`` (nothing on its path
+    logs), and an absent store is not created."""
     root = tmp_path / "store"
     names = imported("--root", str(root), "images")
     assert "lamina.store.catalog" in names
     light = {"lamina.store.store", "lamina.blobstore", "lamina.unionfs", "lamina.runtime"}
-    assert not _packages(names) & (HEAVY | UNUSED | light | {"ctypes", "subprocess"})
+    assert not _packages(names) & (HEAVY | UNUSED | light | {"ctypes", "subprocess", "logging"})
     assert not root.exists()
 
 

@@ -17,8 +17,10 @@ import click
 
 from lamina.errors import UsageError
 
-_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
+# Pattern text, compiled (and cached) by ``re`` on first use: most commands never render a
+# template, so start-up does not pay for compiling these.
+_ACTION = r"\{\{-?\s*(.*?)\s*-?\}\}"
+_TOKEN = r'"(?:[^"\\]|\\.)*"|\S+'
 
 
 def _lookup(value: Any, path: str) -> Any:
@@ -46,7 +48,7 @@ def _text(value: Any) -> str:
 
 
 def _eval(expr: str, data: Any) -> str:
-    tokens = _TOKEN.findall(expr)
+    tokens = re.findall(_TOKEN, expr)
     if not tokens:
         raise UsageError("template: empty action")
     func, args = (tokens[0], tokens[1:]) if not tokens[0].startswith(".") else ("", tokens)
@@ -75,7 +77,7 @@ def render_template(template: str, data: Any) -> str:
     """Render a Go-template subset against ``data`` (a JSON-like dict)."""
     out: list[str] = []
     pos = 0
-    for m in _ACTION.finditer(template):
+    for m in re.finditer(_ACTION, template, re.S):
         out.append(template[pos : m.start()])
         out.append(_eval(m.group(1), data))
         pos = m.end()
