@@ -72,12 +72,7 @@ def create(store: Store, opts: RunOptions) -> str:
     if opts.name is not None:
         _check_name(opts.name)
     config["Name"] = f"/{name}"
-    store.containers.reserve_name(name, cid)
-    try:
-        store.containers.create(cid, image.record.top_layer, config, cs.new_state())
-    except BaseException:
-        store.containers.release_name(name, cid)
-        raise
+    store.containers.create(cid, image.record.top_layer, config, cs.new_state())
     return cid
 
 

@@ -74,7 +74,9 @@ def write_bundle(path: Path, spec: ContainerSpec, *, container_id: str) -> Bundl
     elif spec.cgroups_path is None:
         config["linux"]["cgroupsPath"] = f"/lamina/{container_id}"
     path.mkdir(parents=True, exist_ok=True)
-    write_atomic(path / CONFIG, json.dumps(config, indent=2).encode(), durable=False)
+    # Compact: json's C encoder (an indented dump takes the pure-Python one, ~2 ms here).
+    data = json.dumps(config, separators=(",", ":")).encode()
+    write_atomic(path / CONFIG, data, durable=False)
     return Bundle(path=path, rootfs=spec.rootfs)
 
 
