@@ -5,6 +5,7 @@ mode and time changes, --no-cache, the old image removed, a link that cannot be 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from lamina.build.reuse import LayerReuse, Previous, signature
 from lamina.ops.archive import import_rootfs
 from lamina.ops.build import build
 from lamina.snapshot import write_layer
+from lamina.snapshot.writer import EarlierTar
 from lamina.store import Store
 
 pytest_plugins = ["conftest_runtime"]
@@ -187,3 +189,53 @@ def test_a_failing_link_falls_back_to_copying(
     write_layer(prev_upper, a, kind="dir", epoch=EPOCH)
     write_layer(new_upper, b, kind="dir", epoch=EPOCH)
     assert a.getvalue() == b.getvalue()
+
+
+def test_a_tar_copies_earlier_entries_of_the_same_inodes_only(tmp_path: Path) -> None:
+    """write_layer with an EarlierTar gives the bytes it gives without one."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "d").mkdir(parents=True)
+    for i in range(5):
+        (old / "d" / f"f{i}").write_bytes(os.urandom(700 * i + 1))
+    (old / "big").write_bytes(os.urandom(3 << 20))
+    earlier_tar = tmp_path / "old.tar"
+    offsets: dict[str, tuple[int, int]] = {}
+    with earlier_tar.open("wb") as f:
+        write_layer(old, f, kind="dir", epoch=EPOCH, offsets=offsets)
+    assert set(offsets) == {"big", *[f"d/f{i}" for i in range(5)]}
+    (new / "d").mkdir(parents=True)
+    for name in ("big", "d/f0", "d/f1", "d/f3"):
+        os.link(old / name, new / name)
+    (new / "d/f2").write_bytes(b"same path, other inode\n")
+    (new / "d/f9").write_bytes(b"new\n")
+    for path in (new / "d", new, old / "d", old):
+        os.utime(path, ns=(OLD_NS, OLD_NS))
+    entries: dict[str, tuple[int, int, int, int]] = {}
+    for rel in ("big", "d/f0", "d/f1", "d/f2", "d/f3"):
+        st = os.lstat(old / rel)  # d/f2 lists the old inode: must not be copied
+        entries[rel] = (st.st_dev, st.st_ino, *offsets[rel])
+    plain, reused = io.BytesIO(), io.BytesIO()
+    again: dict[str, tuple[int, int]] = {}
+    write_layer(new, plain, kind="dir", epoch=EPOCH)
+    with earlier_tar.open("rb") as f:
+        earlier = EarlierTar(fd=f.fileno(), entries=entries)
+        write_layer(new, reused, kind="dir", epoch=EPOCH, earlier=earlier, offsets=again)
+    assert reused.getvalue() == plain.getvalue()
+    start, end = again["d/f3"]
+    assert reused.getvalue()[start:end] == earlier_tar.read_bytes()[slice(*offsets["d/f3"])]
+
+
+@pytest.mark.needs_overlay
+def test_the_record_lets_the_next_tar_copy_the_previous_one(
+    tmp_path: Path, busybox_tar: Path, ctx: Path
+) -> None:
+    store = new_store(tmp_path / "root", busybox_tar, "overlay")
+    build(store, ctx, tags=["one"], epoch=EPOCH)
+    (ctx / "d0" / "e0" / "f0.txt").write_bytes(b"edited\n")
+    result = build(store, ctx, tags=["two"], epoch=EPOCH)
+    (record,) = (store.root / "buildcache" / "reuse").glob("*/*.json")
+    saved = json.loads(record.read_bytes())
+    assert saved["epoch"] == EPOCH and saved["top"] == "data"
+    assert "big.bin" in saved["spans"] and "big.bin" in saved["files"]
+    assert saved["diff_id"] == str(store.get_image("two").layers()[-1].diff_id())
+    assert str(result.digest) == cold_digest(tmp_path, busybox_tar, "overlay", ctx)

@@ -359,11 +359,11 @@ class _Copier:
                 out_fd = os.open(name, _NEW_FILE, 0o600, dir_fd=pfd)
             try:
                 self.result.bytes += copy_data(in_fd, out_fd, now.st_size)
-                copy_xattrs(in_fd, out_fd)
+                xattrs = copy_xattrs(in_fd, out_fd)
                 self.apply_meta(out_fd, now, preserve_owner=source.preserve_owner)
             finally:
                 os.close(out_fd)
-            if sub is not None and self.reuse is not None:
+            if sub is not None and self.reuse is not None and not xattrs:
                 self.reuse.note(sub, now, in_fd)
         finally:
             os.close(in_fd)

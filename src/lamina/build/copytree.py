@@ -299,14 +299,18 @@ def copy_data(in_fd: int, out_fd: int, size_hint: int | None = None) -> int:
     return total
 
 
-def copy_xattrs(in_fd: int, out_fd: int) -> None:
-    """Copy extended attributes (not overlay or SELinux ones); failures are ignored, as BuildKit."""
+def copy_xattrs(in_fd: int, out_fd: int) -> bool:
+    """Copy extended attributes (not overlay or SELinux ones); failures are ignored, as BuildKit.
+    True when the source has (or may have: unlistable) any to copy."""
     try:
         names = os.listxattr(in_fd)
-    except OSError:
-        return
+    except OSError as exc:
+        return exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP)
+    found = False
     for key in names:
         if key.startswith(_SKIP_XATTRS):
             continue
+        found = True
         with contextlib.suppress(OSError):
             os.setxattr(out_fd, key, os.getxattr(in_fd, key))
+    return found

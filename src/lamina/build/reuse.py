@@ -24,8 +24,10 @@ When a file may be linked (:meth:`LayerReuse.offer`), all of these hold:
   layer's file holds its current content;
 - the previous layer's file is a regular file whose size, permission bits, owner and
   ``mtime_ns`` equal what the copy would give it (``--chmod``, ``--chown``, ``timestamp``
-  applied), neither it nor the source has extended attributes, and the source has one link
-  (hard links inside the context are copied, so they stay links of each other only);
+  applied) and that has no extended attributes; the source had none to copy when recorded
+  (files with some are not recorded; adding one changes the ctime, hence the signature),
+  and has one link (hard links inside the context are copied, so they stay links of each
+  other only);
 - no inode is linked twice into one layer, and nothing but a non-directory sits at the
   destination (a directory there is the copier's error to report);
 - the process is root (in its namespace): a file created without root gets an owner we do
@@ -48,19 +50,24 @@ layer removed meanwhile...) the file is copied from the source into the upper di
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lamina._internal.fileio import write_atomic
 from lamina.errors import BuildError, NotFound
 from lamina.oci.digest import Digest
 from lamina.store import Store
+
+if TYPE_CHECKING:
+    from lamina.snapshot.writer import EarlierTar
 
 __all__ = ["LayerReuse", "Previous", "load_previous", "signature"]
 
@@ -70,7 +77,6 @@ RECORD_VERSION = "lamina-copy-reuse-v1"
 RACY_NS = 50_000_000
 RACY_WHOLE_SECOND_NS = 2_000_000_000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_SKIP_XATTRS = ("trusted.overlay.", "user.overlay.", "security.selinux")
 
 #: ``dev:ino:size:mtime_ns:ctime_ns:mode:uid:gid`` (text: compared as is, loaded fast)
 Signature = str
@@ -94,12 +100,16 @@ def _record_path(directory: Path, key: str) -> Path:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Previous:
-    """The last layer this step made: its diff dir, source dir, ``top`` and file signatures."""
+    """The last layer this step made: its diff dir, source dir, ``top`` and file signatures;
+    its tar (diff_id, epoch) and where each recorded file's entry lies in it."""
 
     upper: Path
     root: str
     top: str
     files: dict[str, Signature]
+    diff_id: Digest | None = None
+    epoch: int | None = None
+    spans: dict[str, list[int]] | None = None
 
 
 def load_previous(store: Store, directory: Path, key: str) -> Previous | None:
@@ -109,9 +119,13 @@ def load_previous(store: Store, directory: Path, key: str) -> Previous | None:
         if obj.get("version") != RECORD_VERSION:
             return None
         chain = Digest.parse(obj["chain"])
-        files = obj["files"]
+        files, spans = obj["files"], obj.get("spans")
         root, top = str(obj["root"]), str(obj["top"])
-        if not isinstance(files, dict):
+        diff_id = Digest.parse(obj["diff_id"]) if obj.get("diff_id") else None
+        epoch = obj.get("epoch")
+        if not isinstance(files, dict) or not isinstance(spans, dict | None):
+            return None
+        if epoch is not None and not isinstance(epoch, int):
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -121,7 +135,9 @@ def load_previous(store: Store, directory: Path, key: str) -> Previous | None:
         return None
     except Exception:  # a corrupt layer entry: copy everything
         return None
-    return Previous(upper=upper, root=root, top=top, files=files)
+    return Previous(
+        upper=upper, root=root, top=top, files=files, diff_id=diff_id, epoch=epoch, spans=spans
+    )
 
 
 @dataclass(slots=True)
@@ -132,6 +148,7 @@ class _Pending:
     src: str
     sub: str
     st: os.stat_result
+    inode: tuple[int, int]
 
 
 @dataclass(slots=True)
@@ -159,6 +176,8 @@ class LayerReuse:
     fresh: set[str] = field(default_factory=set)
     dir_times: dict[str, tuple[int, int]] = field(default_factory=dict)
     fallback: Fallback | None = None
+    #: sub -> inode of the files :meth:`apply` linked
+    linked: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def begin(self, source_dir: str, top_dir: str, fallback: Fallback) -> bool:
         """The copy of directory ``source_dir`` into ``top_dir`` (a path below ``rootfs``)
@@ -201,14 +220,13 @@ class LayerReuse:
             or ident in self.used
             or (pst.st_size, stat.S_IMODE(pst.st_mode), pst.st_uid, pst.st_gid, pst.st_mtime_ns)
             != (st.st_size, *want)
-            or _has_xattrs(path, ())
-            or _has_xattrs(src, _SKIP_XATTRS)
+            or _has_xattrs(path)
             or not self._room(pfd, name, sub)
         ):
             return False
         self.used.add(ident)
         parent = self._rel(sub).rpartition("/")[0]
-        self.pending.append(_Pending(path, parent, name, src, sub, st))
+        self.pending.append(_Pending(path, parent, name, src, sub, st, ident))
         self.files[sub] = sig
         return True
 
@@ -235,8 +253,8 @@ class LayerReuse:
         return True
 
     def note(self, sub: str, before: os.stat_result, in_fd: int) -> None:
-        """``sub`` was copied from the open source ``in_fd`` (fstat ``before`` the read):
-        record it unless it is racy or changed while it was read."""
+        """``sub`` was copied from the open source ``in_fd`` (fstat ``before`` the read), which
+        has no xattrs to copy: record it unless it is racy or changed while it was read."""
         if not self.active or before.st_nlink != 1:
             return
         if _racy(before, self.started_ns):
@@ -268,6 +286,7 @@ class LayerReuse:
                 for item in items:
                     if _link(item.prev, dfd, item.name):
                         linked += 1
+                        self.linked[item.sub] = item.inode
                         continue
                     self.files.pop(item.sub, None)
                     assert self.fallback is not None  # set by begin, before any offer
@@ -280,13 +299,45 @@ class LayerReuse:
         self.pending.clear()
         return linked
 
-    def save(self, directory: Path, key: str, chain: Digest) -> None:
-        """Record this copy as the previous layer of ``key`` (atomic, not fsynced)."""
+    @contextlib.contextmanager
+    def open_earlier(self, store: Store, epoch: int | None) -> Iterator[EarlierTar | None]:
+        """The previous layer's tar entries of the linked files, for the new tar to copy
+        (:class:`lamina.snapshot.writer.EarlierTar`): only when that tar is stored, was made
+        with the same ``epoch`` and put the files at the same paths (same ``top``). The
+        earlier tar is a stored blob, written verified; the new tar is hashed as written."""
+        prev = self.previous
+        if (
+            prev is None or prev.spans is None or prev.diff_id is None or not self.linked
+            or prev.epoch != epoch or prev.top != self.top or not store.blobs.has(prev.diff_id)
+        ):  # fmt: skip
+            yield None
+            return
+        from lamina.snapshot.writer import EarlierTar
+
+        with store.blobs.open(prev.diff_id) as blob:
+            size = os.fstat(blob.fileno()).st_size
+            entries: dict[str, tuple[int, int, int, int]] = {}
+            for sub, (dev, ino) in self.linked.items():
+                span = prev.spans.get(sub)
+                if span is not None and 0 <= span[0] < span[1] <= size:
+                    entries[self._rel(sub)] = (dev, ino, span[0], span[1])
+            yield EarlierTar(fd=blob.fileno(), entries=entries)
+
+    def save(
+        self, directory: Path, key: str, chain: Digest, *, diff_id: Digest | None = None,
+        epoch: int | None = None, offsets: dict[str, tuple[int, int]] | None = None,
+    ) -> None:  # fmt: skip
+        """Record this copy as the previous layer of ``key`` (atomic, not fsynced); with the
+        tar's ``diff_id``, ``epoch`` and the writer's ``offsets`` (path in layer -> span)."""
         if self.root is None or not self.active:
             return
+        spans = None
+        if offsets is not None and diff_id is not None:
+            spans = {sub: offsets[rel] for sub in self.files if (rel := self._rel(sub)) in offsets}
         obj = {
             "version": RECORD_VERSION, "chain": str(chain), "root": self.root, "top": self.top,
-            "files": self.files,
+            "files": self.files, "diff_id": str(diff_id) if diff_id else None, "epoch": epoch,
+            "spans": spans,
         }  # fmt: skip
         path = _record_path(directory, key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -315,9 +366,8 @@ def _link(prev: str, dfd: int, name: str) -> bool:
     return False
 
 
-def _has_xattrs(path: str, skip: tuple[str, ...]) -> bool:
+def _has_xattrs(path: str) -> bool:
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        return bool(os.listxattr(path, follow_symlinks=False))
     except OSError as exc:  # no xattr support means none; anything else: do not link
         return exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP)
-    return any(not n.startswith(skip) for n in names) if skip else bool(names)

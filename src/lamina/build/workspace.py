@@ -50,6 +50,7 @@ from lamina.store.layers import copy_tree, remove_tree
 
 if TYPE_CHECKING:
     from lamina.blobstore.ingest import Ingest
+    from lamina.snapshot.writer import EarlierTar, Span
 
 #: the size of a tar with no entries (two zero blocks): an empty change set
 EMPTY_TAR_SIZE = 1024
@@ -166,12 +167,21 @@ class StepFS:
                 out.append(None)
         return out
 
-    def commit(self, *, epoch: int | None, onto: Digest | bool | None = True) -> Committed | None:
+    def commit(
+        self,
+        *,
+        epoch: int | None,
+        onto: Digest | bool | None = True,
+        earlier: EarlierTar | None = None,
+        offsets: dict[str, Span] | None = None,
+    ) -> Committed | None:
         """Snapshot the step's changes into the store; None when nothing changed.
 
         The layer is registered on ``onto`` (True = this step's parent; ``COPY --link`` builds
         on scratch and passes the real parent). Unmounts first (the upper dir is stable then).
         Idempotent per content: a layer with the same chain id already registered is reused.
+        ``earlier``/``offsets``: passed to :func:`lamina.snapshot.write_layer` (not used by
+        the vfs two-tree diff).
         """
         from lamina.snapshot import write_diff_layer, write_layer  # not needed by cache hits
 
@@ -183,12 +193,14 @@ class StepFS:
             # the ingest hashes what it is given: the writer does not hash it again
             if not self.copies:
                 written = write_layer(
-                    self.upper, out, kind="overlay-upper", epoch=epoch, digest_from=gathered.digest
-                )
+                    self.upper, out, kind="overlay-upper", epoch=epoch,
+                    digest_from=gathered.digest, earlier=earlier, offsets=offsets,
+                )  # fmt: skip
             elif self.parent is None:
                 written = write_layer(
-                    self.upper, out, kind="dir", epoch=epoch, digest_from=gathered.digest
-                )
+                    self.upper, out, kind="dir", epoch=epoch, digest_from=gathered.digest,
+                    earlier=earlier, offsets=offsets,
+                )  # fmt: skip
             else:
                 lower = self.store.layer_dirs(self.parent).upper
                 written = write_diff_layer(

@@ -20,6 +20,16 @@ Determinism invariants (same tree -> same bytes):
 Files are streamed through a 1 MiB buffer, never held whole. A file whose size changes while it
 is read raises :class:`~lamina.errors.StorageError` (the caller retries or fails). ``out`` is
 written sequentially and never closed here.
+
+Earlier tars (:class:`EarlierTar`): a regular file whose path and inode (``st_dev``,
+``st_ino``) are listed gets the listed byte range of an earlier layer tar instead of a header
+and data made here (consecutive ranges are copied as one). That is byte-identical when the
+earlier tar was written by this writer with the same ``epoch`` from the same inode at the
+same path as a plain (non-link) entry: the entry is a function of exactly those (layer files
+are never changed in place, so an inode's content, mode, owner, times and xattrs are what
+they were; it was a plain entry, so it carries no whiteout, redirect or metacopy mark, and
+its xattrs are not read again). :mod:`lamina.build.reuse` makes such lists; ``offsets``
+records where each plain file entry of this tar lies, for the next one.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ from lamina.snapshot.overlayfmt import (
 from lamina.snapshot.ustar import ustar_header
 
 BUFSIZE = 1 << 20
+#: (start, end) of an entry (header, data and padding) in a tar
+Span = tuple[int, int]
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -56,15 +68,34 @@ class WrittenLayer:
     size: int
 
 
+@dataclass(slots=True)
+class EarlierTar:
+    """Entries of an earlier layer tar that may be copied (see the module docstring).
+
+    ``fd``: the tar, open for reading (the caller closes it); ``entries``: path ->
+    ``(st_dev, st_ino, start, end)``. A range past its end raises StorageError.
+    """
+
+    fd: int
+    entries: dict[str, tuple[int, int, int, int]]
+
+
 class TarEmitter:
     """Writes tar entries to ``out`` while hashing; shared by the tree and diff writers.
 
     ``digest_from``: when ``out`` hashes what it is given itself (a blob ingest), the diff_id
-    is taken from it instead of hashing every byte twice.
+    is taken from it instead of hashing every byte twice. ``earlier`` and ``offsets``: see
+    the module docstring.
     """
 
     def __init__(
-        self, out: BinaryIO, epoch: int | None, digest_from: Callable[[], Digest] | None = None
+        self,
+        out: BinaryIO,
+        epoch: int | None,
+        digest_from: Callable[[], Digest] | None = None,
+        *,
+        earlier: EarlierTar | None = None,
+        offsets: dict[str, Span] | None = None,
     ) -> None:
         self._out = out
         self._epoch = epoch
@@ -73,12 +104,40 @@ class TarEmitter:
         self._size = 0
         self._links: dict[tuple[int, int], str] = {}
         self._buf = bytearray(BUFSIZE)
+        self._earlier = earlier
+        self._offsets = offsets
+        self._run: Span | None = None  # earlier bytes still to copy (counted in _size)
 
     def _write(self, data: bytes | memoryview) -> None:
+        if self._run is not None:
+            self._copy_run()
         self._out.write(data)
         if self._hash is not None:
             self._hash.update(data)
         self._size += len(data)
+
+    def _span(self, start: int, end: int) -> None:
+        """Append bytes ``start:end`` of the earlier tar (joined to the pending run if next)."""
+        if self._run is not None and self._run[1] == start:
+            self._run = (self._run[0], end)
+        else:
+            if self._run is not None:
+                self._copy_run()
+            self._run = (start, end)
+        self._size += end - start
+
+    def _copy_run(self) -> None:
+        assert self._run is not None and self._earlier is not None
+        (pos, end), self._run = self._run, None
+        view = memoryview(bytearray(min(BUFSIZE, end - pos)))
+        while pos < end:
+            n = os.preadv(self._earlier.fd, [view[: min(end - pos, len(view))]], pos)
+            if n <= 0:
+                raise StorageError("writing a layer: the earlier layer tar ends too soon")
+            self._out.write(view[:n])
+            if self._hash is not None:
+                self._hash.update(view[:n])
+            pos += n
 
     def _mtime(self, seconds: float) -> int:
         t = int(seconds)
@@ -122,13 +181,32 @@ class TarEmitter:
         elif fmt == stat.S_IFIFO:
             info.type = tarfile.FIFOTYPE
         elif fmt == stat.S_IFREG:
+            start = self._size
             info.size = st.st_size
             self._header(info, xattrs)
             self._file_data(full, st.st_size)
+            if self._offsets is not None:
+                self._offsets[rel] = (start, self._size)
             return
         else:  # sockets cannot be archived (tar and Docker skip them)
             return
         self._header(info, xattrs)
+
+    def copy_earlier(self, rel: str, st: os.stat_result) -> bool:
+        """Emit regular file ``rel`` as the earlier tar's entry when that lists this inode at
+        this path (and it is not a second link here); False: emit it with :meth:`entry`."""
+        known = self._earlier.entries.get(rel) if self._earlier is not None else None
+        if known is None or known[0] != st.st_dev or known[1] != st.st_ino:
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        if st.st_nlink > 1 and self._links.setdefault((st.st_dev, st.st_ino), rel) != rel:
+            return False
+        start = self._size
+        self._span(known[2], known[3])
+        if self._offsets is not None:
+            self._offsets[rel] = (start, self._size)
+        return True
 
     def _file_data(self, full: str, size: int) -> None:
         view = memoryview(self._buf)
@@ -219,17 +297,23 @@ def write_layer(
     kind: Literal["dir", "overlay-upper"],
     epoch: int | None = None,
     digest_from: Callable[[], Digest] | None = None,
+    earlier: EarlierTar | None = None,
+    offsets: dict[str, Span] | None = None,
 ) -> WrittenLayer:
     """Stream the tar of ``source`` to ``out``; see the module invariants. Never closes ``out``.
 
     ``digest_from``: the sha256 of what ``out`` was given, when ``out`` hashes it anyway
     (see :class:`TarEmitter`); the diff_id is then not computed a second time here.
+    ``earlier``: entries copied from an earlier tar; ``offsets``: filled with path -> span
+    of every plain file entry (see the module docstring).
     """
     if kind not in ("dir", "overlay-upper"):
         raise ValueError(f"unknown layer source kind {kind!r}")
-    emitter = TarEmitter(out, epoch, digest_from)
+    emitter = TarEmitter(out, epoch, digest_from, earlier=earlier, offsets=offsets)
     upper = kind == "overlay-upper"
     for full, rel, st in iter_tree(os.fspath(source)):
+        if earlier is not None and emitter.copy_earlier(rel, st):
+            continue  # a plain entry from this inode before: no overlay marks, same xattrs
         xattrs = read_all_xattrs(full)
         if not upper:
             emitter.entry(full, rel, st, without_overlay(xattrs))

@@ -31,10 +31,11 @@ from lamina.build.copy import copy_into, ensure_dir
 from lamina.build.progress import Vertex
 from lamina.build.statcache import hash_sources
 from lamina.build.steps.base import BuildEnv, StageState, lookup, record
-from lamina.build.workspace import StepFS, open_view
+from lamina.build.workspace import Committed, StepFS, open_view
 from lamina.dockerfile.instructions import Add, Copy, Workdir
 from lamina.dockerfile.scope import make_lexer
 from lamina.errors import DockerfileError
+from lamina.oci.digest import Digest
 
 if TYPE_CHECKING:
     from lamina.build.reuse import LayerReuse
@@ -108,15 +109,31 @@ def copy_step(
             reuse = _reuse(env, fs, instr, workdir, contents)
             with contextlib.ExitStack() as stack:
                 _copy(env, fs, instr, workdir, owner, contents, stack, found, reuse)
-            if reuse is not None:
-                fs.unmount()  # links go into the upper dir only once it is unmounted
-                reuse[0].apply()
-            committed = fs.commit(epoch=env.epoch, onto=state.chain if instr.link else True)
-        if reuse is not None and committed is not None:
-            reuse[0].save(env.cache.directory / "reuse", reuse[1], committed.chain)
+            onto = state.chain if instr.link else True
+            if reuse is None:
+                committed = fs.commit(epoch=env.epoch, onto=onto)
+            else:
+                committed = _commit_reusing(env, fs, reuse[0], reuse[1], onto)
         hit = record(env, state, key, committed)
         vertex.done()
     state.add_history(copy_history(instr) + " # buildkit", env.created, empty=not hit)
+
+
+def _commit_reusing(
+    env: BuildEnv, fs: StepFS, reuse: LayerReuse, key: str, onto: Digest | bool | None
+) -> Committed | None:
+    """Link the reused files, commit (copying their earlier tar entries), record the copy."""
+    fs.unmount()  # links go into the upper dir only once it is unmounted
+    reuse.apply()
+    offsets: dict[str, tuple[int, int]] = {}
+    with reuse.open_earlier(env.store, env.epoch) as earlier:
+        committed = fs.commit(epoch=env.epoch, onto=onto, earlier=earlier, offsets=offsets)
+    if committed is not None:
+        reuse.save(
+            env.cache.directory / "reuse", key, committed.chain, diff_id=committed.diff_id,
+            epoch=env.epoch, offsets=offsets,
+        )  # fmt: skip
+    return committed
 
 
 def _reuse(
