@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from lamina.build.context import BuildContext, resolve_sources
-from lamina.build.statcache import StatCache, hash_sources
+from lamina.build.sourcekey import hash_sources
+from lamina.build.statcache import StatCache
 from lamina.build.walkcache import COARSE_NS
 from lamina.oci.digest import Digest
 

@@ -11,7 +11,8 @@ import pytest
 
 from lamina.build.context import BuildContext, resolve_sources
 from lamina.build.copytree import iter_source
-from lamina.build.statcache import StatCache, hash_sources
+from lamina.build.sourcekey import hash_sources
+from lamina.build.statcache import StatCache
 from lamina.build.walkcache import (
     COARSE_NS,
     MAX_WALKS,
@@ -92,6 +93,20 @@ def test_touch_rereads_one_file_and_keeps_the_key(ctx: Path, tmp_path: Path) -> 
     assert (cache.hits, cache.misses) == (15, 1)
     again, cache = _hash(ctx, db)  # the touched entry was remembered
     assert again == first and cache.misses == 0
+
+
+def test_a_fresh_touch_rereads_the_file_and_writes_nothing(ctx: Path, tmp_path: Path) -> None:
+    db = tmp_path / "stat.db"
+    first, _ = _hash(ctx, db)
+    (record,) = _walk_files(db)
+    before = record.stat()
+    later = time.time_ns() + 10 * 10**9  # as the benchmark's touch: ahead of the clock
+    for n in range(2):
+        os.utime(ctx / "d1/inner/f3.txt", ns=(later + n, later + n))
+        touched, cache = _hash(ctx, db)
+        assert touched == first and (cache.hits, cache.misses) == (15, 1)
+    after = record.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 def test_edits_renames_modes_and_new_files_change_the_key(ctx: Path, tmp_path: Path) -> None:

@@ -26,13 +26,17 @@ network filesystems) is therefore stored with a signature that never matches
 ``touch -d`` ahead of the clock) is always racy. Known limit, as in git: clocks that disagree
 (a network filesystem whose server clock runs behind) defeat the check.
 
-File format: ``MAGIC`` + sha256(body) + body, where body is ``marshal`` of ``(identity,
-files, signatures, lines, lengths)``: the signatures' marshal, the key lines joined, and
-their lengths (``array('Q')``). Written atomically (temp file + rename, not
-fsynced: losing it costs a walk); a missing, truncated, corrupt or foreign file is treated as
-absent. Concurrent builds may each write the same identity; the last rename wins and either
-content is valid. The directory is bounded: past :data:`MAX_WALKS` files, the least recently
-written half is removed (a removed walk costs speed, never correctness).
+The record also holds the key the lines give, so an unchanged walk does not even hash them.
+File format: ``MAGIC`` + CRC-32 of body (4 bytes, big-endian) + body, where body is
+``marshal`` of ``(identity, files, key, signatures, lines, lengths)``: the signatures'
+marshal, the key lines joined, and their lengths (``array('Q')``). CRC-32 detects damage
+(a torn or truncated write, a flipped bit) at a fraction of a cryptographic hash's cost;
+it is not meant to stop someone who can write the store, who could rewrite any cache.
+Written atomically (temp file + rename, not fsynced: losing it costs a walk); a missing,
+truncated, corrupt or foreign file is treated as absent. Concurrent builds may each write
+the same identity; the last rename wins and either content is valid. The directory is
+bounded: past :data:`MAX_WALKS` files, the least recently written half is removed (a removed
+walk costs speed, never correctness).
 
 Invariants: a walk record is an optimisation only; deleting the directory changes no key.
 """
@@ -44,10 +48,13 @@ import hashlib
 import marshal
 import os
 import stat
+import zlib
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
+from typing import cast
 
 from lamina._internal.fileio import TMP_PREFIX, write_atomic
 from lamina.build.copytree import _sorted_entries as sorted_entries  # the copier's own order
@@ -56,7 +63,7 @@ __all__ = [
     "COARSE_NS", "MAX_WALKS", "Walk", "WalkStore", "is_racy", "plain_signatures", "unmatchable",
 ]  # fmt: skip
 
-MAGIC = b"lamina-walk-v2\n\0"
+MAGIC = b"lamina-walk-v3\n\0"
 #: the coarsest clock tick a nanosecond timestamp may lag real time by (HZ=100 is 10 ms)
 COARSE_NS = 50_000_000
 _WHOLE_SECOND_NS = 2_000_000_000
@@ -118,6 +125,17 @@ def unmatchable(sig: Signature) -> Signature:
     return (*sig[:6], -1, *sig[7:])
 
 
+def _is_file(sig: Signature) -> bool:
+    return len(sig) > 2 and stat.S_ISREG(cast(int, sig[7]))
+
+
+def _may_be_racy(sig: Signature, started_ns: int) -> bool:
+    """Whether entry ``sig`` has content (a file or a link target) that may be racy."""
+    if len(sig) <= 2 or stat.S_ISDIR(cast(int, sig[7])):
+        return False
+    return is_racy(cast(int, sig[5]), cast(int, sig[6]), started_ns)
+
+
 def dump_signatures(sigs: list[Signature]) -> bytes:
     """The bytes two walks compare (marshal version 2: no back-references)."""
     return marshal.dumps(sigs, 2)
@@ -126,20 +144,66 @@ def dump_signatures(sigs: list[Signature]) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Walk:
     """One remembered walk: ``signatures`` (:func:`dump_signatures`) produced the key lines
-    ``lines`` (joined; ``lengths`` splits them); ``files`` counts the regular files among
-    them (reported as stat-cache hits when the walk is reused)."""
+    ``lines`` (joined; ``lengths`` splits them), whose key is ``key``; ``files`` counts the
+    regular files among them (reported as stat-cache hits when the walk is reused)."""
 
     identity: str
     files: int
+    key: str
     signatures: bytes
     lines: bytes
     lengths: bytes
 
     @classmethod
-    def of(cls, identity: str, files: int, sigs: list[Signature], lines: list[bytes]) -> Walk:
-        """A record from lists (as a walk computes them)."""
+    def of(
+        cls, identity: str, files: int, sigs: list[Signature], lines: list[bytes],
+        key_of: Callable[[bytes], str],
+    ) -> Walk:  # fmt: skip
+        """A record from lists (as a walk computes them); ``key_of(joined lines)`` its key."""
         lengths = array("Q", [len(line) for line in lines]).tobytes()
-        return cls(identity, files, dump_signatures(sigs), b"".join(lines), lengths)
+        joined = b"".join(lines)
+        return cls(identity, files, key_of(joined), dump_signatures(sigs), joined, lengths)
+
+    def patch(
+        self, sigs: list[Signature], line_for: Callable[[Signature], bytes], started_ns: int,
+        key_of: Callable[[bytes], str],
+    ) -> Walk | None:  # fmt: skip
+        """The record of ``sigs`` if they name the same entries in the same order as this
+        walk (a touch, an edit, a mode change: only signatures differ), else None.
+
+        Only the differing entries are looked at: ``line_for(sig)`` computes such an entry's
+        line. The entries that still match were stored clean (an unmatchable signature equals
+        no ``lstat``), so they stay clean. A racy changed entry keeps its *old* signature
+        rather than an unmatchable one: that one cannot match again either (the entry's ctime
+        has moved past it; ctime is set from the clock on every change and cannot be set by
+        users), and a build that only re-reads racy entries (a fresh ``touch``) then leaves
+        the record as it was: nothing to write.
+        """
+        old: list[Signature] = marshal.loads(self.signatures)
+        if len(old) != len(sigs):
+            return None
+        changed = [k for k, (new, was) in enumerate(zip(sigs, old, strict=True)) if new != was]
+        if any(sigs[k][:2] != old[k][:2] for k in changed):
+            return None
+        sizes = array("Q")
+        sizes.frombytes(self.lengths)
+        starts = list(accumulate(sizes, initial=0))
+        stored, files, pieces, pos = list(sigs), self.files, [], 0
+        for k in changed:
+            sig = sigs[k]
+            line = line_for(sig)
+            if line != self.lines[starts[k] : starts[k + 1]]:
+                pieces += [self.lines[pos : starts[k]], line]
+                pos, sizes[k] = starts[k + 1], len(line)
+            files += _is_file(sig) - _is_file(old[k])
+            if _may_be_racy(sig, started_ns):
+                stored[k] = old[k]
+        lines, key = self.lines, self.key
+        if pieces:
+            lines = b"".join([*pieces, self.lines[pos:]])
+            key = key_of(lines)
+        dumped = self.signatures if stored == old else dump_signatures(stored)
+        return Walk(self.identity, files, key, dumped, lines, sizes.tobytes())
 
     def by_entry(self) -> dict[Signature, tuple[Signature, bytes]]:
         """(source index, path) -> (signature, line), for a partial re-walk."""
@@ -172,10 +236,10 @@ class WalkStore:
                 data = f.read()
         except OSError:
             return None
-        head = len(MAGIC) + 32
+        head = len(MAGIC) + 4
         if (
             data[: len(MAGIC)] != MAGIC
-            or hashlib.sha256(data[head:]).digest() != data[len(MAGIC) : head]
+            or zlib.crc32(data[head:]).to_bytes(4) != data[len(MAGIC) : head]
         ):
             return None
         try:
@@ -185,18 +249,20 @@ class WalkStore:
             return None
         if walk.identity != identity or not isinstance(walk.files, int):
             return None
+        if not isinstance(walk.key, str):
+            return None
         if not all(isinstance(b, bytes) for b in (walk.signatures, walk.lines, walk.lengths)):
             return None
         return walk
 
     def save(self, walk: Walk) -> None:
         """Replace the record of ``walk.identity`` (atomic); errors only cost speed."""
-        fields = (walk.identity, walk.files, walk.signatures, walk.lines, walk.lengths)
+        fields = (walk.identity, walk.files, walk.key, walk.signatures, walk.lines, walk.lengths)
         body = marshal.dumps(fields, 4)
         try:
             write_atomic(
                 self.directory / walk.identity,
-                MAGIC + hashlib.sha256(body).digest() + body,
+                MAGIC + zlib.crc32(body).to_bytes(4) + body,
                 durable=False,
             )
         except OSError:
