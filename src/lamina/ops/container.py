@@ -68,6 +68,9 @@ def create(store: Store, opts: RunOptions) -> str:
     image = store.get_image(opts.image)
     cid = new_container_id()
     config = build_config(store, cid, image, opts)
+    # As Docker, HostConfig.Runtime names the runtime from create on (an unknown one fails
+    # here); the first start then has no config.v2.json to rewrite.
+    config["HostConfig"]["Runtime"] = cs.container_runtime(store, config).name
     name = opts.name or random_name()
     if opts.name is not None:
         _check_name(opts.name)
@@ -118,8 +121,10 @@ def _prepare(store: Store, cid: str) -> tuple[Runtime, Any, dict[str, Any]]:
                          ExitCode=code, Error=exc.message)  # fmt: skip
             store.containers.write(cid, state, "state.json")
             raise
-        config.setdefault("HostConfig", {})["Runtime"] = runtime.name
-        store.containers.write(cid, config)
+        host = config.setdefault("HostConfig", {})
+        if host.get("Runtime") != runtime.name:  # recorded at the first start only
+            host["Runtime"] = runtime.name
+            store.containers.write(cid, config)
         me = os.getpid()
         state.update(
             Status="running", Running=True, Pid=0, ExitCode=0, Error="", MonitorPid=me,

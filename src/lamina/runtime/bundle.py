@@ -137,8 +137,9 @@ def prepare_mountpoints(bundle: Bundle) -> list[str]:
     """Create the mount points ``config.json`` needs but the rootfs lacks; record them.
 
     Returns the created paths (relative to the rootfs, directories end in ``/``) in creation
-    order; they and the parents' timestamps are saved to ``mountpoints.json`` before returning,
-    so a crash between here and :func:`remove_mountpoints` loses nothing.
+    order; they and the parents' timestamps are saved to ``mountpoints.json`` before returning
+    (no file when nothing was created), so a crash between here and
+    :func:`remove_mountpoints` loses nothing.
     """
     rootfs = bundle.rootfs
     created: list[str] = []
@@ -170,8 +171,11 @@ def prepare_mountpoints(bundle: Bundle) -> list[str]:
                 os.close(fd)
     finally:
         os.close(root_fd)
-        record = {"created": created, "times": {k: list(v) for k, v in times.items()}}
-        write_atomic(bundle.path / MOUNTPOINTS, json.dumps(record).encode(), durable=False)
+        # Nothing created (the usual case: the init layer has them): no record to write. A
+        # record an earlier, crashed start left stays and is honoured by remove_mountpoints.
+        if created or times:
+            record = {"created": created, "times": {k: list(v) for k, v in times.items()}}
+            write_atomic(bundle.path / MOUNTPOINTS, json.dumps(record).encode(), durable=False)
     return created
 
 
