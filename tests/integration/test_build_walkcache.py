@@ -21,6 +21,7 @@ from lamina.build.walkcache import (
     is_racy,
     plain_signatures,
 )
+from lamina.errors import BuildError
 from lamina.oci.digest import Digest
 
 
@@ -67,6 +68,11 @@ def test_plain_walk_order_is_the_copiers(tmp_path: Path) -> None:
     plain_signatures(0, str(root), sigs)
     assert [s[1] for s in sigs] == [sub for sub, _st, _d in iter_source(source, None)]
     assert len(sigs) == 8 * 5 + 2
+
+
+def test_a_vanished_directory_is_a_build_error(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="reading build context: .*gone: no such file"):
+        plain_signatures(0, str(tmp_path / "gone"), [])
 
 
 def test_unchanged_walk_is_reused_without_reads_or_writes(ctx: Path, tmp_path: Path) -> None:

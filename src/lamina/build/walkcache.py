@@ -53,11 +53,12 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import attrgetter
 from pathlib import Path
 from typing import cast
 
 from lamina._internal.fileio import TMP_PREFIX, write_atomic
-from lamina.build.copytree import _sorted_entries as sorted_entries  # the copier's own order
+from lamina.errors import BuildError
 
 __all__ = [
     "COARSE_NS", "MAX_WALKS", "Walk", "WalkStore", "is_racy", "plain_signatures", "unmatchable",
@@ -81,30 +82,60 @@ def signature(index: int, sub: str, st: os.stat_result) -> Signature:
     )  # fmt: skip
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _listing(fd: int) -> list[os.DirEntry[str]]:
+    """The entries of open directory ``fd`` sorted bytewise by name (the copier's order:
+    ASCII names sort the same as str and as bytes; others pay for ``fsencode``)."""
+    with os.scandir(fd) as it:
+        entries = list(it)
+    if all(e.name.isascii() for e in entries):
+        entries.sort(key=attrgetter("name"))
+    else:
+        entries.sort(key=lambda e: os.fsencode(e.name))
+    return entries
+
+
 def plain_signatures(index: int, top: str, out: list[Signature]) -> None:
     """Append the signatures of everything below directory ``top`` to ``out``.
 
     Depth-first, names in byte order, a directory before its children, links not followed:
     the order of :func:`lamina.build.copytree.iter_source` for a source without patterns.
+    Directories are opened (``O_NOFOLLOW``) and listed by fd, so each ``lstat`` resolves one
+    name rather than a whole path. A directory that vanishes or turns into something else
+    meanwhile raises BuildError.
     """
     add = out.append
     isdir = stat.S_ISDIR
-    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", iter(sorted_entries(top)))]
-    while stack:
-        prefix, entries = stack[-1]
-        for e in entries:
-            st = e.stat(follow_symlinks=False)
-            sub = prefix + e.name
-            mode = st.st_mode
-            add((
-                index, sub, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                mode, st.st_uid, st.st_gid,
-            ))  # fmt: skip
-            if isdir(mode):
-                stack.append((sub + "/", iter(sorted_entries(e.path))))
-                break
-        else:
-            stack.pop()
+    stack: list[tuple[str, int, Iterator[os.DirEntry[str]]]] = []
+    sub = ""
+    try:
+        fd = os.open(top, _DIR_FLAGS)
+        stack.append(("", fd, iter(_listing(fd))))
+        while stack:
+            prefix, fd, entries = stack[-1]
+            for e in entries:
+                st = e.stat(follow_symlinks=False)  # fstatat(fd, name)
+                sub = prefix + e.name
+                mode = st.st_mode
+                add((
+                    index, sub, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                    st.st_ctime_ns, mode, st.st_uid, st.st_gid,
+                ))  # fmt: skip
+                if isdir(mode):
+                    child = os.open(e.name, _DIR_FLAGS, dir_fd=fd)
+                    stack.append((sub + "/", child, iter(_listing(child))))
+                    break
+            else:
+                stack.pop()
+                os.close(fd)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise BuildError(f"reading build context: {sub or top}: {reason}") from exc
+    finally:
+        for _prefix, fd, _entries in stack:
+            os.close(fd)
 
 
 def is_racy(mtime_ns: int, ctime_ns: int, started_ns: int) -> bool:
