@@ -87,6 +87,19 @@ def test_put_image_is_idempotent(store: Store, make_image: MakeImage) -> None:
     )
 
 
+def test_putting_the_same_image_under_the_same_name_rewrites_nothing(
+    store: Store, make_image: MakeImage
+) -> None:
+    img = make_image([BASE, TOP])
+    store.put_image(img, ["a"])
+    before = store.layout.images_json.stat()
+    store.put_image(img, ["a"])
+    after = store.layout.images_json.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    store.put_image(img, ["b"])
+    assert store.layout.images_json.stat().st_ino != before.st_ino
+
+
 def test_get_image_streams_match_the_source(store: Store, make_image: MakeImage) -> None:
     img = make_image([BASE, TOP], compression="zstd")
     store.put_image(img, ["x"])

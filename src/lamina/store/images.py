@@ -118,13 +118,19 @@ class ImageDB:
         write_atomic(self.path, json.dumps(doc, sort_keys=True, indent=1).encode(), 0o600)
 
     def update(self, change: Callable[[ImageTable], None]) -> ImageTable:
-        """Load, apply ``change`` (which mutates the table), save. Caller holds the lock."""
+        """Load, apply ``change`` (which mutates the table), save. Caller holds the lock.
+
+        A change that changes nothing (an identical image rebuilt under the same names)
+        rewrites nothing: the file already holds exactly what :meth:`save` would write.
+        """
         table = self.load()
+        before = (dict(table.images), dict(table.names))  # records are immutable
         change(table)
         dangling = [n for n, d in table.names.items() if d not in table.images]
         for n in dangling:
             del table.names[n]
-        self.save(table)
+        if (table.images, table.names) != before:
+            self.save(table)
         return table
 
 
