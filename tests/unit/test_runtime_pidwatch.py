@@ -80,3 +80,16 @@ def test_a_failing_callback_propagates(tmp_path: Path) -> None:
         finally:
             proc.kill()
             proc.wait()
+
+
+def test_without_inotify_the_pid_is_still_reported(tmp_path: Path) -> None:
+    """With no inotify fd (closed here, as when inotify_init1 fails) the watch polls."""
+    pidfile = tmp_path / "pid"
+    reported: list[int] = []
+    with PidFileWatch(pidfile) as watch:
+        watch.close()
+        proc = subprocess.Popen(
+            ["sh", "-c", 'sleep 0.1; echo $$ > "$F"; sleep 0.1; exit 2'], env={"F": str(pidfile)}
+        )
+        assert watch.wait(proc, reported.append) == 2
+    assert reported == [proc.pid]
