@@ -9,7 +9,6 @@ Imports ``lamina.oci.digest``, a leaf module that the layering test ranks with `
 
 from __future__ import annotations
 
-import hashlib
 from typing import IO, Protocol
 
 from lamina.errors import DigestMismatch
@@ -33,6 +32,8 @@ class VerifyingReader:
         *,
         what: str = "blob",
     ) -> None:
+        import hashlib  # here, not at import: OpenSSL's set-up is paid only by code that hashes
+
         self._raw = raw
         self.expected = expected
         self.expected_size = size

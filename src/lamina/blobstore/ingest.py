@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import tempfile
 import time
@@ -63,6 +62,8 @@ class Ingest:
         self._final_path = final_path
         self.expected = expected
         self.expected_size = size
+        import hashlib  # here, not at import: commands that write no blob skip OpenSSL's set-up
+
         self._hasher = hashlib.new(expected.algorithm if expected else "sha256")
         self._voucher = voucher
         self.count = 0

@@ -19,7 +19,6 @@ import contextlib
 import os
 import selectors
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -28,8 +27,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lamina.errors import BuildError, UsageError
+
+if TYPE_CHECKING:  # socket is imported where an agent is forwarded: most builds have no --ssh
+    import socket
 
 __all__ = ["SshAgents", "SshSource", "forward_agent", "parse_ssh"]
 
@@ -175,6 +178,8 @@ def forward_agent(
 ) -> Iterator[Path]:
     """Listen on ``path`` (new; ``mode``, ``uid``:``gid``) and relay every connection to the
     agent at ``upstream`` until the context exits (then all relays are closed)."""
+    import socket
+
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -226,6 +231,8 @@ def _short(path: Path) -> Iterator[str]:
 
 def _relay(conn: socket.socket, upstream: Path, stop: threading.Event) -> None:
     """Copy bytes both ways between ``conn`` and a new connection to ``upstream``."""
+    import socket
+
     with conn, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as agent:
         try:
             with _short(upstream) as short:

@@ -20,7 +20,6 @@ import fcntl
 import os
 import select
 import shutil
-import socket
 import subprocess
 import tempfile
 import termios
@@ -30,6 +29,9 @@ from pathlib import Path
 from types import TracebackType
 
 from lamina.errors import ContainerError
+
+# socket is imported by the classes and functions that use it: a container without a
+# terminal (run without -t, every build RUN) never loads it.
 
 #: window size given to a pty when the caller's stdin is not a terminal
 DEFAULT_ROWS, DEFAULT_COLUMNS = 24, 80
@@ -48,6 +50,8 @@ class ConsoleSocket:
             parent = Path(tempfile.gettempdir())
         self._dir = Path(tempfile.mkdtemp(prefix="lamina-console-", dir=parent))
         self.path = self._dir / "sock"
+        import socket
+
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(str(self.path))
         self._sock.listen(1)
@@ -71,6 +75,8 @@ class ConsoleSocket:
         The pty gets ``window_from``'s window size (see :func:`copy_window_size`). The caller
         owns the returned fd.
         """
+        from socket import recv_fds
+
         waited = 0.0
         while True:
             ready, _, _ = select.select([self._sock], [], [], 0.1)
@@ -82,7 +88,7 @@ class ConsoleSocket:
         conn, _ = self._sock.accept()
         with conn:
             conn.settimeout(ACCEPT_TIMEOUT)
-            _, fds, _, _ = socket.recv_fds(conn, 4096, 4)
+            _, fds, _, _ = recv_fds(conn, 4096, 4)
             if not fds:
                 raise ContainerError("allocating a terminal: no file descriptor received")
             for extra in fds[1:]:
@@ -120,6 +126,8 @@ def stdio_fd(stdio: object, default: int, *, write: bool) -> Iterator[int | None
 
 def send_console(path: str, master: int) -> None:
     """Send ``master`` over the console socket at ``path`` (the runtime's side)."""
+    import socket
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
         socket.send_fds(sock, [b"console"], [master])

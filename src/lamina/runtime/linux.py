@@ -15,7 +15,6 @@ import ctypes
 import fcntl
 import os
 import platform
-import socket
 import struct
 from pathlib import Path
 
@@ -176,6 +175,8 @@ def last_capability() -> int:
 
 def loopback_up() -> None:
     """Set IFF_UP on ``lo`` in the current network namespace."""
+    import socket  # here: only a container with its own network namespace needs it
+
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         req = struct.pack("16sH14x", b"lo", 0)

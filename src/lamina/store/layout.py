@@ -63,17 +63,14 @@ def chain_ids(diff_ids: tuple[Digest, ...] | list[Digest]) -> list[Digest]:
 
 def new_layer_id() -> str:
     """A random 64-hex layer directory id (like Docker's cache-ids)."""
-    import secrets  # lazily: read-only commands never make ids
-
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()  # what secrets.token_hex reads, without loading hmac/OpenSSL
 
 
 def new_short_id() -> str:
     """A random 26-char base32 id for ``overlay2/l/`` (16 random bytes, no padding)."""
     import base64
-    import secrets
 
-    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")
+    return base64.b32encode(os.urandom(16)).decode().rstrip("=")
 
 
 def is_layer_id(name: str) -> bool:
