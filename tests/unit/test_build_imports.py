@@ -25,6 +25,8 @@ def test_the_build_verb_does_not_load_the_registry_client() -> None:
     names = _loaded("import lamina.ops.build, lamina.build.steps, lamina.build.outputs")
     assert "lamina.build.executor" in names
     assert not names & REGISTRY
+    # socket only for an --ssh agent (build.ssh imports it where it forwards one)
+    assert "socket" not in names
 
 
 def test_the_build_steps_load_the_runtime_and_layer_writer_only_when_used() -> None:

@@ -85,6 +85,9 @@ def test_run_loads_the_runtime_but_not_the_registry_or_builder(tmp_path: Path) -
     names = imported("--root", root, "--storage-driver", "vfs", "run", "no-such-image", "true")
     assert "lamina.runtime" in names
     assert not _packages(names) & (HEAVY | UNUSED)
+    # socket is for -t and network namespaces; container ids come from os.urandom, not
+    # secrets (which loads hmac and OpenSSL)
+    assert not names & {"socket", "secrets", "hmac"}
 
 
 def test_version_is_the_package_version() -> None:
