@@ -306,7 +306,7 @@ class _Copier:
             and self.reuse is not None
             and st.st_nlink == 1
             and stat.S_ISREG(st.st_mode)
-            and self.reuse.offer(src, sub, st, pfd, name, self.wanted(st, source.preserve_owner))
+            and self.reuse.offer(sub, st, pfd, name, self.wanted(st, source.preserve_owner))
         ):
             self.result.files += 1
             self.result.bytes += st.st_size

@@ -198,7 +198,8 @@ def _leave(copier: _Copier, frame: tuple[str, int, os.stat_result], source: Sour
 def _late_copy(copier: _Copier, source: SourcePath) -> Fallback:
     """Copy a file the reuse could not link after all (it was counted when offered)."""
 
-    def copy(src: str, st: os.stat_result, dfd: int, name: str, sub: str) -> None:
+    def copy(src: str, dfd: int, name: str, sub: str) -> None:
+        st = os.lstat(src)
         copier.copy_file(src, st, dfd, name, source, sub)
         copier.result.files -= 1
         copier.result.bytes -= st.st_size

@@ -10,10 +10,12 @@ The record. After a ``COPY`` of one context directory commits a layer, :meth:`La
 writes ``<buildcache>/reuse/<2 hex>/<key>.json``: the layer's chain id, the source directory,
 the destination directory relative to the layer (``top``) and, for every regular file the
 copy wrote with a single link, its path below the source and the source's stat signature
-``(dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid)`` taken before the copy read it (and
-checked again after). The key is the step's cache key *without* the content key and without
-the parent chain (:func:`reuse_key`): the last layer made by "this COPY" whatever the content.
-Last writer wins; a missing or unreadable record means "copy everything".
+``dev:ino:size:mtime_ns:ctime_ns:mode:uid:gid`` taken before the copy read it (and checked
+again after), followed by ``@start:end``, where its entry lies in the layer tar, when the tar
+is recorded too (its diff_id and epoch). The key is the step's cache key *without* the content
+key and without the parent chain (``copy-reuse`` in :mod:`lamina.build.steps.files`): the
+last layer made by "this COPY" whatever the content. Last writer wins; a missing, unreadable
+or older-format record means "copy everything".
 
 When a file may be linked (:meth:`LayerReuse.offer`), all of these hold:
 
@@ -56,7 +58,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LayerReuse", "Previous", "load_previous", "signature"]
 
-RECORD_VERSION = "lamina-copy-reuse-v1"
+RECORD_VERSION = "lamina-copy-reuse-v3"
 #: a source changed this close to the copy's start may change again unseen (same clock tick):
 #: the coarse kernel clock lags by a tick (HZ=100: 10 ms); whole-second timestamps by 2 s
 RACY_NS = 50_000_000
@@ -82,8 +84,10 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 Signature = str
 #: the metadata a copied file gets: (permission bits, uid, gid, mtime_ns)
 Wanted = tuple[int, int, int, int]
-#: copies ``src`` (lstat) into the open directory fd as ``name``; ``sub`` is below the source
-Fallback = Callable[[str, os.stat_result, int, str, str], None]
+#: copies ``src`` into the open directory fd as ``name``; ``sub`` is its path below the source
+Fallback = Callable[[str, int, str, str], None]
+#: (path below the source, st_dev and st_ino of the previous layer's file, its tar span text)
+_Item = tuple[str, int, int, str]
 
 
 def signature(st: os.stat_result) -> Signature:
@@ -100,16 +104,15 @@ def _record_path(directory: Path, key: str) -> Path:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Previous:
-    """The last layer this step made: its diff dir, source dir, ``top`` and file signatures;
-    its tar (diff_id, epoch) and where each recorded file's entry lies in it."""
+    """The last layer this step made: its diff dir, source dir, ``top``, file signatures (each
+    maybe ``@start:end`` in its tar) and that tar's diff_id and epoch (see module docstring)."""
 
     upper: Path
     root: str
     top: str
-    files: dict[str, Signature]
+    files: Mapping[str, object]
     diff_id: Digest | None = None
     epoch: int | None = None
-    spans: dict[str, list[int]] | None = None
 
 
 def load_previous(store: Store, directory: Path, key: str) -> Previous | None:
@@ -119,11 +122,11 @@ def load_previous(store: Store, directory: Path, key: str) -> Previous | None:
         if obj.get("version") != RECORD_VERSION:
             return None
         chain = Digest.parse(obj["chain"])
-        files, spans = obj["files"], obj.get("spans")
+        files = obj["files"]
         root, top = str(obj["root"]), str(obj["top"])
         diff_id = Digest.parse(obj["diff_id"]) if obj.get("diff_id") else None
         epoch = obj.get("epoch")
-        if not isinstance(files, dict) or not isinstance(spans, dict | None):
+        if not isinstance(files, dict):
             return None
         if epoch is not None and not isinstance(epoch, int):
             return None
@@ -135,20 +138,7 @@ def load_previous(store: Store, directory: Path, key: str) -> Previous | None:
         return None
     except Exception:  # a corrupt layer entry: copy everything
         return None
-    return Previous(
-        upper=upper, root=root, top=top, files=files, diff_id=diff_id, epoch=epoch, spans=spans
-    )
-
-
-@dataclass(slots=True)
-class _Pending:
-    prev: str
-    parent: str
-    name: str
-    src: str
-    sub: str
-    st: os.stat_result
-    inode: tuple[int, int]
+    return Previous(upper=upper, root=root, top=top, files=files, diff_id=diff_id, epoch=epoch)
 
 
 @dataclass(slots=True)
@@ -169,15 +159,15 @@ class LayerReuse:
     top: str = ""
     active: bool = False
     files: dict[str, Signature] = field(default_factory=dict)
-    pending: list[_Pending] = field(default_factory=list)
+    pending: list[_Item] = field(default_factory=list)
     used: set[tuple[int, int]] = field(default_factory=set)
     in_upper: set[str] = field(default_factory=set)
     #: directories (paths below the source) this copy created: nothing else is in them
     fresh: set[str] = field(default_factory=set)
     dir_times: dict[str, tuple[int, int]] = field(default_factory=dict)
     fallback: Fallback | None = None
-    #: sub -> inode of the files :meth:`apply` linked
-    linked: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: the files :meth:`apply` linked
+    linked: list[_Item] = field(default_factory=list)
 
     def begin(self, source_dir: str, top_dir: str, fallback: Fallback) -> bool:
         """The copy of directory ``source_dir`` into ``top_dir`` (a path below ``rootfs``)
@@ -198,16 +188,17 @@ class LayerReuse:
     def _rel(self, sub: str) -> str:
         return f"{self.top}/{sub}" if self.top else sub
 
-    def offer(
-        self, src: str, sub: str, st: os.stat_result, pfd: int, name: str, want: Wanted | None
-    ) -> bool:
-        """Whether ``src`` (lstat ``st``, copied to ``name`` in directory ``pfd``) will be linked
-        from the previous layer instead of copied; the caller then skips it."""
+    def offer(self, sub: str, st: os.stat_result, pfd: int, name: str, want: Wanted | None) -> bool:
+        """Whether source file ``sub`` (lstat ``st``, copied to ``name`` in directory ``pfd``)
+        will be linked from the previous layer instead of copied; the caller then skips it."""
         prev = self.previous
         if not self.active or prev is None or want is None:
             return False
-        sig = prev.files.get(sub)
-        if sig is None or sig != signature(st):
+        found = prev.files.get(sub)
+        if not isinstance(found, str):
+            return False
+        sig, _, span = found.partition("@")
+        if sig != signature(st):
             return False
         path = f"{prev.upper}/{prev.top}/{sub}" if prev.top else f"{prev.upper}/{sub}"
         try:
@@ -225,8 +216,7 @@ class LayerReuse:
         ):
             return False
         self.used.add(ident)
-        parent = self._rel(sub).rpartition("/")[0]
-        self.pending.append(_Pending(path, parent, name, src, sub, st, ident))
+        self.pending.append((sub, pst.st_dev, pst.st_ino, span))
         self.files[sub] = sig
         return True
 
@@ -276,28 +266,32 @@ class LayerReuse:
         """Make the pending links (the overlay must be unmounted); returns how many were
         linked. A file whose link fails is copied by the copy's fallback instead (recorded
         again only if its copy is)."""
-        by_parent: dict[str, list[_Pending]] = {}
+        if not self.pending or self.previous is None or self.fallback is None:
+            return 0
+        prev = self.previous
+        prev_base = f"{prev.upper}/{prev.top}/" if prev.top else f"{prev.upper}/"
+        src_base = f"{self.root}/"
+        by_parent: dict[str, list[_Item]] = {}
         for item in self.pending:
-            by_parent.setdefault(item.parent, []).append(item)
-        linked = 0
+            by_parent.setdefault(self._rel(item[0]).rpartition("/")[0], []).append(item)
         for parent, items in by_parent.items():
             dfd = os.open(self.upper / parent if parent else self.upper, _DIR_FLAGS)
             try:
                 for item in items:
-                    if _link(item.prev, dfd, item.name):
-                        linked += 1
-                        self.linked[item.sub] = item.inode
+                    sub = item[0]
+                    name = sub.rpartition("/")[2]
+                    if _link(prev_base + sub, dfd, name):
+                        self.linked.append(item)
                         continue
-                    self.files.pop(item.sub, None)
-                    assert self.fallback is not None  # set by begin, before any offer
-                    self.fallback(item.src, item.st, dfd, item.name, item.sub)
+                    self.files.pop(sub, None)
+                    self.fallback(src_base + sub, dfd, name, sub)
                 stamp = self.dir_times.get(parent)
                 if stamp is not None:
                     os.utime(dfd, ns=stamp)
             finally:
                 os.close(dfd)
         self.pending.clear()
-        return linked
+        return len(self.linked)
 
     @contextlib.contextmanager
     def open_earlier(self, store: Store, epoch: int | None) -> Iterator[EarlierTar | None]:
@@ -305,9 +299,9 @@ class LayerReuse:
         (:class:`lamina.snapshot.writer.EarlierTar`): only when that tar is stored, was made
         with the same ``epoch`` and put the files at the same paths (same ``top``). The
         earlier tar is a stored blob, written verified; the new tar is hashed as written."""
-        prev = self.previous
+        prev, self.previous = self.previous, None  # the record is not needed after this
         if (
-            prev is None or prev.spans is None or prev.diff_id is None or not self.linked
+            prev is None or prev.diff_id is None or not self.linked
             or prev.epoch != epoch or prev.top != self.top or not store.blobs.has(prev.diff_id)
         ):  # fmt: skip
             yield None
@@ -317,10 +311,12 @@ class LayerReuse:
         with store.blobs.open(prev.diff_id) as blob:
             size = os.fstat(blob.fileno()).st_size
             entries: dict[str, tuple[int, int, int, int]] = {}
-            for sub, (dev, ino) in self.linked.items():
-                span = prev.spans.get(sub)
-                if span is not None and 0 <= span[0] < span[1] <= size:
-                    entries[self._rel(sub)] = (dev, ino, span[0], span[1])
+            for sub, dev, ino, span in self.linked:
+                start, _, end = span.partition(":")
+                if start.isdigit() and end.isdigit() and int(start) < int(end) <= size:
+                    entries[self._rel(sub)] = (dev, ino, int(start), int(end))
+            del prev
+            self.linked.clear()
             yield EarlierTar(fd=blob.fileno(), entries=entries)
 
     def save(
@@ -331,13 +327,17 @@ class LayerReuse:
         tar's ``diff_id``, ``epoch`` and the writer's ``offsets`` (path in layer -> span)."""
         if self.root is None or not self.active:
             return
-        spans = None
-        if offsets is not None and diff_id is not None:
-            spans = {sub: offsets[rel] for sub in self.files if (rel := self._rel(sub)) in offsets}
+        files: dict[str, str] = self.files
+        if offsets and diff_id is not None:
+            files = {}
+            for sub, sig in self.files.items():
+                span = offsets.get(self._rel(sub))
+                files[sub] = f"{sig}@{span[0]}:{span[1]}" if span is not None else sig
+        else:
+            diff_id = None
         obj = {
             "version": RECORD_VERSION, "chain": str(chain), "root": self.root, "top": self.top,
-            "files": self.files, "diff_id": str(diff_id) if diff_id else None, "epoch": epoch,
-            "spans": spans,
+            "files": files, "diff_id": str(diff_id) if diff_id else None, "epoch": epoch,
         }  # fmt: skip
         path = _record_path(directory, key)
         path.parent.mkdir(parents=True, exist_ok=True)
