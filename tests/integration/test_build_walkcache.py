@@ -71,7 +71,7 @@ def test_plain_walk_order_is_the_copiers(tmp_path: Path) -> None:
 
 
 def test_a_vanished_directory_is_a_build_error(tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match="reading build context: .*gone: no such file"):
+    with pytest.raises(BuildError, match=r"reading build context: .*gone: no such file"):
         plain_signatures(0, str(tmp_path / "gone"), [])
 
 
@@ -230,3 +230,62 @@ def test_records_are_bounded(ctx: Path, tmp_path: Path) -> None:
     left = {p.name for p in walks.iterdir()}
     assert len(left) == MAX_WALKS // 2
     assert f"{MAX_WALKS:064x}" in left and f"{0:064x}" not in left
+
+
+@pytest.fixture
+def ignoring(tmp_path: Path) -> Path:
+    root = tmp_path / "ign"
+    for d in ("src/pkg", "build/sub", "node_modules/x"):
+        (root / d).mkdir(parents=True)
+    (root / "src/main.py").write_text("print(1)\n")
+    (root / "src/pkg/mod.pyc").write_bytes(b"\0")
+    (root / "build/sub/out.o").write_bytes(b"\1")
+    (root / "node_modules/x/index.js").write_text("x\n")
+    (root / ".dockerignore").write_text("node_modules\n**/*.pyc\nbuild\n!build/sub/keep.txt\n")
+    _settle()
+    return root
+
+
+def _no_cache_key(ctx: Path) -> Digest:
+    with BuildContext.open(ctx) as context:
+        return hash_sources(context, ["."])
+
+
+def test_ignored_entries_change_nothing(ignoring: Path, tmp_path: Path) -> None:
+    db = tmp_path / "stat.db"
+    first, cache = _hash(ignoring, db)
+    assert first == _no_cache_key(ignoring)
+    assert cache.misses == 2  # main.py, .dockerignore
+    (ignoring / "node_modules/x/index.js").write_text("changed\n")
+    (ignoring / "node_modules/y.js").write_text("new\n")
+    (ignoring / "src/pkg/mod.pyc").write_bytes(b"\0\0")
+    (ignoring / "build/sub/out.o").write_bytes(b"\2")
+    _settle()
+    again, cache = _hash(ignoring, db)
+    assert again == first and cache.misses == 0
+    os.utime(ignoring / "src/pkg/mod.pyc", ns=(10**18, 10**18))
+    again, cache = _hash(ignoring, db)
+    assert again == first and cache.misses == 0
+
+
+def test_a_re_included_file_deep_in_an_ignored_dir_is_seen(ignoring: Path, tmp_path: Path) -> None:
+    db = tmp_path / "stat.db"
+    first, _ = _hash(ignoring, db)
+    (ignoring / "build/sub/keep.txt").write_text("kept\n")  # only build/sub's mtime changes
+    added, _ = _hash(ignoring, db)
+    assert added != first and added == _no_cache_key(ignoring)
+    (ignoring / "build/sub/keep.txt").write_text("kept, edited\n")
+    edited, cache = _hash(ignoring, db)
+    assert edited not in (first, added) and edited == _no_cache_key(ignoring)
+    assert cache.misses == 1
+
+
+def test_edits_beside_ignored_entries_are_seen(ignoring: Path, tmp_path: Path) -> None:
+    db = tmp_path / "stat.db"
+    first, _ = _hash(ignoring, db)
+    (ignoring / "src/main.py").write_text("print(2)\n")
+    edited, cache = _hash(ignoring, db)
+    assert edited != first and edited == _no_cache_key(ignoring) and cache.misses == 1
+    (ignoring / "src/pkg/new.py").write_text("new\n")
+    added, _ = _hash(ignoring, db)
+    assert added not in (first, edited) and added == _no_cache_key(ignoring)

@@ -53,11 +53,19 @@ _KEY_VERSION = b"lamina-copy-key-v1\n"
 _Digester = Callable[[str, Signature], str]
 
 
+class _Unlike(Exception):
+    """A whole walk and the filter's walk disagree (a race): use the filter's walk alone."""
+
+
 class _Hasher:
     """Turns sources into key lines: a header per source, then one line per entry."""
 
     def __init__(self, excludes: Sequence[str]) -> None:
         self.excludes = PatternMatcher(excludes, source="--exclude") if excludes else None
+        #: sources walked whole (``.dockerignore``d entries kept, with empty lines), see
+        #: :meth:`signatures`; False after such a walk disagreed with the filter
+        self.raw: set[int] = set()
+        self.raw_ok = True
 
     def line(self, sig: Signature, source: SourcePath, full: str, digest: _Digester) -> bytes:
         """The key line of entry ``sig`` (see :mod:`lamina.build.walkcache`), path ``full``."""
@@ -99,23 +107,65 @@ class _Hasher:
         if not source.is_dir:
             return
         flt = source.filter
-        if self.excludes is None and (
-            flt is None or flt.excludes is None or not flt.excludes.patterns
-        ):
+        ignore = flt.excludes if flt is not None else None
+        if self.excludes is None and (ignore is None or not ignore.patterns):
             plain_signatures(index, str(source.full_path), out)  # the common case, fast
             return
+        if self.excludes is None and ignore is not None and self.raw_ok:
+            # The .dockerignore'd entries are walked too (their lines will be empty), so
+            # an unchanged walk needs no pattern matching: which entries are ignored depends
+            # on their paths only. A directory is not entered when it and so everything
+            # below it is ignored (no "!" pattern can take anything back).
+            base = f"{source.path}/" if source.path else ""
+            gone = (lambda sub: ignore.matches(base + sub)) if not ignore.exclusions else None
+            mark = len(out)
+            try:
+                plain_signatures(index, str(source.full_path), out, gone)
+                self.raw.add(index)
+                return
+            except BuildError:  # e.g. an unreadable ignored directory: the filter skips it
+                del out[mark:]
         excluded = self.excluded if self.excludes is not None else None
         out += [signature(index, sub, st) for sub, st, _ in iter_source(source, excluded)]
 
+    def shown(self, sources: Sequence[SourcePath], sigs: list[Signature]) -> dict[int, set[str]]:
+        """Per raw-walked source, the paths the filter lets through; raises _Unlike unless
+        they come in ``sigs`` in the filter's own order (so the lines keep their order)."""
+        found: dict[int, set[str]] = {}
+        for index in sorted(self.raw):
+            shown = [sub for sub, _st, _d in iter_source(sources[index], None)]
+            kept = set(shown)
+            if [s[1] for s in sigs if s[0] == index and s[1] in kept] != shown:
+                raise _Unlike
+            found[index] = kept
+        return found
+
+    def walk(self, sources: Sequence[SourcePath]) -> list[Signature]:
+        """The signatures of every source, in order (see :meth:`signatures`)."""
+        sigs: list[Signature] = []
+        for i, src in enumerate(sources):
+            self.signatures(i, src, sigs)
+        return sigs
+
+    def unlike(self, sources: Sequence[SourcePath]) -> list[Signature]:
+        """After _Unlike: walk again through the filter alone."""
+        self.raw_ok = False
+        self.raw.clear()
+        return self.walk(sources)
+
     def lines(
-        self, sources: Sequence[SourcePath], sigs: list[Signature], digests: list[_Digester]
-    ) -> Iterator[bytes]:
-        """The key line of each of ``sigs`` (from :meth:`signatures` over ``sources``)."""
+        self, sources: Sequence[SourcePath], sigs: list[Signature], digests: list[_Digester],
+        shown: dict[int, set[str]],
+    ) -> Iterator[bytes]:  # fmt: skip
+        """The key line of each of ``sigs`` (from :meth:`signatures` over ``sources``; ``shown``
+        from :meth:`shown`); an ignored entry's line is empty."""
         fulls = [str(src.full_path) for src in sources]
         for sig in sigs:
             i, sub = cast(tuple[int, str | None], sig[:2])
             if sub is None:
                 yield self.header(sources[i])
+            elif sub and i in shown and sub not in shown[i]:
+                yield b""  # ignored: walked only so that an unchanged walk needs no filter
             else:
                 full = f"{fulls[i]}/{sub}" if sub else fulls[i]
                 yield self.line(sig, sources[i], full, digests[i])
@@ -150,9 +200,7 @@ def _remembered(
         return done[0]
     started = time.time_ns()
     cache.walked_count += 1
-    sigs: list[Signature] = []
-    for i, src in enumerate(sources):
-        hasher.signatures(i, src, sigs)
+    sigs = hasher.walk(sources)
     old = cache.walks.load(identity)
     if old is not None and old.signatures == dump_signatures(sigs):
         cache.hits += old.files  # nothing changed: the remembered lines (and key) hold
@@ -160,7 +208,11 @@ def _remembered(
         return old.key
     walk = _patched(hasher, sources, cache, sigs, old, started) if old is not None else None
     if walk is None:
-        walk = _rewalk(hasher, sources, cache, identity, sigs, old, started)
+        try:
+            walk = _rewalk(hasher, sources, cache, identity, sigs, old, started)
+        except _Unlike:
+            sigs = hasher.unlike(sources)
+            walk = _rewalk(hasher, sources, cache, identity, sigs, old, started)
     if old is None or (walk.signatures, walk.lines) != (old.signatures, old.lines):
         cache.walks.save(walk)
     cache.walked[identity] = (walk.key, walk.files)
@@ -194,15 +246,22 @@ def _rewalk(
     computed where not; racy entries are stored unmatchable. Without an old walk, file
     digests come from the rows; with one, a changed file is read without storing a row (its
     row could not match either, and the database stays closed)."""
+    shown = hasher.shown(sources, sigs)
     known = old.by_entry() if old is not None else {}
     changed: list[Signature] = []
     for sig in sigs:
         prev = known.get(sig[:2])
         if prev is None or prev[0] != sig:
             changed.append(sig)
+        elif sig[0] in shown and sig[1] and (sig[1] in shown[sig[0]]) != bool(prev[1]):
+            changed.append(sig)  # e.g. an ignored dir now sent for a re-included child
     digests = [_digester(cache, src, use_rows=old is None) for src in sources]
     fresh = dict(
-        zip((s[:2] for s in changed), hasher.lines(sources, changed, digests), strict=True)
+        zip(
+            (s[:2] for s in changed),
+            hasher.lines(sources, changed, digests, shown),
+            strict=True,
+        )
     )
     lines: list[bytes] = []
     stored: list[Signature] = []
@@ -210,11 +269,11 @@ def _rewalk(
     for sig in sigs:
         line = fresh.get(sig[:2])
         mode = cast(int, sig[7]) if len(sig) > 2 else 0
-        is_file = stat.S_ISREG(mode)
-        files += is_file
         if line is None:
             line = known[sig[:2]][1]
-            cache.hits += is_file
+            cache.hits += stat.S_ISREG(mode) and bool(line)
+        is_file = stat.S_ISREG(mode) and bool(line)  # an ignored file is no file here
+        files += is_file
         lines.append(line)
         racy = (is_file or stat.S_ISLNK(mode)) and is_racy(
             cast(int, sig[5]), cast(int, sig[6]), started
@@ -257,10 +316,13 @@ def hash_sources(
         cache.flush()
         return Digest.parse(key)
     sha = hashlib.sha256(_KEY_VERSION)
-    sigs: list[Signature] = []
-    for i, src in enumerate(found):
-        hasher.signatures(i, src, sigs)
+    sigs = hasher.walk(found)
+    try:
+        shown = hasher.shown(found, sigs)
+    except _Unlike:
+        sigs = hasher.unlike(found)
+        shown = {}
     plain: _Digester = lambda full, sig: file_sha256(full)[0]  # noqa: E731
-    for line in hasher.lines(found, sigs, [plain] * len(found)):
+    for line in hasher.lines(found, sigs, [plain] * len(found), shown):
         sha.update(line)
     return Digest.from_hasher(sha)

@@ -97,14 +97,17 @@ def _listing(fd: int) -> list[os.DirEntry[str]]:
     return entries
 
 
-def plain_signatures(index: int, top: str, out: list[Signature]) -> None:
+def plain_signatures(
+    index: int, top: str, out: list[Signature], prune: Callable[[str], bool] | None = None
+) -> None:
     """Append the signatures of everything below directory ``top`` to ``out``.
 
     Depth-first, names in byte order, a directory before its children, links not followed:
     the order of :func:`lamina.build.copytree.iter_source` for a source without patterns.
     Directories are opened (``O_NOFOLLOW``) and listed by fd, so each ``lstat`` resolves one
     name rather than a whole path. A directory that vanishes or turns into something else
-    meanwhile raises BuildError.
+    meanwhile raises BuildError. A directory for which ``prune(path)`` is true is listed
+    (its own signature) but not entered.
     """
     add = out.append
     isdir = stat.S_ISDIR
@@ -123,7 +126,7 @@ def plain_signatures(index: int, top: str, out: list[Signature]) -> None:
                     index, sub, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
                     st.st_ctime_ns, mode, st.st_uid, st.st_gid,
                 ))  # fmt: skip
-                if isdir(mode):
+                if isdir(mode) and (prune is None or not prune(sub)):
                     child = os.open(e.name, _DIR_FLAGS, dir_fd=fd)
                     stack.append((sub + "/", child, iter(_listing(child))))
                     break
@@ -203,8 +206,9 @@ class Walk:
         walk (a touch, an edit, a mode change: only signatures differ), else None.
 
         Only the differing entries are looked at: ``line_for(sig)`` computes such an entry's
-        line. The entries that still match were stored clean (an unmatchable signature equals
-        no ``lstat``), so they stay clean. A racy changed entry keeps its *old* signature
+        line (an entry with an empty line, one ``.dockerignore`` hides, keeps it). The entries
+        that still match were stored clean (an unmatchable signature equals no ``lstat``), so
+        they stay clean. A racy changed entry keeps its *old* signature
         rather than an unmatchable one: that one cannot match again either (the entry's ctime
         has moved past it; ctime is set from the clock on every change and cannot be set by
         users), and a build that only re-reads racy entries (a fresh ``touch``) then leaves
@@ -222,6 +226,8 @@ class Walk:
         stored, files, pieces, pos = list(sigs), self.files, [], 0
         for k in changed:
             sig = sigs[k]
+            if starts[k] == starts[k + 1]:
+                continue  # an ignored entry (no line): its path is unchanged, so it still is
             line = line_for(sig)
             if line != self.lines[starts[k] : starts[k + 1]]:
                 pieces += [self.lines[pos : starts[k]], line]
