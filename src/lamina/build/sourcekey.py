@@ -11,11 +11,21 @@ not enter the key, so ``touch`` does not change it.
 
 File digests come from a :class:`~lamina.build.statcache.StatCache`. On top of its rows, its
 :class:`~lamina.build.walkcache.WalkStore` remembers each call's last walk: an unchanged
-source then costs the ``lstat`` walk and one hash over the remembered key lines (no row
-lookups, no database); after a ``touch`` or an edit only the changed entries are looked at
-(read directly: their rows could not match either). Within one cache object the same
-sources are walked once: a cache object belongs to one build, during which the context is
-taken as unchanging (BuildKit reads it once per build too).
+source then costs the ``lstat`` walk and a comparison with the remembered signatures (no
+row lookups, no database, no hashing: the record holds its key); after a ``touch`` or an
+edit only the changed entries are looked at (read directly: their rows could not match
+either). Within one cache object the same sources are walked once: a cache object belongs
+to one build, during which the context is taken as unchanging (BuildKit reads it once per
+build too).
+
+With a ``.dockerignore`` (and no ``--exclude``), the remembered walk is the *whole* tree,
+ignored entries included with empty lines, except directories that the patterns ignore with
+everything below them (no ``!`` pattern at all). Whether an entry is ignored depends on its
+path alone, and a directory's listing changes its signature, so an unchanged walk needs no
+pattern matching; only a changed walk asks the filter (the copier's own walk), and checks
+that the entries it sends come in the same order (:class:`_Unlike` otherwise: a race, and
+the filter's walk is used alone). A directory the filter sends only because a re-included
+file lies below it is re-decided whenever the entries change.
 
 Invariant: same inputs, same key, with or without a cache, whatever the times.
 """
