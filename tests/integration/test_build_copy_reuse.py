@@ -239,3 +239,30 @@ def test_the_record_lets_the_next_tar_copy_the_previous_one(
     assert "@" in saved["files"]["big.bin"]  # signature @ start:end in the tar
     assert saved["diff_id"] == str(store.get_image("two").layers()[-1].diff_id())
     assert str(result.digest) == cold_digest(tmp_path, busybox_tar, "overlay", ctx)
+
+
+@pytest.mark.needs_overlay
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        "FROM busybox\nCOPY --chown=1:2 --chmod=640 . /data/\n",
+        "FROM busybox\nCOPY . /bin/\n",  # into a directory of the base image (copied up)
+        "FROM busybox\nWORKDIR /w\nCOPY --link . sub/\n",
+    ],
+)
+def test_flags_and_existing_destinations_match_a_cold_build(
+    tmp_path: Path, busybox_tar: Path, ctx: Path, dockerfile: str
+) -> None:
+    (ctx / "Dockerfile").write_text(dockerfile)
+    os.setxattr(ctx / "d2" / "e1" / "f5.txt", "user.note", b"kept")  # copied, never linked
+    _age(ctx)
+    store = new_store(tmp_path / "root", busybox_tar, "overlay")
+    build(store, ctx, tags=["one"], epoch=EPOCH)
+    (ctx / "d0" / "e0" / "f0.txt").write_bytes(b"edited\n")
+    result = build(store, ctx, tags=["two"], epoch=EPOCH)
+    upper = top_dir(store, "two")
+    (big,) = upper.rglob("big.bin")
+    (noted,) = upper.rglob("f5.txt")
+    assert os.lstat(big).st_nlink == 2 and os.lstat(noted).st_nlink == 1
+    assert os.getxattr(noted, "user.note") == b"kept"
+    assert str(result.digest) == cold_digest(tmp_path, busybox_tar, "overlay", ctx)
