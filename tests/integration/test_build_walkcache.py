@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import tarfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from lamina.build import walkcache
 from lamina.build.context import BuildContext, resolve_sources
 from lamina.build.copytree import iter_source
 from lamina.build.sourcekey import hash_sources
@@ -289,3 +291,43 @@ def test_edits_beside_ignored_entries_are_seen(ignoring: Path, tmp_path: Path) -
     (ignoring / "src/pkg/new.py").write_text("new\n")
     added, _ = _hash(ignoring, db)
     assert added not in (first, edited) and added == _no_cache_key(ignoring)
+
+
+def test_records_are_bounded_by_size(
+    ctx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "stat.db"
+    walks = db.parent / f"{db.stem}-walks"
+    walks.mkdir()
+    for n in range(4):
+        (walks / f"{n:064x}").write_bytes(b"x" * 1000)
+        os.utime(walks / f"{n:064x}", ns=(n * 10**9, n * 10**9))
+    monkeypatch.setattr(walkcache, "MAX_BYTES", 3000)
+    _hash(ctx, db)  # its own record is larger than the budget: everything older goes
+    assert [p.name for p in walks.iterdir()] == [_walk_files(db)[-1].name]
+    assert not (walks / f"{3:064x}").exists()
+
+
+def test_a_used_record_is_marked_used(ctx: Path, tmp_path: Path) -> None:
+    db = tmp_path / "stat.db"
+    _hash(ctx, db)
+    (record,) = _walk_files(db)
+    old = time.time() - 7200
+    os.utime(record, (old, old))
+    _hash(ctx, db)
+    assert record.stat().st_mtime > old + 3600
+
+
+def test_an_archive_context_keeps_no_record(ctx: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "ctx.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(ctx, arcname=".")
+    db = tmp_path / "stat.db"
+    with (
+        open(archive, "rb") as f,
+        BuildContext.open("-", stdin=f) as context,
+        StatCache(db) as cache,
+    ):
+        key = hash_sources(context, ["d0"], cache=cache)
+    assert key == _hash(ctx, db, ["d0"])[0]  # same content, same key
+    assert len(_walk_files(db)) == 1  # the directory context's record only

@@ -339,6 +339,11 @@ class BuildContext:
             shutil.rmtree(root, ignore_errors=True)
             raise
 
+    @property
+    def is_temporary(self) -> bool:
+        """Whether ``root`` is a private extraction (an archive context), removed on close."""
+        return self._temporary
+
     def resolve(
         self, names: Sequence[str], *, allow_empty_wildcard: bool = False
     ) -> list[SourcePath]:

@@ -200,9 +200,11 @@ def _key_of(lines: bytes) -> str:
 
 
 def _remembered(
-    hasher: _Hasher, sources: Sequence[SourcePath], cache: StatCache, excludes: Sequence[str]
-) -> str:
-    """The key of ``sources``, through ``cache``'s remembered walks."""
+    hasher: _Hasher, sources: Sequence[SourcePath], cache: StatCache, excludes: Sequence[str],
+    keep: bool,
+) -> str:  # fmt: skip
+    """The key of ``sources``, through ``cache``'s remembered walks (none read or written
+    unless ``keep``)."""
     identity = _identity(sources, excludes)
     done = cache.walked.get(identity)
     if done is not None:
@@ -211,7 +213,7 @@ def _remembered(
     started = time.time_ns()
     cache.walked_count += 1
     sigs = hasher.walk(sources)
-    old = cache.walks.load(identity)
+    old = cache.walks.load(identity) if keep else None
     if old is not None and old.signatures == dump_signatures(sigs):
         cache.hits += old.files  # nothing changed: the remembered lines (and key) hold
         cache.walked[identity] = (old.key, old.files)
@@ -223,7 +225,7 @@ def _remembered(
         except _Unlike:
             sigs = hasher.unlike(sources)
             walk = _rewalk(hasher, sources, cache, identity, sigs, old, started)
-    if old is None or (walk.signatures, walk.lines) != (old.signatures, old.lines):
+    if keep and (old is None or (walk.signatures, walk.lines) != (old.signatures, old.lines)):
         cache.walks.save(walk)
     cache.walked[identity] = (walk.key, walk.files)
     return walk.key
@@ -322,7 +324,9 @@ def hash_sources(
     resolved = context.resolve(names) if names and context is not None else sources
     found = [item for item in resolved if isinstance(item, SourcePath)]
     if cache is not None:
-        key = _remembered(hasher, found, cache, excludes)
+        # an archive context is extracted anew, elsewhere, by every build: nothing to reuse
+        keep = context is None or not context.is_temporary
+        key = _remembered(hasher, found, cache, excludes, keep)
         cache.flush()
         return Digest.parse(key)
     sha = hashlib.sha256(_KEY_VERSION)

@@ -35,8 +35,9 @@ it is not meant to stop someone who can write the store, who could rewrite any c
 Written atomically (temp file + rename, not fsynced: losing it costs a walk); a missing,
 truncated, corrupt or foreign file is treated as absent. Concurrent builds may each write
 the same identity; the last rename wins and either content is valid. The directory is
-bounded: past :data:`MAX_WALKS` files, the least recently written half is removed (a removed
-walk costs speed, never correctness).
+bounded: past :data:`MAX_WALKS` files or :data:`MAX_BYTES`, the least recently used are
+removed down to half (a record's mtime is moved to "now" when it is loaded and an hour old;
+a removed walk costs speed, never correctness).
 
 Invariants: a walk record is an optimisation only; deleting the directory changes no key.
 """
@@ -48,6 +49,7 @@ import hashlib
 import marshal
 import os
 import stat
+import time
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -61,7 +63,8 @@ from lamina._internal.fileio import TMP_PREFIX, write_atomic
 from lamina.errors import BuildError
 
 __all__ = [
-    "COARSE_NS", "MAX_WALKS", "Walk", "WalkStore", "is_racy", "plain_signatures", "unmatchable",
+    "COARSE_NS", "MAX_BYTES", "MAX_WALKS", "Walk", "WalkStore", "is_racy", "plain_signatures",
+    "unmatchable",
 ]  # fmt: skip
 
 MAGIC = b"lamina-walk-v3\n\0"
@@ -69,6 +72,8 @@ MAGIC = b"lamina-walk-v3\n\0"
 COARSE_NS = 50_000_000
 _WHOLE_SECOND_NS = 2_000_000_000
 MAX_WALKS = 512
+MAX_BYTES = 256 << 20
+_USED = 3600.0  # a record's mtime marks its last use to within this many seconds
 
 #: see the module docstring; ``sig[2:]`` is the stat cache's row signature
 Signature = tuple[object, ...]
@@ -271,6 +276,8 @@ class WalkStore:
         try:
             with open(self.directory / identity, "rb") as f:
                 data = f.read()
+                if os.fstat(f.fileno()).st_mtime < time.time() - _USED:
+                    os.utime(f.fileno())  # used: keep it from eviction (see _bound)
         except OSError:
             return None
         head = len(MAGIC) + 4
@@ -307,15 +314,23 @@ class WalkStore:
         self._bound()
 
     def _bound(self) -> None:
-        """Keep at most MAX_WALKS records: drop the least recently written half."""
+        """Past MAX_WALKS records or MAX_BYTES, drop the least recently used down to half."""
         try:
             with os.scandir(self.directory) as it:
-                entries = [e for e in it if not e.name.startswith(TMP_PREFIX)]
-            if len(entries) <= MAX_WALKS:
-                return
-            aged = sorted(entries, key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
+                entries = [
+                    (st.st_mtime_ns, st.st_size, e.path)
+                    for e in it
+                    if not e.name.startswith(TMP_PREFIX)
+                    for st in (e.stat(follow_symlinks=False),)
+                ]
         except OSError:
             return
-        for entry in aged[: len(aged) - MAX_WALKS // 2]:
+        count, total = len(entries), sum(size for _t, size, _p in entries)
+        if count <= MAX_WALKS and total <= MAX_BYTES:
+            return
+        for _mtime, size, path in sorted(entries)[:-1]:  # never the newest (just written)
+            if count <= MAX_WALKS // 2 and total <= MAX_BYTES // 2:
+                break
             with contextlib.suppress(OSError):
-                os.unlink(entry.path)
+                os.unlink(path)
+            count, total = count - 1, total - size
