@@ -48,6 +48,16 @@ there (a lower directory is copied up first, by a no-op ``fchmod``, exactly as a
 into it would have). A link changes its directory's mtime, so the times the copier gave its
 directories are set again. When ``link`` fails (``EXDEV``, ``EPERM``, ``EMLINK``, the previous
 layer removed meanwhile...) the file is copied from the source into the upper dir instead.
+
+The tar. When the previous tar is still stored, was written with the same epoch and put the
+files under the same ``top``, the new tar copies the linked files' entries from it
+(:class:`lamina.snapshot.writer.EarlierTar`: same path, same inode, same epoch give the same
+bytes) instead of reading and framing each file again. That blob was verified when it was
+stored (a cache hit trusts it the same way); the new blob is hashed as it is written.
+
+Scope: ``COPY`` of one context name resolving to one directory (no ``--from``, heredoc,
+``--parents`` or ``ADD``: several sources could write one path, and a deferred link would
+then win). ``--no-cache`` records but links nothing. A record costs about 100 bytes per file.
 """
 
 from __future__ import annotations
