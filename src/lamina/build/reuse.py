@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lamina._internal.fileio import write_atomic
-from lamina.errors import BuildError, NotFound
+from lamina.errors import BuildError, NotFound, StoreCorrupt
 from lamina.oci.digest import Digest
 from lamina.store import Store
 
@@ -318,7 +318,12 @@ class LayerReuse:
             return
         from lamina.snapshot.writer import EarlierTar
 
-        with store.blobs.open(prev.diff_id) as blob:
+        try:
+            blob = store.blobs.open(prev.diff_id)
+        except (NotFound, StoreCorrupt, OSError):  # collected meanwhile: write every entry
+            yield None
+            return
+        with blob:
             size = os.fstat(blob.fileno()).st_size
             entries: dict[str, tuple[int, int, int, int]] = {}
             for sub, dev, ino, span in self.linked:
