@@ -31,8 +31,6 @@ whatever happens.
 
 from __future__ import annotations
 
-import csv
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +75,8 @@ def parse_output(text: str) -> OutputSpec:
     """Parse ``type=oci,dest=out`` (a bare path means ``type=local,dest=PATH``)."""
     if "=" not in text:
         return OutputSpec(type="local", dest=text)
+    import csv  # here: a build without --output never parses one
+
     fields: dict[str, str] = {}
     last = ""
     for item in next(csv.reader([text])):  # CSV, as BuildKit: "name=a,b" is one field
@@ -196,6 +196,8 @@ def export(
 
 
 def _export_local(store: Store, state: StageState, dest: Path) -> None:
+    import subprocess
+
     dest.mkdir(parents=True, exist_ok=True)
     with open_view(store, state.chain) as view:
         proc = subprocess.run(

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import shutil
 import stat
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,8 +29,9 @@ from typing import TYPE_CHECKING
 
 from lamina.errors import BuildError, UsageError
 
-if TYPE_CHECKING:  # socket is imported where an agent is forwarded: most builds have no --ssh
+if TYPE_CHECKING:  # imported where an agent is started or forwarded: most builds have no --ssh
     import socket
+    import subprocess
 
 __all__ = ["SshAgents", "SshSource", "forward_agent", "parse_ssh"]
 
@@ -126,6 +125,8 @@ class SshAgents:
         self._dirs.append(directory)
         sock = directory / "agent.sock"
         env = {"PATH": "/usr/bin:/bin", "HOME": str(directory)}
+        import subprocess
+
         agent = subprocess.Popen(
             ["ssh-agent", "-D", "-a", str(sock)], env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -156,12 +157,7 @@ class SshAgents:
             dirs, self._dirs = self._dirs, []
             self._sockets.clear()
         for agent in agents:
-            agent.terminate()
-            try:
-                agent.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+            _stop(agent)
         for directory in dirs:
             shutil.rmtree(directory, ignore_errors=True)
 
@@ -170,6 +166,18 @@ class SshAgents:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stop(agent: subprocess.Popen[bytes]) -> None:
+    """Terminate ``agent``; kill it if it has not exited within 5 s."""
+    import subprocess
+
+    agent.terminate()
+    try:
+        agent.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait()
 
 
 @contextlib.contextmanager
@@ -231,6 +239,7 @@ def _short(path: Path) -> Iterator[str]:
 
 def _relay(conn: socket.socket, upstream: Path, stop: threading.Event) -> None:
     """Copy bytes both ways between ``conn`` and a new connection to ``upstream``."""
+    import selectors
     import socket
 
     with conn, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as agent:

@@ -33,7 +33,6 @@ import errno
 import os
 import shutil
 import stat
-import tarfile
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
@@ -69,6 +68,8 @@ def is_archive(path: Path) -> bool:
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
+        import tarfile  # only for its header parser: the extractor below does not use it
+
         try:
             stream, _kind = open_archive(cast(BinaryIO, f), f"reading {path.name}")
             block = stream.read(tarfile.BLOCKSIZE)

@@ -8,7 +8,6 @@ secret and ssh and to False for cache and tmpfs; cache ``sharing`` defaults to `
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +76,8 @@ def _parse_uint(value: str, base: int, what: str) -> int:
 
 def parse_mount(value: str, expand: Callable[[str], str] | None = None) -> Mount:
     """Parse one ``--mount`` value; ``expand`` (if given) expands each field value."""
+    import csv  # here: most Dockerfiles have no RUN --mount
+
     try:
         fields = next(csv.reader([value]), [])
     except csv.Error as exc:

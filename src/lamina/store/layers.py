@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
@@ -312,6 +311,8 @@ class LayerStore:
 
 def copy_tree(src: Path, dst: Path) -> None:
     """Copy a layer tree exactly (owners, modes, xattrs, hard links, devices) with ``cp -a``."""
+    import subprocess  # here: only the vfs driver copies trees
+
     proc = subprocess.run(
         ["cp", "-a", "--reflink=auto", "--no-target-directory", str(src), str(dst)],
         capture_output=True,

@@ -21,16 +21,18 @@ import os
 import posixpath
 import shutil
 import stat
-import tarfile
 import tempfile
 import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from lamina._internal.compression import open_decompressed
 from lamina.errors import NotFound, StorageError, UnsafeArchive
+
+if TYPE_CHECKING:  # tarfile is imported where an archive is indexed, not for directories
+    import tarfile
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -160,6 +162,8 @@ class TarFiles:
             tmp.close()
 
     def _index(self) -> dict[str, _Member]:
+        import tarfile
+
         members: dict[str, _Member] = {}
         raw = os.fdopen(os.dup(self._fd), "rb")
         try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -170,6 +169,8 @@ class OverlayBackend:
                 f"{PAGE}-byte mount option limit of this kernel",
                 hint="squash the image, or use a kernel >= 6.8",
             )
+        import subprocess  # here and below: only fallbacks run programs (a syscall mounts)
+
         proc = subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o", data, str(target)],
             cwd=common,
@@ -208,6 +209,8 @@ class FuseOverlayBackend:
         if any(c in str(p) for p in paths for c in ":,="):
             raise UnionFSError("fuse-overlayfs: paths with ':', ',' or '=' are not supported")
         data = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work}"
+        import subprocess
+
         proc = subprocess.run(
             [self.binary, "-o", data, str(target)], capture_output=True, check=False
         )
@@ -222,6 +225,8 @@ class FuseOverlayBackend:
         except UnionFSError:
             if shutil.which("fusermount3") is None:
                 raise
+            import subprocess
+
             with contextlib.suppress(OSError):
                 subprocess.run(["fusermount3", "-u", "-z", str(target)], check=False)
             if syscall.is_mountpoint(target):
