@@ -241,7 +241,8 @@ def remove_bundle_mountpoints(store: Store, cid: str) -> None:
     from lamina.runtime.bundle import remove_mountpoints
 
     path = store.containers.dir(cid) / "bundle"
-    if (path / "config.json").exists():
+    # No record, nothing to remove (the usual case): the config need not be read then.
+    if (path / "mountpoints.json").exists() and (path / "config.json").exists():
         remove_mountpoints(open_bundle(path))
 
 

@@ -292,7 +292,8 @@ class ContainerStore:
             image_top = self.layers.diff_dir(records[0])
         init_short = self._make_layer(f"{cid}-init", image_links, copy_from=image_top)
         init_dir = self.layout.layer_dir(f"{cid}-init")
-        _write_init_files(init_dir / "diff")
+        fresh = image_top is None or not self.layers.backend.copies
+        _write_init_files(init_dir / "diff", fresh=fresh)
         copies = self.layers.backend.copies
         self._make_layer(
             cid, [f"l/{init_short}", *image_links], copy_from=init_dir / "diff" if copies else None
@@ -360,8 +361,17 @@ def _dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _write_init_files(diff: Path) -> None:
-    """Docker's init-layer placeholders (mount points for the files bound at start)."""
+def _write_init_files(diff: Path, *, fresh: bool) -> None:
+    """Docker's init-layer placeholders (mount points for the files bound at start).
+
+    ``fresh``: ``diff`` was just made empty (overlay), so nothing there needs replacing and
+    the placeholders are created straight away; otherwise (vfs: a copy of the image's tree)
+    what is in the way is replaced.
+    """
+    if fresh:
+        for rel, kind in INIT_ENTRIES:
+            _create_entry(diff / rel, kind)
+        return
     for rel, kind in INIT_ENTRIES:
         path = diff / rel
         if kind == "dir":
@@ -381,3 +391,16 @@ def _write_init_files(diff: Path) -> None:
                 else:
                     path.unlink()
             os.symlink(kind, path)
+
+
+def _create_entry(path: Path, kind: str) -> None:
+    """One placeholder in a fresh init dir (parents come first in INIT_ENTRIES)."""
+    if kind == "dir":
+        os.mkdir(path, 0o755)
+    elif kind == "file":
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o755)
+        os.fchmod(fd, 0o755)
+        os.close(fd)
+    else:
+        os.symlink(kind, path)
