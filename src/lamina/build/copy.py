@@ -304,6 +304,7 @@ class _Copier:
         if (
             sub is not None
             and self.reuse is not None
+            and self.reuse.linking
             and st.st_nlink == 1
             and stat.S_ISREG(st.st_mode)
             and self.reuse.offer(sub, st, pfd, name, self.wanted(st, source.preserve_owner))
@@ -364,7 +365,7 @@ class _Copier:
             finally:
                 os.close(out_fd)
             if sub is not None and self.reuse is not None and not xattrs:
-                self.reuse.note(sub, now, in_fd)
+                self.reuse.note(sub, now)
         finally:
             os.close(in_fd)
         self.result.files += 1

@@ -10,9 +10,9 @@ The record. After a ``COPY`` of one context directory commits a layer, :meth:`La
 writes ``<buildcache>/reuse/<2 hex>/<key>.json``: the layer's chain id, the source directory,
 the destination directory relative to the layer (``top``) and, for every regular file the
 copy wrote with a single link, its path below the source and the source's stat signature
-``dev:ino:size:mtime_ns:ctime_ns:mode:uid:gid`` taken before the copy read it (and checked
-again after), followed by ``@start:end``, where its entry lies in the layer tar, when the tar
-is recorded too (its diff_id and epoch). The key is the step's cache key *without* the content
+``dev:ino:size:mtime_ns:ctime_ns:mode:uid:gid`` taken before the copy read it, followed by
+``@start:end``, where its entry lies in the layer tar, when the tar is recorded too (its
+diff_id and epoch). The key is the step's cache key *without* the content
 key and without the parent chain (``copy-reuse`` in :mod:`lamina.build.steps.files`): the
 last layer made by "this COPY" whatever the content. Last writer wins; a missing, unreadable
 or older-format record means "copy everything".
@@ -21,9 +21,9 @@ When a file may be linked (:meth:`LayerReuse.offer`), all of these hold:
 
 - the current source file's ``lstat`` signature equals the recorded one, which was not
   *racy* when recorded (mtime and ctime older than the copy's start minus a clock tick: 50 ms,
-  2 s for whole-second timestamps; git's "racy clean" rule) and did not change while the copy
-  read it, so the file has not been written since (the stat cache's argument): the previous
-  layer's file holds its current content;
+  2 s for whole-second timestamps; git's "racy clean" rule), so the file has not been written
+  since the copy read it (the stat cache's argument): the previous layer's file holds its
+  current content;
 - the previous layer's file is a regular file whose size, permission bits, owner and
   ``mtime_ns`` equal what the copy would give it (``--chmod``, ``--chown``, ``timestamp``
   applied) and that has no extended attributes; the source had none to copy when recorded
@@ -198,6 +198,11 @@ class LayerReuse:
     def _rel(self, sub: str) -> str:
         return f"{self.top}/{sub}" if self.top else sub
 
+    @property
+    def linking(self) -> bool:
+        """Whether :meth:`offer` may take anything (a previous layer, and the one copy)."""
+        return self.active and self.previous is not None
+
     def offer(self, sub: str, st: os.stat_result, pfd: int, name: str, want: Wanted | None) -> bool:
         """Whether source file ``sub`` (lstat ``st``, copied to ``name`` in directory ``pfd``)
         will be linked from the previous layer instead of copied; the caller then skips it."""
@@ -252,15 +257,12 @@ class LayerReuse:
         self.in_upper.add(parent)
         return True
 
-    def note(self, sub: str, before: os.stat_result, in_fd: int) -> None:
-        """``sub`` was copied from the open source ``in_fd`` (fstat ``before`` the read), which
-        has no xattrs to copy: record it unless it is racy or changed while it was read."""
-        if not self.active or before.st_nlink != 1:
-            return
-        if _racy(before, self.started_ns):
-            return
-        after = os.fstat(in_fd)
-        if signature(after) == signature(before):
+    def note(self, sub: str, before: os.stat_result) -> None:
+        """``sub`` was copied from a source whose fstat was ``before`` when the copy began to
+        read it, and which has no xattrs to copy: record it unless it is racy. (A write
+        during or after the read sets a ctime past ``started_ns``, beyond a non-racy
+        ``before``'s, so the recorded signature never matches that file again.)"""
+        if self.active and before.st_nlink == 1 and not _racy(before, self.started_ns):
             self.files[sub] = signature(before)
 
     def keep_dir_times(self, rootfs: Path, times: list[tuple[str, tuple[int, int]]]) -> None:
