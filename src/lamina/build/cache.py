@@ -5,7 +5,7 @@ A key is the sha256 of a step's inputs, built with :func:`step_key` from tagged 
 executor (see :mod:`lamina.build.steps`): the parent chain id, the expanded instruction, the
 environment and build args in scope, the user, working dir and shell, RUN's mounts and
 network, and for COPY/ADD the content key of the sources (names, types, modes, kept
-ownership, content — :func:`lamina.build.statcache.hash_sources`) and ``--chown``/``--chmod``.
+ownership, content — :func:`lamina.build.sourcekey.hash_sources`) and ``--chown``/``--chmod``.
 
 A record says what the step produced: ``diff_id`` (None for a step whose layer was empty) and
 the uncompressed blob it was stored as. A hit is usable only if the store still has the layer

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from lamina._internal.lock import flocked
 from lamina._internal.rootpath import resolve_in_root
+from lamina.build.sourcekey import hash_sources
 from lamina.build.ssh import forward_agent
-from lamina.build.statcache import hash_sources
 from lamina.build.steps.base import BuildEnv
 from lamina.build.workspace import open_overlay, open_view
 from lamina.dockerfile.mounts import Mount

@@ -14,8 +14,7 @@ imported) only when a row is needed.
 
 The cache object also carries the remembered walks of :mod:`lamina.build.sourcekey`
 (``<db stem>-walks/`` beside the database), which make most row lookups unnecessary, and
-the walks already done in this build. :func:`hash_sources` is that module's, re-exported
-here.
+the walks already done in this build.
 
 Invariants: the cache is an optimisation only; deleting the database or the walks changes no
 key. A cache object is used from one thread, for one build; close it (or use ``with``).
@@ -32,16 +31,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from lamina._internal.lazy import lazy_exports
 from lamina.build.walkcache import WalkStore, is_racy
 from lamina.errors import BuildError
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from lamina.build.sourcekey import hash_sources
-
-__all__ = ["StatCache", "file_sha256", "hash_sources"]
+__all__ = ["StatCache", "file_sha256"]
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _SCHEMA = """
@@ -186,7 +182,3 @@ class StatCache:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-# the key function moved to lamina.build.sourcekey; kept importable from here
-__getattr__ = lazy_exports(__name__, {"hash_sources": "lamina.build.sourcekey"})

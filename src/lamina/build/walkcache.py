@@ -1,6 +1,6 @@
 """Remembered walks of COPY/ADD sources, so an unchanged source costs one stat walk.
 
-:func:`lamina.build.statcache.hash_sources` feeds one sha256 with a header line per source
+:func:`lamina.build.sourcekey.hash_sources` feeds one sha256 with a header line per source
 and one key line per entry below it. A :class:`WalkStore` remembers, per *walk identity*
 (the sources' roots, paths, matched names, kept ownership, ``.dockerignore`` and
 ``--exclude`` patterns: everything that decides which entries a walk yields and how their

@@ -29,7 +29,7 @@ from lamina.build.chown import Owner, resolve_chown
 from lamina.build.context import SourcePath, resolve_sources
 from lamina.build.copy import copy_into, ensure_dir
 from lamina.build.progress import Vertex
-from lamina.build.statcache import hash_sources
+from lamina.build.sourcekey import hash_sources
 from lamina.build.steps.base import BuildEnv, StageState, lookup, record
 from lamina.build.workspace import Committed, StepFS, open_view
 from lamina.dockerfile.instructions import Add, Copy, Workdir
