@@ -266,3 +266,17 @@ def test_flags_and_existing_destinations_match_a_cold_build(
     assert os.lstat(big).st_nlink == 2 and os.lstat(noted).st_nlink == 1
     assert os.getxattr(noted, "user.note") == b"kept"
     assert str(result.digest) == cold_digest(tmp_path, busybox_tar, "overlay", ctx)
+
+
+@pytest.mark.needs_overlay
+def test_without_the_previous_tar_the_files_are_still_linked(
+    tmp_path: Path, busybox_tar: Path, ctx: Path
+) -> None:
+    """The previous layer's blob gone (gc'd cache): links still, every tar entry written."""
+    store = new_store(tmp_path / "root", busybox_tar, "overlay")
+    build(store, ctx, tags=["one"], epoch=EPOCH)
+    store.blobs.path(store.get_image("one").layers()[-1].diff_id()).unlink()
+    (ctx / "d0" / "e0" / "f0.txt").write_bytes(b"edited\n")
+    result = build(store, ctx, tags=["two"], epoch=EPOCH)
+    assert os.lstat(top_dir(store, "two") / "data/big.bin").st_nlink == 2
+    assert str(result.digest) == cold_digest(tmp_path, busybox_tar, "overlay", ctx)
