@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lamina.cli.main import main
+from lamina.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,14 @@ UNUSED = {
     "lamina.snapshot",
 }
 #: all of lamina that --version and --help may load
-ENTRY = {"lamina", "lamina.__main__", "lamina.cli", "lamina.cli.main", "lamina.errors"}
+ENTRY = {
+    "lamina",
+    "lamina.__main__",
+    "lamina.cli",
+    "lamina.cli.entry",
+    "lamina.cli.main",
+    "lamina.errors",
+}
 
 
 def imported(*args: str) -> set[str]:

@@ -132,6 +132,9 @@ class LazyGroup(click.Group):
         module = importlib.import_module(spec[0])
         cmd = getattr(module, spec[1])
         assert isinstance(cmd, click.Command)
+        from lamina.cli.entry import resume_collection
+
+        resume_collection()  # start-up is over: the command runs with the collector on
         return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
