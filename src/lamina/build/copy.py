@@ -273,14 +273,7 @@ class _Copier:
 
     def excluded(self, rel: str, is_dir: bool) -> bool:
         """Whether ``--exclude`` drops ``rel`` (relative to the source), fsutil's rule."""
-        if self.excludes is None or not self.excludes.matches(rel):
-            return False
-        if is_dir and self.excludes.exclusions:
-            below = rel + "/"
-            return not any(
-                p.exclusion and (p.text + "/").startswith(below) for p in self.excludes.patterns
-            )
-        return True
+        return self.excludes is not None and self.excludes.drops(rel, is_dir)
 
     def copy_entry(
         self, src: str, st: os.stat_result, pfd: int, name: str, source: SourcePath,

@@ -100,14 +100,8 @@ class _Hasher:
         return f"source\0{source.name}\n".encode("utf-8", "surrogateescape")
 
     def excluded(self, rel: str, is_dir: bool) -> bool:
-        if self.excludes is None or not self.excludes.matches(rel):
-            return False
-        if is_dir and self.excludes.exclusions:
-            below = rel + "/"
-            return not any(
-                p.exclusion and (p.text + "/").startswith(below) for p in self.excludes.patterns
-            )
-        return True
+        """Whether ``--exclude`` drops ``rel``: the copier's rule, so key and copy agree."""
+        return self.excludes is not None and self.excludes.drops(rel, is_dir)
 
     def signatures(self, index: int, source: SourcePath, out: list[Signature]) -> None:
         """Append the header and the signatures of ``source``'s entries (itself first, path

@@ -257,6 +257,17 @@ class PatternMatcher:
                 matched = not pattern.exclusion
         return matched
 
+    def drops(self, rel: str, is_dir: bool) -> bool:
+        """Whether a copy leaves out ``rel`` (``COPY --exclude``, fsutil's rule): a match is
+        dropped, except a directory an exception (``!pattern``) may re-include something in,
+        which must still be entered."""
+        if not self.matches(rel):
+            return False
+        if is_dir and self.exclusions:
+            below = rel + "/"
+            return not any(p.exclusion and (p.text + "/").startswith(below) for p in self.patterns)
+        return True
+
     def matches_using_parent(
         self, path: str, parent: MatchInfo | None = None
     ) -> tuple[bool, MatchInfo]:
