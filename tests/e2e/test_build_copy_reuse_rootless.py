@@ -13,18 +13,15 @@ from pathlib import Path
 import pytest
 
 from lamina.testing import rootless
-from lamina.testing.rootless import StoreCli, assert_store_clean
+from lamina.testing.rootless import StoreCli
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay, pytest.mark.needs_rootless]
 
 
 @pytest.fixture
 def store(busybox_tar: Path) -> Iterator[StoreCli]:
-    user = rootless.lookup(rootless.CI_USER)
-    assert user is not None
-    with rootless.rootless_store(user, busybox_tar) as cli:
+    with rootless.ci_store(busybox_tar) as cli:
         yield cli
-        assert_store_clean(cli)
 
 
 def _upper(store: StoreCli, tag: str) -> Path:

@@ -295,3 +295,14 @@ def assert_store_clean(cli: StoreCli) -> None:
     if (cli.root / "containers").exists():
         assert [e for e in os.listdir(cli.root / "containers") if e != "names"] == []
     assert [e for e in os.listdir(cli.root / "overlay2") if e.endswith("-init")] == []
+
+
+@contextlib.contextmanager
+def ci_store(image_tar: Path | None = None) -> Iterator[StoreCli]:
+    """:func:`rootless_store` of the CI user (:data:`CI_USER`, which ``make rootless-user``
+    creates), asserting on exit that nothing is left behind (:func:`assert_store_clean`)."""
+    user = lookup(CI_USER)
+    assert user is not None, f"no user {CI_USER}: run `make rootless-user`"
+    with rootless_store(user, image_tar) as cli:
+        yield cli
+        assert_store_clean(cli)
