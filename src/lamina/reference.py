@@ -27,8 +27,9 @@ Digests are validated by :class:`lamina.oci.Digest` (sha256/sha512 only).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ImageError, InvalidReference
 from lamina.oci.digest import Digest
 
@@ -56,7 +57,7 @@ _IMAGE_ID_RE = re.compile(r"[a-f0-9]{64}")
 _HINT = "use [registry[:port]/]name[:tag][@sha256:digest], e.g. docker.io/library/busybox:latest"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Reference:
     """A normalised image reference. ``str()`` gives the full canonical form.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_layerdb_round_trip_and_files(tmp_path: Path) -> None:
 
 
 def _fields(rec: LayerRecord) -> dict[str, object]:
-    return {k: getattr(rec, k) for k in rec.__slots__}  # type: ignore[attr-defined]
+    return {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
 
 
 def test_layerdb_rejects_malformed_entries(tmp_path: Path) -> None:

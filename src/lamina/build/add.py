@@ -30,10 +30,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.rootpath import resolve_in_root
 from lamina.build.chown import ModeSpec, Owner
 from lamina.build.context import BuildContext, SourcePath, has_wildcard, resolve_sources
@@ -47,14 +47,14 @@ from lamina.errors import BuildError
 __all__ = ["GitSource", "RemoteSource", "add_into", "resolve_add_sources"]
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class RemoteSource:
     """An ``ADD`` source that is an http(s) URL."""
 
     url: str
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class GitSource:
     """An ``ADD`` source that is a git repository, with the ref resolved (``git ls-remote``)."""
 

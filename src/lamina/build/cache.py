@@ -21,10 +21,10 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from lamina._internal.fileio import write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.oci.digest import Digest
 
 KEY_VERSION = "lamina-build-cache-v1"
@@ -44,7 +44,7 @@ def step_key(parts: Iterable[object]) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class CacheRecord:
     """What a cached step produced: its layer (None when empty) and where the tar blob is."""
 

@@ -8,17 +8,17 @@ merging). Pure parsing: no I/O; malformed values are UsageErrors naming the flag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from lamina import reference
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import InvalidReference, UsageError
 
 DEFAULT_TAG = "buildcache"
 Mode = Literal["min", "max"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class CacheSpec:
     """One ``--cache-from``/``--cache-to``: the cache manifest's reference and export mode.
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import BuildError, ContainerError
 from lamina.runtime.user import read_root_file
 
@@ -40,7 +40,7 @@ _CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)\Z")
 _ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Owner:
     """A numeric owner for copied files."""
 
@@ -99,7 +99,7 @@ def resolve_chown(rootfs: Path, spec: str) -> Owner:
     return Owner(uid, gid)
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class ModeSpec:
     """A parsed ``--chmod``: ``octal`` (replaces the permission bits) or symbolic ``clauses``.
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.rootpath import split_path
 from lamina.build.chown import ModeSpec, Owner, parse_chmod
 from lamina.build.context import SourcePath, special_kind
@@ -62,7 +63,7 @@ MULTI_SOURCE_ERROR = (
 )
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class CopyResult:
     """Counts of what :func:`copy_into` wrote."""
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 from lamina import transports
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.lock import flocked
 from lamina.build.stage import build_stage, image_state, scratch_state
 from lamina.build.steps.base import BuildEnv, Source, StageState
@@ -47,7 +47,7 @@ def registries_of(value: RegistriesArg) -> Registries | None:
     return value() if callable(value) else value
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Plan:
     """What to build: the parsed Dockerfile, target, build-args, the target platform, and
     whether to pull base images from their registries first (``--pull``); ``registries``

@@ -31,9 +31,9 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.build.gitref import GitSpec, redact
 from lamina.errors import BuildError
 
@@ -49,7 +49,7 @@ _OPTS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Resolved:
     """What a ref named when it was resolved: the full ref name (``""`` for a commit id) and
     the object id (a commit, or for a tag the peeled commit when the server sent it)."""
@@ -58,7 +58,7 @@ class Resolved:
     oid: str
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Checkout:
     """A checked-out tree at ``root`` (its subdirectory not applied), of ``commit``."""
 
@@ -89,7 +89,7 @@ def git_env(home: Path, ssh_auth_sock: Path | None) -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class _Git:
     env: dict[str, str]
     timeout: float

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from dataclasses import dataclass
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import BuildError
 
 __all__ = ["GitSpec", "parse_git_url", "redact", "with_checksum"]
@@ -32,7 +32,7 @@ _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|^-|^/|/$|\.lock$|//")
 _CREDS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class GitSpec:
     """A parsed git source. ``remote`` keeps credentials (it is what git is given); show
     :attr:`shown` instead. ``ref`` is ``""`` for the default branch, ``subdir`` ``""`` for the

@@ -28,9 +28,10 @@ import contextlib
 import os
 import posixpath
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.lock import flocked
 from lamina._internal.rootpath import resolve_in_root
 from lamina.build.sourcekey import hash_sources
@@ -42,7 +43,7 @@ from lamina.errors import BuildError
 from lamina.runtime import BindMount, TmpfsMount
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class RunMounts:
     """The runtime mounts of one RUN and extra env (secrets given as ``env=``)."""
 

@@ -32,12 +32,13 @@ whatever happens.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from lamina import reference, transports
 from lamina._internal.compression import open_compressor
 from lamina._internal.fileio import atomic_output
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.build.steps.base import StageState
 from lamina.build.workspace import open_view
 from lamina.errors import BuildError, UsageError
@@ -62,7 +63,7 @@ OUTPUT_TYPES = (
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class OutputSpec:
     """One ``--output``: its type, destination and extra attributes (``name``)."""
 

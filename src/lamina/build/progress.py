@@ -20,13 +20,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
+
+from lamina._internal.lazydataclass import lazy_dataclass
 
 EventKind = Literal["start", "cached", "log", "done", "error", "warning"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Event:
     """One progress event (see the module docstring)."""
 

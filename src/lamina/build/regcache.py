@@ -49,11 +49,12 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import timedelta
 from typing import BinaryIO, cast
 
 from lamina._internal.compression import open_decompressed
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.blobstore.ingest import Ingest
 from lamina.build.cachespec import CacheSpec, cache_repo_specs, parse_cache_spec
 from lamina.build.progress import Reporter
@@ -76,7 +77,7 @@ CACHE_ATTEMPTS = 2
 # -- the record format ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class RemoteRecord:
     """One step result in a cache manifest (see the module docstring).
 
@@ -150,7 +151,7 @@ def decode_config(data: bytes, manifest: Manifest) -> tuple[dict[str, RemoteReco
 # -- the cache a build uses ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Hit:
     """A record found for a key, and the cache it came from."""
 
@@ -158,7 +159,7 @@ class Hit:
     spec: CacheSpec
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Produced:
     """What one step of this build gave, for the export: its layer (None: empty), the chain
     of its layer, the stage's chain after it, and the registry hit it came from, if any."""
@@ -170,7 +171,7 @@ class Produced:
     remote: Hit | None = None
 
 
-@dataclass
+@lazy_dataclass
 class RegistryCache:
     """The registry caches of one build (thread-safe; see the module docstring).
 

@@ -27,9 +27,9 @@ import re
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import BuildError
 
 __all__ = ["Fetched", "fetch_url", "is_git_url", "is_url", "url_filename"]
@@ -69,7 +69,7 @@ def _shown(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Fetched:
     """A downloaded URL: ``path`` (0600), its ``digest`` (``sha256:…``) and byte ``size``."""
 

@@ -69,11 +69,12 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lamina._internal.fileio import write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import BuildError, NotFound, StoreCorrupt
 from lamina.oci.digest import Digest
 from lamina.store import Store
@@ -112,7 +113,7 @@ def _record_path(directory: Path, key: str) -> Path:
     return directory / key[:2] / f"{key}.json"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Previous:
     """The last layer this step made: its diff dir, source dir, ``top``, file signatures (each
     maybe ``@start:end`` in its tar) and that tar's diff_id and epoch (see module docstring)."""
@@ -151,7 +152,7 @@ def load_previous(store: Store, directory: Path, key: str) -> Previous | None:
     return Previous(upper=upper, root=root, top=top, files=files, diff_id=diff_id, epoch=epoch)
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class LayerReuse:
     """Links for one ``COPY`` of one context directory (see the module docstring).
 

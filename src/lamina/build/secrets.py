@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import BuildError, UsageError
 
 #: secret values larger than this are refused (they are read into memory for env= secrets)
 MAX_ENV_SECRET = 512 * 1024
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class SecretSource:
     """Where a secret comes from: a file ``path`` or the value of an environment variable."""
 

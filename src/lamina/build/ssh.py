@@ -23,10 +23,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import BuildError, UsageError
 
 if TYPE_CHECKING:  # imported where an agent is started or forwarded: most builds have no --ssh
@@ -39,7 +39,7 @@ _AGENT_START_TIMEOUT = 10.0
 _CHUNK = 65536
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class SshSource:
     """One ``--ssh`` value: an ``id`` and either one agent socket or key files (``paths``)."""
 

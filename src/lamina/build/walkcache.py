@@ -53,13 +53,13 @@ import time
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from itertools import accumulate
 from operator import attrgetter
 from pathlib import Path
 from typing import cast
 
 from lamina._internal.fileio import TMP_PREFIX, write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import BuildError
 
 __all__ = [
@@ -180,7 +180,7 @@ def dump_signatures(sigs: list[Signature]) -> bytes:
     return marshal.dumps(sigs, 2)
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Walk:
     """One remembered walk: ``signatures`` (:func:`dump_signatures`) produced the key lines
     ``lines`` (joined; ``lengths`` splits them), whose key is ``key``; ``files`` counts the

@@ -15,10 +15,12 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from lamina._internal.lazydataclass import lazy_dataclass
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Heredoc:
     """One ``<<NAME`` here-document attached to a RUN/COPY/ADD instruction.
 
@@ -34,7 +36,7 @@ class Heredoc:
     file_descriptor: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Node:
     """One instruction of the Dockerfile (a top-level child of the AST, or ONBUILD's trigger).
 
@@ -61,7 +63,7 @@ class Node:
         return self.keyword.lower()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Directive:
     """A parser directive (``# syntax=``, ``# escape=``, ``# check=``); ``name`` is lower case."""
 
@@ -70,7 +72,7 @@ class Directive:
     line: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ParseWarning:
     """A non-fatal finding of the parser (BuildKit's ``Warning``): rule, short text, detail, URL."""
 
@@ -82,7 +84,7 @@ class ParseWarning:
     end_line: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Document:
     """The result of parsing one Dockerfile.
 

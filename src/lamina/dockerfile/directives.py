@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.ast import Directive
 
 _DIRECTIVE_RE = re.compile(
@@ -81,7 +81,7 @@ def parse_directives(text: str) -> list[Directive]:
     return parser.parsed
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class SyntaxDirective:
     """Result of :func:`detect_syntax`: the frontend reference, its full value, and its line."""
 

@@ -9,8 +9,10 @@ lists every flag that appeared, in first-appearance order, even when set to its 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
+
+from lamina._internal.lazydataclass import lazy_dataclass
 
 FlagKind = Literal["string", "bool", "strings"]
 
@@ -53,7 +55,7 @@ def with_suggestion(message: str, value: str, options: Iterable[str], *, prefix:
     return f"{message} (did you mean {prefix}{match}?)" if match else message
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ParsedFlags:
     """Flag values by name: str for string flags, bool for bool flags, tuple for lists."""
 

@@ -11,9 +11,9 @@ sets whose members depend only on earlier levels, so each level can run in paral
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.ast import Document
 from lamina.dockerfile.instructions import Copy, Run, Stage, Stages, parse_stages
 from lamina.dockerfile.scope import (
@@ -41,7 +41,7 @@ def default_image_env(ref: str) -> Sequence[str]:
     return () if ref == "scratch" else (f"PATH={DEFAULT_PATH}",)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class StageNode:
     """One stage in the graph. ``base_stage`` is set when FROM names an earlier stage,
     otherwise ``base_image`` holds the expanded image reference (``scratch`` included).
@@ -57,7 +57,7 @@ class StageNode:
     images: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class BuildGraph:
     """Every stage, the target, the stages it needs in dependency order, parallel levels."""
 

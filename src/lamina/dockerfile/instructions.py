@@ -9,14 +9,13 @@ both raise only :class:`~lamina.errors.DockerfileError`, with BuildKit's wording
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.ast import Document, Node
 from lamina.dockerfile.duration import format_duration
 from lamina.dockerfile.mounts import Mount
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class KeyValue:
     """One ENV/LABEL pair; ``legacy`` is True for the ``KEY value`` form (no ``=``)."""
 
@@ -25,7 +24,7 @@ class KeyValue:
     legacy: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ArgDef:
     """One ARG name; ``value`` is None when no default is given. ``doc`` from a comment."""
 
@@ -34,7 +33,7 @@ class ArgDef:
     doc: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class SourceContent:
     """A COPY/ADD heredoc source: file ``path`` (the delimiter) with ``data``."""
 
@@ -43,7 +42,7 @@ class SourceContent:
     expand: bool = True
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class InlineFile:
     """A RUN/CMD heredoc: raw ``data`` (tabs kept even when ``chomp``)."""
 
@@ -52,7 +51,7 @@ class InlineFile:
     chomp: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class HealthConfig:
     """Docker's HealthConfig. Durations are nanoseconds; 0 means "use the default"."""
 
@@ -73,7 +72,7 @@ class HealthConfig:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Instruction:
     """Base of every instruction: the AST node it came from."""
 
@@ -90,7 +89,7 @@ class Instruction:
         return self.node.keyword.upper()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class From(Instruction):
     """``FROM [--platform=p] image [AS name]``; ``stage_name`` is lower-cased."""
 
@@ -100,7 +99,7 @@ class From(Instruction):
     doc: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ShellDependent(Instruction):
     """RUN/CMD/ENTRYPOINT: ``prepend_shell`` is True for shell form (one-string cmdline)."""
 
@@ -109,7 +108,7 @@ class ShellDependent(Instruction):
     files: tuple[InlineFile, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Run(ShellDependent):
     """RUN with ``--mount`` (raw and parsed), ``--network``, ``--security``, ``--device``."""
 
@@ -121,24 +120,24 @@ class Run(ShellDependent):
     flags_used: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Cmd(ShellDependent):
     """CMD (exec or shell form)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Entrypoint(ShellDependent):
     """ENTRYPOINT; ``cmdline`` is None for ``ENTRYPOINT []`` (reset)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Shell(Instruction):
     """SHELL (JSON form only)."""
 
     shell: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class FileCopy(Instruction):
     """Shared COPY/ADD fields; the last argument is ``dest``."""
 
@@ -151,7 +150,7 @@ class FileCopy(Instruction):
     excludes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Copy(FileCopy):
     """COPY; ``from_`` names a stage, a stage index or an image."""
 
@@ -159,7 +158,7 @@ class Copy(FileCopy):
     parents: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Add(FileCopy):
     """ADD; ``unpack`` is None when not given (archive auto-detection)."""
 
@@ -168,77 +167,77 @@ class Add(FileCopy):
     unpack: bool | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Env(Instruction):
     """ENV pairs, in order."""
 
     pairs: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Label(Instruction):
     """LABEL pairs, in order."""
 
     pairs: tuple[KeyValue, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Arg(Instruction):
     """ARG definitions, in order."""
 
     args: tuple[ArgDef, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Expose(Instruction):
     """EXPOSE specs as written (see :mod:`lamina.dockerfile.ports`)."""
 
     ports: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class User(Instruction):
     """USER ``user[:group]``."""
 
     user: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Workdir(Instruction):
     """WORKDIR path."""
 
     path: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Volume(Instruction):
     """VOLUME paths (never empty strings)."""
 
     paths: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class StopSignal(Instruction):
     """STOPSIGNAL as written (validated after expansion, at build time)."""
 
     signal: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Maintainer(Instruction):
     """MAINTAINER (deprecated)."""
 
     maintainer: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Healthcheck(Instruction):
     """HEALTHCHECK; ``health.test`` is ``("NONE",)``, ``("CMD", ...)`` or ``("CMD-SHELL", s)``."""
 
     health: HealthConfig
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Onbuild(Instruction):
     """ONBUILD: the trigger ``expression`` text (heredocs appended), stored in the image."""
 
@@ -246,7 +245,7 @@ class Onbuild(Instruction):
     trigger: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Stage:
     """One build stage: its FROM and the commands after it, in order.
 
@@ -264,7 +263,7 @@ class Stage:
         return self.from_.base_name
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Stages:
     """A parsed Dockerfile: global ARGs (before the first FROM) and the stages."""
 

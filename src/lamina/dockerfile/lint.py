@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.ast import Document, Node
 from lamina.dockerfile.flags import suggest
 from lamina.dockerfile.graph import BuildGraph, build_graph
@@ -51,7 +51,7 @@ _REFERENCE_RE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class LintWarning:
     """One finding. ``error`` is True when the check directive says ``error=true``."""
 
@@ -71,7 +71,7 @@ class LintWarning:
         return f"{path}:{self.line}: {self.rule} - {self.message}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class CheckConfig:
     """The parsed ``# check=`` directive."""
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.flags import with_suggestion
 
 MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
@@ -29,7 +29,7 @@ class MountError(ValueError):
     """A ``--mount`` value that cannot be parsed."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Mount:
     """One RUN mount. ``source``/``from_`` are unexpanded only if no expander was given."""
 

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import DockerfileError
 
 __all__ = ["MatchInfo", "Pattern", "PatternMatcher", "go_clean", "go_trim_space"]
@@ -121,7 +122,7 @@ def _class_regex(ranges: list[tuple[str, str]], negated: bool) -> str:
     return f"[{'^' if negated else ''}{body}]"
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Pattern:
     """One compiled pattern. ``text`` is the cleaned pattern without its ``!``."""
 

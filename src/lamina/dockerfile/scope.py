@@ -16,10 +16,11 @@ Invariants: pure functions; DockerfileError (located at the instruction) is the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.expansion import Expander, expand_instruction, expand_with, make_lexer
 from lamina.dockerfile.instructions import Arg, ArgDef, Env, Instruction, Stage
 from lamina.errors import DockerfileError
@@ -98,7 +99,7 @@ def proxy_env(build_args: Mapping[str, str]) -> dict[str, str] | None:
     return out or None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class GlobalScope:
     """What FROM lines see. ``values``: platform ARGs + global ARGs with a value (build-args
     applied); ``defaults``: the same without build-args; ``declared``: every global ARG name."""
@@ -110,7 +111,7 @@ class GlobalScope:
     unmatched: tuple[tuple[str, int], ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Step:
     """One instruction of a stage after expansion, with the environment it was expanded in."""
 
@@ -119,7 +120,7 @@ class Step:
     unmatched: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ResolvedStage:
     """A stage with FROM expanded and every step expanded in order.
 

@@ -26,8 +26,8 @@ can drop text before a ``${x:-y}`` in ``process_words``; this lexer keeps each l
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.shellexpand import Expansion, LexOptions
 from lamina.errors import DockerfileError
 
@@ -37,7 +37,7 @@ DEFAULT_MAX_LENGTH = 1 << 20
 """Default cap, in characters, on one expanded word (and on every value built inside it)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ExpandResult:
     """The outcome of one expansion.
 

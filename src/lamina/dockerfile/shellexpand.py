@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.shellpattern import ShellPattern, ShellPatternError, reverse_raw_pattern
 from lamina.errors import DockerfileError
 
@@ -25,7 +25,7 @@ _SPACE_RE = re.compile("[" + re.escape("".join(sorted(_GO_SPACE))) + "]")
 _HEREDOC_BLANKS = frozenset(" \t\r")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class LexOptions:
     """The knobs of one lexer (see ``Lexer`` for their meaning)."""
 

@@ -7,9 +7,10 @@ from elsewhere are still kept as raw bytes by their holders (their digest is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ImageError, InvalidManifest
 from lamina.oci import canonical
 from lamina.oci.digest import Digest
@@ -27,7 +28,7 @@ _KNOWN = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class History:
     """One history entry; ``empty_layer`` entries have no layer of their own."""
 
@@ -67,7 +68,7 @@ class History:
         return out
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ImageConfig:
     """An image config. ``config`` is the container config (Env, Cmd, Entrypoint, ...)."""
 

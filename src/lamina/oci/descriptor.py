@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ImageError, InvalidManifest
 from lamina.oci import canonical
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Descriptor:
     """Points at content by media type, digest and size.
 

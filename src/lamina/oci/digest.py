@@ -9,9 +9,9 @@ digest can be used safely as a path component (``blobs/<alg>/<hex>``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ImageError
 
 if TYPE_CHECKING:  # hashlib (OpenSSL) is loaded only by code that hashes
@@ -21,7 +21,7 @@ _HEX_LEN = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"[0-9a-f]+")
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@lazy_dataclass(frozen=True, order=True)
 class Digest:
     """An ``algorithm:encoded`` content digest; ``str()`` gives the canonical form."""
 

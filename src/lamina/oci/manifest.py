@@ -9,9 +9,9 @@ by their holders and never re-serialised, so their digests never change.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import InvalidManifest
 from lamina.oci import canonical, mediatype
 from lamina.oci.descriptor import Descriptor
@@ -32,7 +32,7 @@ def _descriptors(obj: dict[str, Any], key: str, what: str) -> tuple[Descriptor, 
     return tuple(Descriptor.from_dict(d, f"{what} {key}[{i}]") for i, d in enumerate(items))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Manifest:
     """A single-image manifest; ``layers`` are base first."""
 
@@ -90,7 +90,7 @@ class Manifest:
         return self.media_type == mediatype.DOCKER_MANIFEST
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Index:
     """An OCI image index or a Docker manifest list."""
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import platform as _platform
-from dataclasses import dataclass
 from typing import Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import InvalidManifest, UsageError
 
 _ARCH = {
@@ -19,7 +19,7 @@ _ARCH = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Platform:
     """An OCI platform. ``str()`` gives ``os/arch[/variant]``."""
 

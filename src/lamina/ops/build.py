@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.lock import flocked
 from lamina.build.cache import BuildCache
 from lamina.build.cachespec import CacheSpec
@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # the registry client (httpx, ssl) is imported only when a bu
 MAX_DOCKERFILE = 16 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class BuildResult:
     """What a build produced: the image id (config digest) and manifest digest; lint findings.
 

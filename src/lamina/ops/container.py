@@ -25,9 +25,10 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ContainerError, LaminaError, NotFound, UsageError
 from lamina.ops import container_state as cs
 from lamina.ops.container_spec import container_spec
@@ -37,7 +38,7 @@ from lamina.store import Store
 from lamina.store.containers import new_container_id
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """Options of ``create``/``run`` (docker's flags, already split)."""
 
@@ -87,7 +88,7 @@ def _check_name(name: str) -> None:
         )
 
 
-@dataclass
+@lazy_dataclass
 class Attach:
     """Where an attached container's streams go (fds owned by the caller)."""
 

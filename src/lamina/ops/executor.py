@@ -38,13 +38,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from lamina import reference, transports
 from lamina._internal.fileio import atomic_output, write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.build.progress import ProgressFn
 from lamina.errors import NotFound, UsageError
 from lamina.image.model import Image
@@ -69,7 +70,7 @@ DEFAULT_CACHE_TTL = 14 * 24 * 3600.0
 UNSUPPORTED_CONTEXTS = ("gs://", "s3://", "https://", "http://", "azblob://")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class KanikoOptions:
     """Kaniko's build options (its flag names, snake_case)."""
 
@@ -104,7 +105,7 @@ class KanikoOptions:
     git_credentials: tuple[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ExecutorResult:
     """The image built: manifest digest as pushed (gzip layers), image id, store digest, and
     the destinations pushed to (empty with ``--no-push``)."""
@@ -115,7 +116,7 @@ class ExecutorResult:
     pushed: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class KanikoTLS:
     """Kaniko's registry connection flags. ``insecure``/``skip_tls_verify`` apply to the
     destinations (and the cache repository), the ``_pull`` ones to every other registry, the

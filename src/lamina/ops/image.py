@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from lamina._internal.lazydataclass import lazy_dataclass
 
 if TYPE_CHECKING:  # type names only: listing images must not load the whole store
     from lamina.store import Store
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # type names only: listing images must not load the whole sto
     from lamina.store.image import StoreImage
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ImageRow:
     """One row of ``lamina images`` (an untagged image has repository/tag ``<none>``)."""
 

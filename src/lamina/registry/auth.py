@@ -24,9 +24,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from urllib.parse import urlsplit
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import AuthError
 from lamina.registry.redaction import redact_url
 
@@ -36,7 +37,7 @@ _DEFAULT_TTL = 60.0
 MAX_TOKEN_RESPONSE = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Credential:
     """What a user authenticates with; the secret fields never show in ``repr``."""
 
@@ -55,7 +56,7 @@ class Credential:
         return "Basic " + base64.b64encode(raw).decode()
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Challenge:
     """One ``WWW-Authenticate`` challenge: lowercase ``scheme`` and its parameters."""
 
@@ -93,7 +94,7 @@ def parse_challenges(header: str) -> list[Challenge]:
     return out
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@lazy_dataclass(frozen=True, order=True)
 class Scope:
     """A token scope ``type:name:actions`` such as ``repository:library/busybox:pull``."""
 
@@ -123,7 +124,7 @@ class Scope:
         return f"{self.kind}:{self.name}:{','.join(sorted(self.actions))}"
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class TokenRequest:
     """A token fetch the transport must perform: ``method`` to ``url`` with ``params``.
 
@@ -138,7 +139,7 @@ class TokenRequest:
     authorization: str | None = field(default=None, repr=False)
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class _Token:
     value: str = field(repr=False)
     scopes: frozenset[Scope]

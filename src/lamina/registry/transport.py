@@ -24,11 +24,11 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import RegistryError
 from lamina.registry.auth import AuthState, Credential, Scope, TokenRequest
 from lamina.registry.endpoint import is_loopback, plain_http_allowed
@@ -75,7 +75,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
     """How hard to try: ``attempts`` in all per request, waits from ``backoff`` doubling,
     each wait (including a server's ``Retry-After``) at most ``max_delay`` seconds;
@@ -92,7 +92,7 @@ class RetryPolicy:
         return float(min(self.max_delay, base * (0.75 + random.random() / 2)))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class TransportOptions:
     """Connection settings shared by every endpoint of a client."""
 

@@ -56,10 +56,11 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import UnsafeArchive
 from lamina.oci import whiteout
 from lamina.snapshot.metadata import MetadataWriter
@@ -78,7 +79,7 @@ def _short(path: str) -> str:
     return path if len(path) <= 160 else f"{path[:60]}...{path[-60:]}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ApplyResult:
     """What :func:`apply_layer` did: tar bytes consumed, members seen, members skipped."""
 

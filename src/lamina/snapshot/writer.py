@@ -39,10 +39,10 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import StorageError
 from lamina.oci import whiteout
 from lamina.oci.digest import Digest
@@ -60,7 +60,7 @@ Span = tuple[int, int]
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class WrittenLayer:
     """The result of writing a layer tar: its diff_id and uncompressed size in bytes."""
 
@@ -68,7 +68,7 @@ class WrittenLayer:
     size: int
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class EarlierTar:
     """Entries of an earlier layer tar that may be copied (see the module docstring).
 

@@ -31,11 +31,11 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lamina._internal.fileio import write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ContainerError, LockTimeout, NotFound
 from lamina.oci.digest import Digest
 from lamina.store.layers import LayerStore, copy_tree, remove_tree
@@ -62,7 +62,7 @@ INIT_ENTRIES: tuple[tuple[str, str], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ContainerDirs:
     """The overlay dirs of a container: ``lower`` = init diff then image diffs, top first."""
 

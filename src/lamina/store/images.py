@@ -20,18 +20,18 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lamina._internal.fileio import read_regular, write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ImageError, StoreCorrupt
 from lamina.oci.digest import Digest
 
 _LIMIT = 256 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ImageRecord:
     """One stored image, keyed by its manifest digest."""
 
@@ -59,7 +59,7 @@ class ImageRecord:
         }
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class ImageTable:
     """The decoded content of images.json (mutable inside :meth:`ImageDB.update`)."""
 

@@ -20,10 +20,10 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from lamina._internal.fileio import fsync_dir, read_regular, write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ImageError, StoreCorrupt
 from lamina.oci.digest import Digest
 from lamina.store.layout import TMP_PREFIX
@@ -31,7 +31,7 @@ from lamina.store.layout import TMP_PREFIX
 _SMALL = 1 << 16
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class BlobRef:
     """A compressed form of a layer kept in the blob store."""
 
@@ -40,7 +40,7 @@ class BlobRef:
     size: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class LayerRecord:
     """A registered layer. ``refcount`` is filled in by queries that compute it (else 0)."""
 

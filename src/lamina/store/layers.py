@@ -19,11 +19,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
 from lamina._internal.fileio import read_regular
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.lock import flocked
 from lamina._internal.verify import VerifyingReader, VouchedReader
 from lamina.errors import LaminaError, NotFound, StorageError, StoreCorrupt
@@ -45,7 +45,7 @@ CHUNK = 1 << 20
 APPLY_WAIT = 3600.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class LayerDirs:
     """The directories of a layer, ready for a union mount.
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.oci.digest import Digest
 
 TMP_PREFIX = ".tmp-"
@@ -86,7 +86,7 @@ def lock_name(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32] + ".lock"
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Layout:
     """Every path of a store rooted at ``root``."""
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 
-@dataclass
+
+@lazy_dataclass
 class Result:
     """A finished run: exit ``code``, decoded ``out`` and ``err`` (undecodable bytes replaced),
     and ``raw``, stdout as bytes (for binary output such as tar streams)."""

@@ -39,10 +39,11 @@ import stat
 import tarfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.testing.cli import Result, run_cli
 from lamina.testing.command import run_command
 from lamina.testing.layers import EPOCH, tree_manifest
@@ -68,7 +69,7 @@ IMPORT_CHANGES = (f"ENV {PATH_ENV}", 'CMD ["sh"]')
 META_FILES = ("expect.json",)
 
 
-@dataclass
+@lazy_dataclass
 class Case:
     """One corpus case: its name, directory and parsed ``expect.json``."""
 

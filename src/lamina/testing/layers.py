@@ -21,10 +21,11 @@ import shutil
 import stat
 import tarfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import BinaryIO
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.snapshot.writer import iter_tree
 from lamina.testing.command import run_command
 
@@ -33,7 +34,7 @@ EPOCH = 1_700_000_000
 OVERLAY_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class Entry:
     """One tar member to write. ``data`` may be bytes or ``(pattern, size)`` (streamed)."""
 

@@ -27,10 +27,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.testing.command import run_command
 from lamina.testing.tls import CertAuthority
 from lamina.testing.tokenserver import ISSUER, SERVICE, Signer, TokenServer
@@ -63,7 +63,7 @@ def _bcrypt_line(user: str, password: str) -> str:
     return f"{user}:{hashed}"
 
 
-@dataclass
+@lazy_dataclass
 class RegistryServer:
     """A running registry: ``host`` is ``127.0.0.1:PORT``; ``users`` maps names to passwords."""
 

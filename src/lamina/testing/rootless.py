@@ -27,10 +27,10 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import lamina
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.runtime import userns
 from lamina.testing.capabilities import mount_points_under
 from lamina.testing.cli import EPOCH
@@ -41,7 +41,7 @@ CI_USER = "lamina-ci"
 SRC = Path(lamina.__file__).resolve().parents[1]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class User:
     """A host user to run lamina as."""
 

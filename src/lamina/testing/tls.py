@@ -15,9 +15,9 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.testing.command import run_command
 
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
@@ -47,7 +47,7 @@ def _openssl(*args: str) -> None:
     run_command(["openssl", *args])
 
 
-@dataclass
+@lazy_dataclass
 class CertAuthority:
     """A CA under ``directory`` (``ca.crt``, ``ca.key``); ``name`` is the server name."""
 

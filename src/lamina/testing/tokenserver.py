@@ -18,11 +18,12 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.testing.command import run_command
 
 SERVICE = "lamina-test-registry"
@@ -67,7 +68,7 @@ class Signer:
         ).raw
 
 
-@dataclass
+@lazy_dataclass
 class TokenServer:
     """Issues registry bearer tokens; records each request's scopes and account.
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import io
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, BinaryIO, ClassVar, Literal
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.verify import Readable, VerifyingReader, own_verifier
 from lamina.errors import LaminaError, NotFound, StorageError, UsageError
 from lamina.oci import mediatype
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from lamina.image.model import Image, ImageIndex
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Format:
     """What a destination stores; the copier converts images to it deterministically.
 

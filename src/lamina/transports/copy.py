@@ -23,9 +23,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import BinaryIO, Literal, cast
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.image.model import Image, ImageIndex, Layer
 from lamina.oci import mediatype
 from lamina.oci.descriptor import Descriptor
@@ -35,7 +36,7 @@ from lamina.transports.base import Destination, Format, ImageRef
 from lamina.transports.source import child_of, is_index, select_image
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Progress:
     """One progress event; ``size`` is -1 while unknown (a layer being decompressed)."""
 
@@ -47,7 +48,7 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class _Plan:
     target: Descriptor
     opener: Callable[[], BinaryIO]

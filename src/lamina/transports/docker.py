@@ -27,10 +27,11 @@ import io
 import queue
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, BinaryIO, ClassVar, cast
 
 from lamina import reference
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.verify import Readable, VerifyingReader
 from lamina.errors import DigestMismatch, InvalidReference, LaminaError, RegistryNotFound
 from lamina.oci import mediatype
@@ -111,7 +112,7 @@ class Registries:
         self.close()
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class DockerRef(ImageRef):
     """An image (or index) in a registry repository, by tag or digest."""
 

@@ -32,12 +32,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from lamina import reference
 from lamina._internal.compression import open_decompressed, sniff
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import InvalidManifest, InvalidReference, NotFound
 from lamina.image.model import Image, ImageIndex
 from lamina.image.partial import closing_reader
@@ -64,7 +64,7 @@ MANIFEST_FILE = "manifest.json"
 CONTAINERD_NAME = "io.containerd.image.name"
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class DockerArchiveRef(ImageRef):
     """An image in a ``docker save`` archive."""
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, ClassVar, cast
 
 from lamina import reference
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.verify import VerifyingReader
 from lamina.errors import InvalidReference, NotFound, UsageError
 from lamina.image.model import Image, ImageIndex
@@ -38,7 +39,7 @@ _ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{4,64}")
 _FULL_ID_RE = re.compile(r"sha256:[a-f0-9]{64}|[a-f0-9]{64}")
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class LocalRef(ImageRef):
     """An image in the local store."""
 

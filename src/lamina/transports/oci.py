@@ -19,10 +19,10 @@ import contextlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.verify import VerifyingReader
 from lamina.errors import InvalidManifest, InvalidReference, NotFound, StorageError
 from lamina.image.model import Image, ImageIndex
@@ -70,7 +70,7 @@ def check_ref_name(ref: str, transport: str) -> str:
     return ref
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class OciRef(ImageRef):
     """An image in an OCI layout directory."""
 

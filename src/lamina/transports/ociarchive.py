@@ -14,10 +14,10 @@ import contextlib
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.verify import VerifyingReader
 from lamina.errors import InvalidManifest, NotFound, StorageError
 from lamina.image.model import Image, ImageIndex
@@ -39,7 +39,7 @@ from lamina.transports.oci import check_ref_name, split_path_ref
 from lamina.transports.tarball import TarAppender
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class OciArchiveRef(ImageRef):
     """An image in a tar of an OCI layout."""
 

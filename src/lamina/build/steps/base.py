@@ -24,10 +24,11 @@ import copy
 import signal
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.build.cache import BuildCache, CacheRecord, step_key
 from lamina.build.context import BuildContext
 from lamina.build.progress import Reporter, Vertex
@@ -56,7 +57,7 @@ def timestamp(epoch: int | None, now: datetime | None = None) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond:06d}Z"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class LayerRef:
     """One layer of a stage's image: the manifest descriptor of its blob and its diff_id."""
 
@@ -70,7 +71,7 @@ class LayerRef:
         return cls(descriptor=desc, diff_id=diff_id)
 
 
-@dataclass(slots=True, kw_only=True)
+@lazy_dataclass(kw_only=True)
 class StageState:
     """The image a stage is building (see the module docstring)."""
 
@@ -114,7 +115,7 @@ class StageState:
         self.chain = chain
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Source:
     """A finished stage or an imported image, for ``COPY --from`` / ``--mount=from``."""
 
@@ -122,7 +123,7 @@ class Source:
     name: str
 
 
-@dataclass(kw_only=True)
+@lazy_dataclass(kw_only=True)
 class BuildEnv:
     """Shared by every step of a build (see the module docstring)."""
 
