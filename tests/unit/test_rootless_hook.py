@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from lamina.cli.rootless import enter_user_namespace, parse_global, store_root
-from lamina.runtime import linux, userns
+from lamina.runtime import userns
+from lamina.runtime.procstat import process_starttime
 from lamina.runtime.rootless import adapt_config
 
 
@@ -52,7 +53,7 @@ def _own_record() -> dict[str, object]:
     pid = os.getpid()
     return {
         "pid": pid,
-        "start": linux.process_starttime(pid),
+        "start": process_starttime(pid),
         "boot": userns.boot_id(),
         "userns": os.stat("/proc/self/ns/user").st_ino,
         "mntns": os.stat("/proc/self/ns/mnt").st_ino,

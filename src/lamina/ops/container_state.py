@@ -26,9 +26,9 @@ from typing import Any
 
 from lamina.errors import ContainerError, LaminaError, LockTimeout, NotFound
 from lamina.runtime import select_runtime
-from lamina.runtime.linux import process_starttime
 from lamina.runtime.model import Runtime
 from lamina.runtime.monitor import now_rfc3339
+from lamina.runtime.procstat import process_starttime
 from lamina.store import Store
 
 ZERO_TIME = "0001-01-01T00:00:00Z"

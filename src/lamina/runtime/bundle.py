@@ -29,11 +29,11 @@ import errno
 import json
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lamina._internal.fileio import write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.rootpath import resolve_in_root, split_path
 from lamina.errors import CommandNotExecutable, CommandNotFound, ContainerError
 from lamina.runtime.defaults import DEFAULT_PATH
@@ -45,7 +45,7 @@ MOUNTPOINTS = "mountpoints.json"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class Bundle:
     """A bundle directory and the rootfs its config names."""
 

@@ -19,17 +19,17 @@ This module does no I/O except :func:`read_subid_ranges`, which reads one small 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ContainerError
 
 #: ids are 32-bit; (uid_t)-1 is reserved
 MAX_ID = 2**32 - 2
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class IDMapping:
     """One line of a uid/gid map: ``size`` ids from ``container_id`` map to ``host_id``."""
 
@@ -54,7 +54,7 @@ class IDMapping:
         return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class SubIDRange:
     """One ``name:start:count`` line of ``/etc/subuid`` or ``/etc/subgid``."""
 

@@ -1,7 +1,6 @@
 """ctypes wrappers for the Linux calls the native runtime needs and Python 3.11 lacks.
 
-unshare(2), setns(2), mount(2), umount2(2), pivot_root(2), prctl(2), capset(2), inotify(7)
-(to learn when a runtime writes its pid file, see :mod:`lamina.runtime.pidwatch`), plus bringing
+unshare(2), setns(2), mount(2), umount2(2), pivot_root(2), prctl(2), capset(2), plus bringing
 the loopback interface up (SIOCSIFFLAGS) and mount-option parsing. Failures raise
 :class:`OSError` with the errno set, so callers classify by errno.
 
@@ -16,7 +15,6 @@ import fcntl
 import os
 import platform
 import struct
-from pathlib import Path
 
 # dlopen(NULL): libc is already loaded in every CPython process; find_library would
 # run ``ldconfig -p`` (a process per import) to find the same library.
@@ -183,31 +181,3 @@ def loopback_up() -> None:
         res = fcntl.ioctl(sock.fileno(), siocgifflags, req)
         flags = struct.unpack("16sH14x", res)[1]
         fcntl.ioctl(sock.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
-
-
-IN_CLOSE_WRITE = 0x00000008
-IN_MOVED_TO = 0x00000080
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
-
-
-def inotify_init1(flags: int) -> int:
-    """inotify_init1(2): a new inotify fd (the caller closes it)."""
-    fd = int(_libc.inotify_init1(flags))
-    if fd < 0:
-        _check(fd, "inotify_init1")
-    return fd
-
-
-def inotify_add_watch(fd: int, path: str, mask: int) -> int:
-    """inotify_add_watch(2): watch ``path`` for the events in ``mask``; the watch descriptor."""
-    wd = int(_libc.inotify_add_watch(fd, os.fsencode(path), ctypes.c_uint32(mask)))
-    if wd < 0:
-        _check(wd, "inotify_add_watch", path)
-    return wd
-
-
-def process_starttime(pid: int) -> int:
-    """Field 22 of /proc/PID/stat (start time in clock ticks): tells a pid's reuse apart."""
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(data[data.rindex(b")") + 2 :].split()[19])

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import signal as _signal
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ContainerError
 from lamina.runtime.bundle import (
     Bundle,
@@ -38,7 +38,7 @@ Stdio = int | IO[Any] | None
 Status = Literal["creating", "created", "running", "stopped"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ContainerState:
     """A runtime's view of one container (the runtime-spec ``state`` object)."""
 

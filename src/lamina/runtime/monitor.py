@@ -5,8 +5,8 @@ attached ``run``, or a detached monitor made by :func:`daemonize` for ``run -d``
 
 - with an OCI runtime and no terminal, the runtime's foreground ``run --pid-file`` is the
   only runtime execution (:meth:`OCIRuntime.run_watched`): the pid is reported when the pid
-  file appears (inotify, no polling), the runtime exits with the process's status and has
-  deleted its container by then (``run --detach`` + ``waitpid`` + ``delete`` cost a second
+  file appears (:mod:`lamina.runtime.pidwatch`), the runtime exits with the process's status
+  and has deleted its container by then (``run --detach`` + ``waitpid`` + ``delete`` cost a second
   runtime execution, ~10 ms);
 - otherwise (a terminal, the native runtime) the runtime's foreground ``run`` is used in a
   thread, and the pid is learned by polling the runtime's state;

@@ -41,8 +41,8 @@ from lamina._internal.fileio import write_atomic
 from lamina.errors import CommandNotExecutable, CommandNotFound, ContainerError
 from lamina.runtime.bundle import Bundle
 from lamina.runtime.console import ConsoleSocket, pump, stdio_fd
-from lamina.runtime.linux import process_starttime
 from lamina.runtime.model import BaseRuntime, ContainerState, Stdio, wait_status
+from lamina.runtime.procstat import process_starttime
 
 #: seconds to wait for a killed container to disappear
 KILL_TIMEOUT = 10.0

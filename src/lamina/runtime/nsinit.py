@@ -40,8 +40,8 @@ from typing import Any, NoReturn
 
 from lamina.runtime import linux
 from lamina.runtime.defaults import CAPABILITY_NUMBERS
-from lamina.runtime.linux import process_starttime
 from lamina.runtime.mounts import setup_rootfs
+from lamina.runtime.procstat import process_starttime
 
 #: the status a child reports when setup fails before exec (Docker's "runtime failed" 125)
 SETUP_FAILED = 125

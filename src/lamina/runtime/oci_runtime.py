@@ -43,7 +43,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamina._internal.fileio import write_atomic
 from lamina.errors import ContainerError
@@ -54,10 +54,12 @@ from lamina.runtime.bundle import (
     resolve_command,
     write_bundle,
 )
-from lamina.runtime.console import ConsoleSocket, pump, stdio_fd
 from lamina.runtime.model import BaseRuntime, ContainerState, Stdio, wait_status
 from lamina.runtime.pidwatch import PidFileWatch
 from lamina.runtime.spec import BindMount, ContainerSpec, ProcessSpec
+
+if TYPE_CHECKING:
+    from lamina.runtime.console import ConsoleSocket
 
 #: seconds a control command (state, kill, delete) may take
 CONTROL_TIMEOUT = 60
@@ -153,6 +155,9 @@ class OCIRuntime(BaseRuntime):
                         hint="its message is on the container's stderr",
                     )
                 return code
+        # Only terminals need the console module (termios, a pump thread): loaded here.
+        from lamina.runtime.console import ConsoleSocket
+
         with (
             ConsoleSocket(self.state_root) as console,
             tempfile.TemporaryDirectory(prefix="shim-", dir=self.state_root) as tmp,
@@ -167,6 +172,8 @@ class OCIRuntime(BaseRuntime):
         *, stdin: Stdio, stdout: Stdio, stderr: Stdio,
     ) -> int:  # fmt: skip
         """Detached ``verb`` under the shim (which gets the exit status), the pty pumped here."""
+        from lamina.runtime.console import pump, stdio_fd
+
         result, pidfile = tmp / "result.json", tmp / "pid"
         runtime_argv = self._argv(
             verb, "--detach", "--console-socket", str(console.path), "--pid-file", str(pidfile),

@@ -23,10 +23,11 @@ Invariants:
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import ContainerError
 from lamina.runtime import defaults
 from lamina.runtime.idmap import IDMapping, validate_mappings
@@ -36,7 +37,7 @@ OCI_VERSION = "1.0.2"
 NetworkMode = Literal["none", "host"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class BindMount:
     """Bind ``source`` (a host path) at ``destination`` (absolute, inside the container)."""
 
@@ -45,7 +46,7 @@ class BindMount:
     readonly: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class TmpfsMount:
     """A tmpfs at ``destination``; ``options`` are appended to Docker's ``nosuid,nodev,noexec``."""
 
@@ -53,7 +54,7 @@ class TmpfsMount:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Rlimit:
     """A resource limit; ``type`` is ``RLIMIT_NOFILE`` or Docker's short ``nofile`` form."""
 
@@ -62,7 +63,7 @@ class Rlimit:
     hard: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class EtcFiles:
     """Files prepared by the caller (outside the rootfs) to bind over the container's copies."""
 
@@ -72,7 +73,7 @@ class EtcFiles:
     readonly: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ProcessSpec:
     """The process to run: argv, environment, working dir, credentials, terminal."""
 
@@ -103,7 +104,7 @@ class ProcessSpec:
         return found
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ContainerSpec:
     """One container. ``rootfs`` must be absolute; ``network`` "none" = own netns with only lo."""
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.rootpath import open_in_root
 from lamina.errors import ContainerError
 
@@ -31,7 +31,7 @@ from lamina.errors import ContainerError
 MAX_FILE = 4 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class ExecUser:
     """The credentials a process runs with."""
 
@@ -42,7 +42,7 @@ class ExecUser:
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class _Passwd:
     name: str
     uid: int
@@ -50,7 +50,7 @@ class _Passwd:
     home: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class _Group:
     name: str
     gid: int

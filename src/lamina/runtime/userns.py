@@ -47,15 +47,16 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lamina._internal.fileio import write_atomic
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.lock import flocked
 from lamina.errors import ContainerError
 from lamina.runtime import linux
 from lamina.runtime.idmap import IDMapping, rootless_mappings
+from lamina.runtime.procstat import process_starttime
 
 RECORD = "pause.json"
 #: seconds one invocation waits for another that is creating the namespace
@@ -64,7 +65,7 @@ LOCK_TIMEOUT = 60.0
 HELPER_TIMEOUT = 30
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class HostUser:
     """The unprivileged caller, as the host sees it."""
 
@@ -73,7 +74,7 @@ class HostUser:
     name: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Entered:
     """What :func:`enter` did: the pause pid, whether it made the pair or a new pause, and
     whether the namespace has the single-id map (only reported when ``created``)."""
@@ -161,7 +162,7 @@ def live_pause(record: dict[str, Any] | None) -> int | None:
         return None
     pid = int(record["pid"])
     try:
-        if linux.process_starttime(pid) != record["start"]:
+        if process_starttime(pid) != record["start"]:
             return None
         if _ns_inode(pid, "user") != record["userns"] or _zombie(pid):
             return None
@@ -233,7 +234,7 @@ def _kill(pid: int, *, timeout: float = 10.0) -> None:
 def _write_record(state_dir: Path, pid: int) -> None:
     doc = {
         "pid": pid,
-        "start": linux.process_starttime(pid),
+        "start": process_starttime(pid),
         "boot": boot_id(),
         "userns": _ns_inode(pid, "user"),
         "mntns": _ns_inode(pid, "mnt"),
