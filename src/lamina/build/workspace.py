@@ -8,6 +8,9 @@
   ``init`` lower, stacked just above the chain, holds the mount points a RUN needs
   (``/proc``, ``/etc/hosts``...) when the image lacks them, as Docker's ``<id>-init`` layer
   does, so the runtime creates nothing in ``upper`` and they never reach the layer.
+  They are found in the chain's diff dirs before the first mount
+  (:mod:`lamina.build.initlower`); any the diff dirs leave in doubt (a symlink on the way, an
+  opaque dir) are checked in the mounted tree, and added with a second mount.
   Directories created there copy the metadata of the image's own directories, so a later
   copy-up keeps the image's modes. The snapshot is ``upper`` itself
   (:func:`lamina.snapshot.write_layer`, ``overlay-upper``): its cost is proportional to what
@@ -76,7 +79,16 @@ def new_private_dir(store: Store, prefix: str) -> Path:
 class StepFS:
     """The filesystem of one step on top of ``parent`` (None = scratch). See module doc."""
 
-    def __init__(self, store: Store, parent: Digest | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        parent: Digest | None,
+        *,
+        mountpoints: Sequence[tuple[str, bool]] = (),
+    ) -> None:
+        """``mountpoints``: (path, is_dir) a RUN will mount on; those the chain surely lacks
+        are put into ``init`` before the first mount (:func:`lamina.build.initlower.plan_init`;
+        :meth:`provide_mountpoints` adds any the plan left out)."""
         self.store = store
         self.parent = parent
         self.copies = store.backend.copies
@@ -85,19 +97,24 @@ class StepFS:
         self.rootfs = self.upper if self.copies else self.dir / "merged"
         self._mounted = False
         self._since_ns = 0
+        self._lower_dirs: list[Path] | None = None
         try:
-            self._prepare()
+            self._prepare(mountpoints)
         except BaseException:
             self.close()
             raise
 
     def _lowers(self) -> list[Path]:
-        if self.parent is None:
-            return []
-        dirs = self.store.layer_dirs(self.parent)
-        return [dirs.upper, *dirs.lower]
+        """The chain's diff dirs, top first (read once: a chain's layers never change)."""
+        if self._lower_dirs is None:
+            if self.parent is None:
+                self._lower_dirs = []
+            else:
+                dirs = self.store.layer_dirs(self.parent)
+                self._lower_dirs = [dirs.upper, *dirs.lower]
+        return self._lower_dirs
 
-    def _prepare(self) -> None:
+    def _prepare(self, mountpoints: Sequence[tuple[str, bool]]) -> None:
         if self.copies:
             if self.parent is None:
                 self.upper.mkdir(mode=0o755)
@@ -107,6 +124,11 @@ class StepFS:
             return
         for name in ("upper", "work", "merged", "init"):
             (self.dir / name).mkdir(mode=0o755)
+        if mountpoints:
+            from lamina.build.initlower import plan_init  # only RUN steps pass mount points
+
+            for rel, is_dir, metas in plan_init(self._lowers(), mountpoints):
+                _create_in_init(self.dir / "init", rel, is_dir, metas)
         self._mount()
 
     def _mount(self) -> None:
@@ -183,7 +205,7 @@ class StepFS:
         ``earlier``/``offsets``: passed to :func:`lamina.snapshot.write_layer` (not used by
         the vfs two-tree diff).
         """
-        from lamina.snapshot import write_diff_layer, write_layer  # not needed by cache hits
+        from lamina.snapshot.writer import write_layer  # not needed by cache hits
 
         self._unmount()
         blobs = self.store.blobs
@@ -202,6 +224,8 @@ class StepFS:
                     earlier=earlier, offsets=offsets,
                 )  # fmt: skip
             else:
+                from lamina.snapshot.diff import write_diff_layer  # the vfs two-tree diff
+
                 lower = self.store.layer_dirs(self.parent).upper
                 written = write_diff_layer(
                     lower, self.upper, out, epoch=epoch, since_ns=self._since_ns

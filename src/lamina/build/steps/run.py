@@ -6,7 +6,8 @@ rootfs), its ``WorkingDir`` (created first, as BuildKit does) and argv: exec for
 written, shell form through ``SHELL`` (default ``/bin/sh -c``); heredocs as BuildKit runs them
 (a single heredoc starting with ``#!`` becomes a script mounted at ``/dev/pipes/<name>``).
 /proc, /dev, /sys, /dev/shm, /etc/hosts, /etc/resolv.conf and /etc/hostname come from the
-runtime as mounts whose mount points live in the step's init layer, so none reaches the layer.
+runtime as mounts whose mount points live in the step's init layer, so none reaches the layer
+(those the image lacks are found before the step's overlay is mounted: it is mounted once).
 Network: ``--network`` of the instruction, else the build's (host by default, as Kaniko).
 
 The cache key holds the parent chain, argv, the full process env, user, workdir, network and
@@ -20,6 +21,7 @@ import collections
 import contextlib
 import os
 import secrets
+import stat
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -38,13 +40,25 @@ from lamina.errors import BuildError, ContainerError
 from lamina.runtime import BindMount, ContainerSpec, ProcessSpec, Runtime, resolve_user
 from lamina.runtime import select_runtime as _select
 from lamina.runtime.bundle import resolve_partial, write_bundle
+from lamina.runtime.defaults import MOUNTS
 from lamina.runtime.etcfiles import write_etc_files
 from lamina.runtime.spec import NetworkMode, mount_destinations
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOSTNAME = "buildkitsandbox"
 TAIL_LINES = 10
+#: the files every RUN gets bound over (:func:`lamina.runtime.etcfiles.write_etc_files`)
+ETC_MOUNTPOINTS = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")
 _runtime_lock = threading.Lock()
+
+
+def known_mountpoints() -> list[tuple[str, bool]]:
+    """The mount points of every RUN's bundle, known before it is written: the runtime's
+    default mounts (those not below another) and the /etc files. The step's ``init`` lower
+    is planned with them, so the overlay is mounted once; the bundle's own list is checked
+    after it is written (``RUN --mount`` targets, anything the plan could not settle)."""
+    dirs = mount_destinations({"mounts": [dict(m) for m in MOUNTS]})
+    return [*dirs, *((path, False) for path in ETC_MOUNTPOINTS)]
 
 
 def run_argv(instr: Run, config: Mapping[str, Any]) -> tuple[list[str], tuple[str, str] | None]:
@@ -123,7 +137,7 @@ def run_step(
     hit = lookup(env, state, key, vertex)
     if hit is None:
         env.ensure_layer(state.chain)
-        with StepFS(env.store, state.chain) as fs:
+        with StepFS(env.store, state.chain, mountpoints=known_mountpoints()) as fs:
             _execute(env, fs, instr, argv, penv, user, cwd, network, script, vertex)
             added = record(env, state, key, fs.commit(epoch=env.epoch))
         hit = added
@@ -143,8 +157,8 @@ def _execute(
         who = resolve_user(fs.rootfs, user)
     except ContainerError as exc:
         raise BuildError(exc.message) from exc
-    _check_cwd(fs.rootfs, cwd)
-    ensure_dir(fs.rootfs, cwd)
+    if not _check_cwd(fs.rootfs, cwd):
+        ensure_dir(fs.rootfs, cwd)
     with contextlib.ExitStack() as stack:
         mounts = prepare_mounts(env, instr.mounts, cwd, scratch, stack)
         if script is not None:
@@ -175,12 +189,14 @@ def _execute(
         )
 
 
-def _check_cwd(rootfs: Path, cwd: str) -> None:
+def _check_cwd(rootfs: Path, cwd: str) -> bool:
     """Refuse a working directory that resolves into /proc or /sys: those are the runtime's
     kernel mounts, and ``/proc/self/fd/N`` there would be a descriptor of the runtime itself
-    (CVE-2024-21626)."""
+    (CVE-2024-21626). True when it already is a directory (every link resolved inside
+    ``rootfs``): then there is nothing to create."""
     try:
-        rel = resolve_partial(rootfs, cwd).relative_to(rootfs).as_posix()
+        resolved = resolve_partial(rootfs, cwd)
+        rel = resolved.relative_to(rootfs).as_posix()
     except (OSError, ValueError) as exc:
         raise BuildError(f"working directory {cwd}: cannot be resolved in the image") from exc
     top = rel.split("/", 1)[0]
@@ -189,6 +205,10 @@ def _check_cwd(rootfs: Path, cwd: str) -> None:
             f"working directory {cwd} is inside /{top}, which the runtime mounts",
             hint="use a WORKDIR outside /proc and /sys",
         )
+    try:
+        return stat.S_ISDIR(os.lstat(resolved).st_mode)
+    except OSError:
+        return False
 
 
 def _script_mount(scratch: Path, name: str, data: str) -> BindMount:
