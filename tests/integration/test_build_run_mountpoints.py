@@ -4,8 +4,8 @@
   every planned path is absent from the merged tree and its parents' metadata is what the
   merged tree shows; without doubtful entries the plan is exactly what the tree lacks.
 - ``StepFS`` with the RUN mount points mounts its overlay once on a base that lacks
-  /etc/hosts and /etc/resolv.conf (busybox, like Debian minbase), and the layer holds only
-  what the step wrote.
+  /etc/hosts and /etc/resolv.conf (busybox, like Debian minbase), the layer holds only
+  what the step wrote, and its record lists its plain tar blob from the start.
 - A RUN build loads neither the tar extractor (``build.unpack``) nor the snapshot applier,
   reader or tree diff, only the layer writer.
 """
@@ -24,8 +24,9 @@ import pytest
 from lamina.build.initlower import plan_init
 from lamina.build.steps.run import known_mountpoints
 from lamina.build.workspace import StepFS
+from lamina.oci import mediatype
 from lamina.ops.archive import import_rootfs
-from lamina.store import Store
+from lamina.store import BlobRef, Store
 from lamina.testing.capabilities import mount_points_under
 from lamina.unionfs.overlay import OverlayBackend
 
@@ -110,6 +111,10 @@ def test_a_run_step_mounts_once_and_its_layer_holds_only_its_changes(
     assert committed is not None
     with store.blobs.open(committed.diff_id) as f, tarfile.open(fileobj=f, mode="r|") as tar:
         assert [m.name for m in tar] == ["etc", "etc/made-by-run"]
+    # the record lists the plain tar from the start: storing the image rewrites nothing
+    plain = BlobRef(digest=committed.diff_id, media_type=mediatype.OCI_LAYER, size=committed.size)
+    record = store.layers.db.get(committed.chain)
+    assert record is not None and record.blobs == (plain,)
     assert mount_points_under(tmp_path) == []
 
 

@@ -28,7 +28,7 @@ from lamina._internal.lock import flocked
 from lamina._internal.verify import VerifyingReader, VouchedReader
 from lamina.errors import LaminaError, NotFound, StorageError, StoreCorrupt
 from lamina.oci.digest import Digest
-from lamina.store.layerdb import LayerDB, LayerRecord
+from lamina.store.layerdb import BlobRef, LayerDB, LayerRecord
 from lamina.store.layout import (
     TMP_PREFIX,
     Layout,
@@ -174,15 +174,17 @@ class LayerStore:
         size: int,
         *,
         store_lock: Path,
+        blobs: tuple[BlobRef, ...] = (),
     ) -> LayerRecord:
         """Register the already-built directory ``diff`` as the layer ``diff_id`` on ``parent``.
 
         ``diff`` must hold exactly what applying the layer would give (overlay format: the
         upper dir of a build step; for a copying backend, the full merged tree) and live on the
         store's filesystem: it is *moved* into place (rename), never copied. The caller
-        vouches that ``diff_id`` is the tar of ``diff`` (it just wrote it). If the chain is
-        already registered, ``diff`` is removed and the existing record returned. Atomic as
-        :meth:`create`: the layerdb entry is written last, under ``store_lock``.
+        vouches that ``diff_id`` is the tar of ``diff`` (it just wrote it); ``blobs``: stored
+        forms of the layer to record with it (each already durable in the blob store). If the
+        chain is already registered, ``diff`` is removed and the existing record returned.
+        Atomic as :meth:`create`: the layerdb entry is written last, under ``store_lock``.
         """
         if parent is not None:
             self.get(parent)
@@ -198,7 +200,7 @@ class LayerStore:
                 tmp.mkdir(mode=0o710)
                 os.rename(diff, tmp / "diff")
                 (tmp / "work").mkdir(mode=0o700)
-                return self._publish(tmp, layer_id, chain, diff_id, parent, size, store_lock)
+                return self._publish(tmp, layer_id, chain, diff_id, parent, size, store_lock, blobs)
             finally:
                 if tmp.exists():
                     remove_tree(tmp)
@@ -212,6 +214,7 @@ class LayerStore:
         parent: Digest | None,
         size: int,
         store_lock: Path,
+        blobs: tuple[BlobRef, ...] = (),
     ) -> LayerRecord:
         """Register the built ``tmp`` dir under ``store_lock``, unless another process already
         registered ``chain`` (then its record wins and the caller removes ``tmp``)."""
@@ -219,7 +222,7 @@ class LayerStore:
             existing = self.db.get(chain)
             if existing is not None:
                 return existing
-            return self._register(tmp, layer_id, chain, diff_id, parent, size)
+            return self._register(tmp, layer_id, chain, diff_id, parent, size, blobs)
 
     def _create_unlocked(
         self, parent: Digest | None, reader: VerifyingReader, store_lock: Path
@@ -259,6 +262,7 @@ class LayerStore:
         diff_id: Digest,
         parent: Digest | None,
         size: int,
+        blobs: tuple[BlobRef, ...] = (),
     ) -> LayerRecord:
         """Under the store lock: link files, rename into place, layerdb entry last."""
         short = new_short_id()
@@ -273,8 +277,9 @@ class LayerStore:
         try:
             os.symlink(f"../{layer_id}/diff", link)
             record = LayerRecord(
-                chain_id=chain, diff_id=diff_id, parent=parent, cache_id=layer_id, size=size
-            )
+                chain_id=chain, diff_id=diff_id, parent=parent, cache_id=layer_id, size=size,
+                blobs=blobs,
+            )  # fmt: skip
             self.db.put(record)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
