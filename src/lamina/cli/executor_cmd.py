@@ -95,6 +95,9 @@ def _path(value: str | None) -> Path | None:
 
 def _setup_output(verbosity: str) -> bool:
     """Configure logging for ``verbosity``; True if progress should be shown."""
+    from lamina._internal.log import ensure_setup
+
+    ensure_setup()  # the level below must govern lamina's records from here on
     level = {"debug": logging.DEBUG, "trace": logging.DEBUG}.get(verbosity, logging.WARNING)
     if verbosity in ("error", "fatal", "panic"):
         level = logging.ERROR

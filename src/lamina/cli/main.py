@@ -4,8 +4,9 @@ Invariant: start-up imports only click and this module; each command's module (a
 the heavy parts of lamina) is imported when that command runs, so ``lamina images`` never pays
 for the builder, the registry client or rich. ``--version`` and ``--help`` (answered before
 any command runs) import neither ``logging``, ``pathlib`` nor ``importlib.metadata``: the
-version is this package's ``__version__`` and logging is set up only when a command runs
-(and not for commands in :data:`QUIET_COMMANDS`, which reach no module that logs).
+version is this package's ``__version__``; logging is set up when the first record is logged
+(:mod:`lamina._internal.log`; with ``--debug`` at once), so commands that log nothing
+(``images``, ``run``, a cached build) never import it.
 ``tests/unit/test_cli_startup.py`` guards the module set.
 """
 
@@ -72,13 +73,6 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
         False,
     ),
 }
-
-
-#: commands whose code reaches no module that logs (``images`` reads only the store's catalog),
-#: so they skip importing and configuring ``logging`` (~7 ms of start-up). Were one of them to
-#: log after all, the message would still reach stderr (logging's last-resort handler prints
-#: warnings), only without the ``lamina:`` prefix. test_cli_startup pins their module sets.
-QUIET_COMMANDS = frozenset({"images"})
 
 
 def _configure_logging(debug: bool) -> None:
@@ -174,8 +168,11 @@ def cli(ctx: click.Context, root: str | None, storage_driver: str | None, debug:
     """lamina: daemonless, rootless container images and containers."""
     from pathlib import Path
 
-    if debug or ctx.invoked_subcommand not in QUIET_COMMANDS:
-        _configure_logging(debug)
+    from lamina._internal import log
+
+    log.defer_setup(log.DEBUG if debug else log.WARNING, lambda: _configure_logging(debug))
+    if debug:  # third-party loggers' debug records too, and from the start
+        log.ensure_setup()
     ctx.obj = Context(
         root=(Path(root) if root else default_root(os.geteuid(), os.environ)).absolute(),
         driver=storage_driver,
@@ -245,4 +242,6 @@ def main(argv: list[str] | None = None) -> None:
         # reference cycle is not collected in a process that is about to exit.
         import gc
 
+        if (log := sys.modules.get("lamina._internal.log")) is not None:  # not for --version
+            log.cancel_setup()
         gc.freeze()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -26,11 +25,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lamina._internal.fileio import read_regular, write_atomic
+from lamina._internal.log import get_logger
 from lamina.errors import AuthError
 from lamina.registry.auth import Credential
 from lamina.registry.endpoint import DOCKER_HUB, DOCKER_HUB_AUTH_KEY, auth_key, normalize_host
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 MAX_CONFIG = 4 << 20
 _TOKEN_USER = "<token>"
 

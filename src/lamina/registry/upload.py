@@ -15,18 +15,18 @@ reports (``GET`` on the session, ``Range: 0-N``) a bounded number of times.
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 
 import httpx
 
+from lamina._internal.log import get_logger
 from lamina._internal.verify import Readable, VerifyingReader
 from lamina.errors import RegistryError
 from lamina.oci.descriptor import Descriptor
 from lamina.registry.auth import Scope
 from lamina.registry.transport import Transport
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 DEFAULT_CHUNK = 8 << 20
 MAX_CHUNK = 64 << 20
 _RANGE = re.compile(r"(?:bytes=)?0-(\d+)")

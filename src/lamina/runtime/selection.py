@@ -14,14 +14,14 @@ Each runtime keeps its state in its own directory below ``state_dir``: ``runc/``
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
+from lamina._internal.log import get_logger
 from lamina.errors import ContainerError, UsageError
 from lamina.runtime.model import Runtime
 from lamina.runtime.oci_runtime import OCIRuntime, find_binary, probe
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RUNTIMES = ("crun", "runc", "native")
 

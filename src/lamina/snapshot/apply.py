@@ -51,7 +51,6 @@ the caller (the store) discards it.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import shutil
 import stat
@@ -61,13 +60,14 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from lamina._internal.lazydataclass import lazy_dataclass
+from lamina._internal.log import get_logger
 from lamina.errors import UnsafeArchive
 from lamina.oci import whiteout
 from lamina.snapshot.metadata import MetadataWriter
 from lamina.snapshot.overlayfmt import make_whiteout
 from lamina.snapshot.tarstream import BLK, CHR, DIR, FIFO, LINK, SYMLINK, Member, TarReader
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

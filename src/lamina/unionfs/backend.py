@@ -19,17 +19,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import logging
 import os
 import time
 from pathlib import Path
 from typing import Protocol
 
 from lamina._internal.fileio import write_atomic
+from lamina._internal.log import get_logger
 from lamina.errors import UnionFSError
 from lamina.unionfs import syscall
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PROBE_CACHE = "unionfs-probe.json"
 
