@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
+from lamina.cli.epoch import source_date_epoch
 from lamina.cli.main import Context
 from lamina.cli.registry_cmd import open_registries, registry_options
 from lamina.errors import UsageError
 
 pass_ctx = click.make_pass_decorator(Context)
-
-
-def source_date_epoch() -> int | None:
-    """``SOURCE_DATE_EPOCH`` from the environment (a non-negative integer), or None."""
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value is None or value == "":
-        return None
-    if not value.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a non-negative integer")
-    return int(value)
 
 
 def _platform(text: str | None) -> object:

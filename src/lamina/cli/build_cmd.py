@@ -50,7 +50,7 @@ def parse_pairs(
 
 
 def _epoch(reproducible: bool) -> int | None:
-    from lamina.cli.archive_cmd import source_date_epoch
+    from lamina.cli.epoch import source_date_epoch
 
     epoch = source_date_epoch()
     if epoch is None and reproducible:

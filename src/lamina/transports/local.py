@@ -28,12 +28,11 @@ from lamina.image.model import Image, ImageIndex
 from lamina.oci.descriptor import Descriptor
 from lamina.oci.digest import Digest
 from lamina.transports.base import Destination, Format, ImageRef
-from lamina.transports.files import DirFiles
-from lamina.transports.layout import BlobStage, blob_name
 from lamina.transports.source import BlobSource, SourceImage
 
 if TYPE_CHECKING:
     from lamina.store import Store
+    from lamina.transports.layout import BlobStage
 
 _ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{4,64}")
 _FULL_ID_RE = re.compile(r"sha256:[a-f0-9]{64}|[a-f0-9]{64}")
@@ -99,6 +98,9 @@ class _StagedSource(BlobSource):
 
     def open_blob(self, desc: Descriptor) -> BinaryIO:
         if self.stage.size(desc.digest) is not None:
+            from lamina.transports.files import DirFiles
+            from lamina.transports.layout import blob_name
+
             return DirFiles(self.stage.dir).open(blob_name(desc.digest))
         return self.store.blobs.open(desc.digest)
 
@@ -114,6 +116,9 @@ class LocalDestination(Destination):
         self.name = name
         tmp = store.layout.tmp
         tmp.mkdir(parents=True, exist_ok=True)
+        # imported here: reading a local image (a build's FROM) needs no staging area
+        from lamina.transports.layout import BlobStage
+
         self._stage = BlobStage(Path(tempfile.mkdtemp(prefix="copy-", dir=tmp)))
         self._images: list[tuple[bytes, Descriptor, list[str]]] = []
 

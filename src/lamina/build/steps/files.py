@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,7 +77,7 @@ def _source_key(env: BuildEnv, instr: Copy | Add, found: list[Any] | None) -> ob
         remote = [s.url for s in found if isinstance(s, RemoteSource)]
         git = [s.key() for s in found if isinstance(s, GitSource)]
         if remote and not instr.checksum:
-            return ["uncacheable", secrets.token_hex(16)]
+            return ["uncacheable", os.urandom(16).hex()]
         digest = hash_sources(None, local, cache=env.stat_cache()) if local else None
         key: list[object] = ["add", str(digest), remote, instr.checksum, instr.unpack]
         return [*key, git, instr.keep_git_dir] if git else key

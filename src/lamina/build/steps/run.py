@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import secrets
 import stat
 import subprocess
 import threading
@@ -171,7 +170,7 @@ def _execute(
             additional_gids=who.additional_gids,
         )  # fmt: skip
         spec = _spec(fs.rootfs, process, network, mounts, scratch)
-        cid = f"lamina-build-{secrets.token_hex(8)}"
+        cid = f"lamina-build-{os.urandom(8).hex()}"  # secrets.token_hex, without hmac
         bundle = write_bundle(scratch / "bundle", spec, container_id=cid)
         fs.provide_mountpoints(mount_destinations(bundle.read_config()))
         runtime = runtime_for(env)
