@@ -76,3 +76,16 @@ def test_ensure_setup_hands_levels_to_logging() -> None:
         "log.get_logger('lamina.z').debug('now shown')\n"
     )
     assert done.stderr == "now shown\n"
+
+
+def test_a_record_that_cannot_load_logging_goes_to_stderr() -> None:
+    """As after a privilege drop that leaves the stdlib out of reach (the unprivileged apply):
+    warnings are still shown, lower records dropped, nothing raised."""
+    done = run_python(
+        "import sys\n"
+        "sys.modules['logging'] = None  # import logging now raises ImportError\n"
+        "from lamina._internal import log\n"
+        "lazy = log.get_logger('lamina.w')\n"
+        "lazy.info('dropped'); lazy.warning('skipped %d entries', 1); lazy.error('plain')\n"
+    )
+    assert done.stderr == "lamina: skipped 1 entries\nlamina: plain\n"

@@ -8,6 +8,10 @@ at or above the CLI's threshold imports logging, runs the setup once and is emit
 records below the threshold are dropped without importing anything — exactly what logging
 would have done with that configuration.
 
+A record that cannot load :mod:`logging` at all (a process that dropped its privileges after
+start-up and no longer reaches the standard library) is written to stderr as ``lamina: msg``
+when it is a warning or worse, never raised: logging must not fail the operation it reports.
+
 Invariants: without :func:`defer_setup` (library use, tests with ``caplog``) every call goes
 to the standard logger of the same name, so handlers, levels and capture behave as with
 ``logging.getLogger``. The setup runs at most once, before the first record it governs is
@@ -18,6 +22,7 @@ directly (third-party loggers' records included) calls :func:`ensure_setup` firs
 from __future__ import annotations
 
 import _thread
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -74,8 +79,12 @@ class LazyLogger:
             return
         real = self._real
         if real is None:
-            import logging
-
+            try:
+                import logging
+            except ImportError:  # the stdlib went out of reach (privileges dropped since start)
+                if level >= WARNING:
+                    sys.stderr.write(f"lamina: {msg % args if args else msg}\n")
+                return
             ensure_setup()
             real = self._real = logging.getLogger(self.name)
         # stacklevel 3: the record names the caller of debug()/warning(), not this module
