@@ -18,6 +18,10 @@ Deviation from ARCHITECTURE.md §7 ("frozen slotted keyword-only dataclasses"): 
 every reference taken at import time would point to the unprocessed class. Classes made per
 file or per tar entry, where the instance dict matters, stay ``@dataclass(slots=True)``.
 
+Everything a first instantiation needs is imported with this module (``dataclasses`` is
+loaded by the commands anyway): a process that changes its root or drops privileges after
+start-up may no longer reach the standard library, and must still be able to make a class.
+
 Invariants:
 
 - Same behaviour as ``@dataclass`` with the same options: the ``__init__`` signature, defaults
@@ -40,15 +44,11 @@ Invariants:
 from __future__ import annotations
 
 import _thread
+import dataclasses
 from collections.abc import Callable
+from dataclasses import MISSING, Field, FrozenInstanceError, field
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform, overload
-
-if TYPE_CHECKING:
-    import dataclasses
-    from dataclasses import Field, field
-else:  # only type checkers read field_specifiers; dataclasses loads with the first class made
-    Field = field = None
+from typing import Any, TypeVar, dataclass_transform, overload
 
 _C = TypeVar("_C", bound=type)
 
@@ -121,8 +121,6 @@ def materialize(cls: type) -> None:
     """Make ``cls`` (and its lazy dataclass bases) a dataclass, if still pending."""
     if _PENDING not in cls.__dict__:
         return
-    import dataclasses
-
     with _lock:
         options = cls.__dict__.get(_PENDING)
         if options is None:  # another thread finished it while this one waited
@@ -240,8 +238,6 @@ def _frozen_guard(cls: type, names: frozenset[str], method: str) -> Callable[...
     def guard(self: Any, name: str, *value: Any) -> None:
         if type(self) is cls or name in names:
             verb = "assign to" if method == "__setattr__" else "delete"
-            from dataclasses import FrozenInstanceError
-
             raise FrozenInstanceError(f"cannot {verb} field {name!r}")
         getattr(super(cls, self), method)(name, *value)
 
@@ -252,8 +248,6 @@ def _make_init(
     cls: type, fields: tuple[dataclasses.Field[Any], ...], *, frozen: bool
 ) -> Callable[..., None]:
     """Compile ``__init__`` for ``fields`` (signature and body as dataclass writes them)."""
-    from dataclasses import MISSING
-
     scope: dict[str, Any] = {"__lazy_object__": object, "__lazy_factory__": _FACTORY}
     positional: list[str] = []
     keyword: list[str] = []
