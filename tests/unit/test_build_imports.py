@@ -45,12 +45,14 @@ def test_selecting_a_runtime_does_not_load_the_native_one() -> None:
 
 def test_a_run_build_loads_no_archive_commands_blob_staging_or_secrets() -> None:
     # SOURCE_DATE_EPOCH comes from cli.epoch, not the archive commands; reading a local FROM
-    # image needs no staging area (transports.files/layout); ids come from os.urandom
+    # image needs no staging area (transports.files/layout); ids come from os.urandom; the
+    # stage pool and the copier's pool (concurrent.futures, which loads logging) are made
+    # only when used
     names = _loaded(
         "import lamina.cli.build_cmd, lamina.ops.build, lamina.build.steps,"
         " lamina.build.outputs, lamina.build.steps.run, lamina.transports.local"
     )
     assert not names & {
         "lamina.cli.archive_cmd", "lamina.transports.files", "lamina.transports.layout",
-        "secrets", "hmac",
+        "secrets", "hmac", "concurrent.futures", "logging",
     }  # fmt: skip

@@ -17,7 +17,6 @@ have stopped; nothing is left mounted (every mount lives in a ``with``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeAlias
 
 from lamina import transports
@@ -35,6 +34,8 @@ from lamina.store import Store, StoreImage
 from lamina.transports.base import ImageRef
 
 if TYPE_CHECKING:  # the registry client (httpx, ssl) is imported only by builds that pull
+    from concurrent.futures import ThreadPoolExecutor
+
     from lamina.transports.docker import Registries
 
 #: the registries of a build, or a function that makes them when first needed (a build that
@@ -238,22 +239,33 @@ class Executor:
             self.graph = graph = self._graph()
             if graph.unused_build_args_warning:
                 self.env.reporter.warning(graph.unused_build_args_warning)
-            workers = max(1, self.plan.max_parallel)
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
-                try:
-                    for level in graph.levels:
-                        self._run_level(pool, level)
-                except BaseException:
-                    # Ctrl-C / SIGTERM (or a failed stage): stop the others quickly; the
-                    # pool's exit then waits for them, and their ``with`` blocks unmount.
-                    self.env.cancel()
-                    raise
+            if all(len(level) == 1 for level in graph.levels):
+                # one stage at a time (every level runs in this thread anyway): no pool, nor
+                # concurrent.futures, whose import loads logging, traceback and queue
+                self._run_levels(None, graph)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                workers = max(1, self.plan.max_parallel)
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
+                    self._run_levels(pool, graph)
             return self.results[graph.target]
 
-    def _run_level(self, pool: ThreadPoolExecutor, level: tuple[int, ...]) -> None:
+    def _run_levels(self, pool: ThreadPoolExecutor | None, graph: BuildGraph) -> None:
+        try:
+            for level in graph.levels:
+                self._run_level(pool, level)
+        except BaseException:
+            # Ctrl-C / SIGTERM (or a failed stage): stop the others quickly; the pool's exit
+            # then waits for them, and their ``with`` blocks unmount.
+            self.env.cancel()
+            raise
+
+    def _run_level(self, pool: ThreadPoolExecutor | None, level: tuple[int, ...]) -> None:
         if len(level) == 1:  # nothing to overlap with: run it here
             self.results[level[0]] = self._build_stage(level[0])
             return
+        assert pool is not None  # a level of several stages has a pool (see run)
         futures = [(i, pool.submit(self._run_stage, i)) for i in level]
         errors: list[BaseException] = []
         for i, future in futures:

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
-from typing import BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
 from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.image.model import Image, ImageIndex, Layer
@@ -34,6 +33,9 @@ from lamina.oci.manifest import Index, Manifest
 from lamina.oci.platform import Platform
 from lamina.transports.base import Destination, Format, ImageRef
 from lamina.transports.source import child_of, is_index, select_image
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 @lazy_dataclass(frozen=True)
@@ -140,6 +142,10 @@ class _Copier:
     def _transfer(self, plans: Sequence[_Plan]) -> list[Descriptor]:
         unique = {p.target.digest: p for p in plans}
         done: dict[object, Descriptor] = {}
+        # imported here: concurrent.futures loads logging, traceback and queue, which a build
+        # that copies nothing (its FROM is in the store) never needs
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             futures: dict[Future[Descriptor], object] = {
                 pool.submit(self._transfer_one, p): key for key, p in unique.items()
