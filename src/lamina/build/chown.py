@@ -24,11 +24,11 @@ Modes apply to every copied file and directory (not to parent directories that a
 
 from __future__ import annotations
 
-import re
 import stat
 from pathlib import Path
 
 from lamina._internal.lazydataclass import lazy_dataclass
+from lamina._internal.regex import LazyPattern
 from lamina.errors import BuildError, ContainerError
 from lamina.runtime.user import read_root_file
 
@@ -36,8 +36,8 @@ __all__ = ["ModeSpec", "Owner", "parse_chmod", "resolve_chown"]
 
 _MAX_ID = 2**32 - 2
 _WHO = {"u": 0o4700, "g": 0o2070, "o": 0o1007}
-_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)\Z")
-_ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
+_CLAUSE = LazyPattern(r"([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)\Z")
+_ACTION = LazyPattern(r"([-+=])([ugo]|[rwxXst]*)")
 
 
 @lazy_dataclass(frozen=True)

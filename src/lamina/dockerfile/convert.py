@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from lamina._internal.regex import LazyPattern
 from lamina.dockerfile.ast import Document, Node
 from lamina.dockerfile.flags import FlagError, FlagKind, ParsedFlags, parse_flags, with_suggestion
 from lamina.dockerfile.health import HealthError, parse_health
@@ -46,8 +47,8 @@ from lamina.dockerfile.mounts import MountError, parse_mount
 from lamina.dockerfile.words import trim_space
 from lamina.errors import DockerfileError
 
-_STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9\-_.]*\Z")
-_ONBUILD_PREFIX_RE = re.compile(r"^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*", re.IGNORECASE)
+_STAGE_NAME_RE = LazyPattern(r"^[a-z][a-z0-9\-_.]*\Z")
+_ONBUILD_PREFIX_RE = LazyPattern(r"^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*", re.IGNORECASE)
 NETWORK_MODES = ("default", "none", "host")
 SECURITY_MODES = ("sandbox", "insecure")
 INSTRUCTIONS = (

@@ -16,12 +16,13 @@ import json
 import re
 
 from lamina._internal.lazydataclass import lazy_dataclass
+from lamina._internal.regex import LazyPattern
 from lamina.dockerfile.ast import Directive
 
 _DIRECTIVE_RE = re.compile(
     r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z"
 )
-_SLASH_DIRECTIVE_RE = re.compile(
+_SLASH_DIRECTIVE_RE = LazyPattern(
     r"^//[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*\Z"
 )
 ALLOWED = frozenset({"syntax", "escape", "check"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from lamina._internal.regex import LazyPattern
 from lamina.dockerfile.ast import Document, Node
 from lamina.dockerfile.words import trim_space
 
@@ -23,7 +24,7 @@ _SIMPLE = {
     "\\": "\\\\",
     '"': '\\"',
 }
-_NEEDS_ESCAPE = re.compile(r"[^ !#-\[\]-~]")
+_NEEDS_ESCAPE = LazyPattern(r"[^ !#-\[\]-~]")
 
 
 def _escape_char(m: re.Match[str]) -> str:

@@ -6,7 +6,7 @@ Go's canonical spelling of ``s``.
 
 from __future__ import annotations
 
-import re
+from lamina._internal.regex import LazyPattern
 
 _UNITS = {
     "ns": 1,
@@ -18,7 +18,7 @@ _UNITS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_PART_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)([a-zµμ]+)")
+_PART_RE = LazyPattern(r"([0-9]*(?:\.[0-9]*)?)([a-zµμ]+)")
 _MAX = (1 << 63) - 1
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
+from lamina._internal.regex import LazyPattern
 from lamina.dockerfile.instructions import (
     Add,
     Arg,
@@ -50,11 +51,11 @@ def make_lexer(escape: str = "\\") -> Lexer:
     return Lexer(escape)
 
 
-_BLANK_RE = re.compile(r"\s")
+_BLANK_RE = LazyPattern(r"\s")
 _SPECIAL: dict[tuple[str, bool], re.Pattern[str]] = {}
 #: ``$NAME`` / ``${NAME}``: the only forms the lexer-free fast path expands (ASCII words
 #: without quotes or escapes, where every ``$`` starts such a reference).
-_SIMPLE_REF_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_SIMPLE_REF_RE = LazyPattern(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def _special_re(escape: str, *, dollar: bool = True) -> re.Pattern[str]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 
+from lamina._internal.regex import LazyPattern
 from lamina.dockerfile.ast import Heredoc
 from lamina.dockerfile.words import is_space
 
-_HEREDOC_RE = re.compile(r"^(\d*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")
-_OPENER_RE = re.compile(r"^\d*<<-?\Z")
-_LEADING_TABS_RE = re.compile(r"^\t+", re.MULTILINE)
+_HEREDOC_RE = LazyPattern(r"^(\d*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")
+_OPENER_RE = LazyPattern(r"^\d*<<-?\Z")
+_LEADING_TABS_RE = LazyPattern(r"^\t+", re.MULTILINE)
 
 #: Instructions whose shell form may carry heredocs.
 HEREDOC_INSTRUCTIONS = frozenset({"run", "copy", "add"})

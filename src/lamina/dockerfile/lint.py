@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 
 from lamina._internal.lazydataclass import lazy_dataclass
+from lamina._internal.regex import LazyPattern
 from lamina.dockerfile.ast import Document, Node
 from lamina.dockerfile.flags import suggest
 from lamina.dockerfile.graph import BuildGraph, build_graph
@@ -40,12 +41,12 @@ RULES = (
     "ExposeProtoCasing", "ExposeInvalidFormat", "CopyIgnoredFile",
 )  # fmt: skip
 RESERVED_STAGE_NAMES = ("context", "scratch")
-_SECRET_RE = re.compile(
+_SECRET_RE = LazyPattern(
     r"(?i)(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)"
 )
-_PUBLIC_RE = re.compile(r"(?i)(?:_|^)(?:public)(?:_|$)")
+_PUBLIC_RE = LazyPattern(r"(?i)(?:_|^)(?:public)(?:_|$)")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_REFERENCE_RE = re.compile(
+_REFERENCE_RE = LazyPattern(
     rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@[a-z0-9]+:[0-9a-fA-F]{32,})?\Z"
 )

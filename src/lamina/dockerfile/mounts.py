@@ -8,10 +8,10 @@ secret and ssh and to False for cache and tmpfs; cache ``sharing`` defaults to `
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from lamina._internal.lazydataclass import lazy_dataclass
+from lamina._internal.regex import LazyPattern
 from lamina.dockerfile.flags import with_suggestion
 
 MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
@@ -20,7 +20,7 @@ _ALL_KEYS = (
     "type", "from", "source", "target", "readonly", "id", "sharing", "required", "size",
     "mode", "uid", "gid", "src", "dst", "destination", "ro", "rw", "readwrite", "env",
 )  # fmt: skip
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_SIZE_RE = LazyPattern(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 
 from lamina._internal.lazydataclass import lazy_dataclass
+from lamina._internal.regex import LazyPattern
 from lamina.dockerfile.shellpattern import ShellPattern, ShellPatternError, reverse_raw_pattern
 from lamina.errors import DockerfileError
 
@@ -21,7 +22,7 @@ _SPECIAL_NAMES = frozenset("@*#?-$!0")
 _GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
     chr(c) for c in range(0x2000, 0x200B)
 )
-_SPACE_RE = re.compile("[" + re.escape("".join(sorted(_GO_SPACE))) + "]")
+_SPACE_RE = LazyPattern("[" + re.escape("".join(sorted(_GO_SPACE))) + "]")
 _HEREDOC_BLANKS = frozenset(" \t\r")
 
 

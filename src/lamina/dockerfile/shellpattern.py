@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lamina._internal.regex import LazyPattern
+
 __all__ = ["ShellPattern", "ShellPatternError", "expand_go_template", "reverse_raw_pattern"]
 
 
@@ -203,7 +205,7 @@ def reverse_raw_pattern(pattern: str) -> str:
     return "".join(reversed(pairs))
 
 
-_TEMPLATE_NAME = re.compile(r"\{?([^\W]+)")
+_TEMPLATE_NAME = LazyPattern(r"\{?([^\W]+)")
 
 
 def expand_go_template(template: str, match: str) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 
+from lamina._internal.regex import LazyPattern
+
 #: Go's ``unicode.IsSpace`` set.
 GO_SPACE = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
@@ -22,7 +24,7 @@ GO_SPACE = (
 _GO_SPACE_SET = frozenset(GO_SPACE)
 #: BuildKit's ``reWhitespace`` (ASCII blanks, no newline).
 WHITESPACE_RE = re.compile(r"[\t\v\f\r ]+")
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_SURROGATE_RE = LazyPattern("[\ud800-\udfff]")
 
 
 class NotStringArray(ValueError):

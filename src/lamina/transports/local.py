@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO, ClassVar, cast
 
 from lamina import reference
 from lamina._internal.lazydataclass import lazy_dataclass
+from lamina._internal.regex import LazyPattern
 from lamina._internal.verify import VerifyingReader
 from lamina.errors import InvalidReference, NotFound, UsageError
 from lamina.image.model import Image, ImageIndex
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from lamina.store import Store
     from lamina.transports.layout import BlobStage
 
-_ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{4,64}")
+_ID_RE = LazyPattern(r"(?:sha256:)?[a-f0-9]{4,64}")
 _FULL_ID_RE = re.compile(r"sha256:[a-f0-9]{64}|[a-f0-9]{64}")
 
 
