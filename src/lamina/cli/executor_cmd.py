@@ -192,7 +192,7 @@ def executor(ctx: Context, /, **opts: Any) -> None:
 
 
 def _options(opts: dict[str, Any]) -> Any:
-    from lamina.cli.archive_cmd import source_date_epoch
+    from lamina.cli.epoch import source_date_epoch
     from lamina.oci.platform import Platform
     from lamina.ops.executor import KanikoOptions
 
