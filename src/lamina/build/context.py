@@ -37,11 +37,11 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, cast
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.rootpath import resolve_in_root, split_path
 from lamina.dockerfile.dockerignore import ContextFilter, find_ignore_file, read_dockerignore
 from lamina.errors import BuildError
@@ -68,7 +68,7 @@ def special_kind(mode: int) -> str | None:
     return _SPECIAL.get(stat.S_IFMT(mode))
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class SourcePath:
     """One resolved source: ``root``/``path`` is what gets copied.
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,7 +82,7 @@ def target_path(dest: str, workdir: str) -> tuple[str, bool]:
     return "/" + "/".join(split_path(full)), is_dir
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class _Meta:
     """How copied nodes get their metadata."""
 

@@ -27,10 +27,10 @@ import errno
 import os
 import stat as statmod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.dockerfile.patternmatch import MatchInfo, PatternMatcher, go_clean
 from lamina.errors import BuildError
 
@@ -52,7 +52,7 @@ class ContextEntry(NamedTuple):
         return statmod.S_ISDIR(self.stat.st_mode)
 
 
-@dataclass(slots=True)
+@lazy_dataclass
 class _Dir:
     """A directory on the walk stack, with the match results its children reuse."""
 

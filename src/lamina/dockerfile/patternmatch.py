@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import DockerfileError
@@ -199,7 +198,7 @@ class Pattern:
         return self.regex.fullmatch(path) is not None
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class MatchInfo:
     """Per-pattern results for a directory, reused for its children (fsutil's fast path)."""
 

@@ -17,8 +17,8 @@ O(len(text) * len(pattern)) in the worst case; callers cap both lengths.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.regex import LazyPattern
 
 __all__ = ["ShellPattern", "ShellPatternError", "expand_go_template", "reverse_raw_pattern"]
@@ -28,7 +28,7 @@ class ShellPatternError(ValueError):
     """A pattern that BuildKit's pattern converter rejects (an invalid ``\\`` escape)."""
 
 
-@dataclass(frozen=True, slots=True)
+@lazy_dataclass(frozen=True)
 class _Segment:
     """A run of pattern items between stars: literal characters and ``?`` (``None``)."""
 
