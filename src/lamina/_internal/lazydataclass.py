@@ -16,7 +16,8 @@ all). ``dataclasses.fields``/``replace``/``asdict`` work as on any dataclass.
 Deviation from ARCHITECTURE.md §7 ("frozen slotted keyword-only dataclasses"): these have no
 ``__slots__``. A slotted dataclass is a *new* class object, so it cannot be made lazily —
 every reference taken at import time would point to the unprocessed class. Classes made per
-file or per tar entry, where the instance dict matters, stay ``@dataclass(slots=True)``.
+file or per tar entry and kept by the thousand, where the instance dict matters, stay
+``@dataclass(slots=True)`` (tar members, tree changes, archive index entries).
 
 Everything a first instantiation needs is imported with this module (``dataclasses`` is
 loaded by the commands anyway): a process that changes its root or drops privileges after
