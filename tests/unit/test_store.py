@@ -261,3 +261,30 @@ def test_images_json_is_valid_json_with_normalised_names(
         "docker.io/library/busybox:1": str(img.digest()),
         "localhost:5000/x:latest": str(img.digest()),
     }
+
+
+def test_put_image_makes_config_and_manifest_durable_with_one_directory_fsync(
+    store: Store, make_image: MakeImage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a spy that records what each fsync made durable, then performs it
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    store.put_image(make_image([BASE]))
+    img = make_image([BASE], tag="two")  # the same layer: only config and manifest are new
+    assert img.manifest().layers == make_image([BASE]).manifest().layers
+    monkeypatch.setattr(os, "fsync", spy)
+    store.put_image(img, ["x"])
+    blob_dir = str(store.root / "blobs" / "sha256")
+    config, manifest = img.manifest().config.digest, img.digest()
+    assert all(store.blobs.has(d) for d in (config, manifest))
+    assert [p for p in synced if p == blob_dir] == [blob_dir]  # one, for both renames
+    files = [i for i, p in enumerate(synced) if "/ingest/" in p]
+    images = [i for i, p in enumerate(synced) if p == str(store.root) or "/.tmp-" in p]
+    assert len(files) == 2  # each blob file itself is fsynced
+    # the directory fsync comes after both files and before images.json is written
+    assert max(files) < synced.index(blob_dir) < min(images)

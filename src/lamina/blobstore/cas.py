@@ -26,10 +26,11 @@ import errno
 import io
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from lamina._internal.fileio import fsync_dir
 from lamina._internal.verify import Readable, VerifyingReader
 from lamina.blobstore.ingest import STALE_AFTER, Ingest, iter_stale
 from lamina.errors import DigestMismatch, NotFound, StoreCorrupt
@@ -88,12 +89,18 @@ class BlobStore:
         return Ingest(self.ingest_dir, self.path, expected, size, voucher=voucher)
 
     def put_stream(
-        self, stream: Readable, expected: Digest | None = None, size: int | None = None
+        self,
+        stream: Readable,
+        expected: Digest | None = None,
+        size: int | None = None,
+        *,
+        sync_dir: bool = True,
     ) -> tuple[Digest, int]:
         """Store everything ``stream`` yields; return (digest, size). Caller closes ``stream``.
 
         When ``expected`` is given and a blob of that digest (and ``size``, if given) already
         exists, the stream is only drained and verified. Raises DigestMismatch on bad content.
+        ``sync_dir=False``: see :meth:`Ingest.commit` (then call :meth:`sync_dirs`).
         """
         if expected is not None and self._present(expected, size):
             reader = VerifyingReader(stream, expected, size, what=f"blob {expected}")
@@ -102,11 +109,20 @@ class BlobStore:
         with self.begin(expected, size) as ingest:
             while chunk := stream.read(CHUNK):
                 ingest.write(chunk)
-            return ingest.commit()
+            return ingest.commit(sync_dir=sync_dir)
 
-    def put_bytes(self, data: bytes, expected: Digest | None = None) -> tuple[Digest, int]:
+    def put_bytes(
+        self, data: bytes, expected: Digest | None = None, *, sync_dir: bool = True
+    ) -> tuple[Digest, int]:
         """Store ``data``; same contract as :meth:`put_stream`."""
-        return self.put_stream(io.BytesIO(data), expected, len(data) if expected else None)
+        size = len(data) if expected else None
+        return self.put_stream(io.BytesIO(data), expected, size, sync_dir=sync_dir)
+
+    def sync_dirs(self, digests: Iterable[Digest]) -> None:
+        """fsync the directories of ``digests`` once each: makes the renames of blobs put with
+        ``sync_dir=False`` durable (call it before anything refers to them)."""
+        for directory in sorted({self.path(d).parent for d in digests}):
+            fsync_dir(directory)
 
     def _present(self, digest: Digest, size: int | None) -> bool:
         try:

@@ -92,8 +92,13 @@ class Ingest:
             return self._voucher.digest()
         return Digest(self._hasher.name, self._hasher.hexdigest())
 
-    def commit(self) -> tuple[Digest, int]:
-        """Verify, fsync and move into place; returns (digest, size). Closes the ingest."""
+    def commit(self, *, sync_dir: bool = True) -> tuple[Digest, int]:
+        """Verify, fsync and move into place; returns (digest, size). Closes the ingest.
+
+        ``sync_dir=False`` leaves the directory fsync that makes the rename durable to the
+        caller (:meth:`BlobStore.sync_dirs`), which must do it before anything refers to the
+        blob: several blobs' renames then cost one directory fsync.
+        """
         if self._fd is None:
             raise StorageError(f"committing blob ingest {self.path.name}: already closed")
         try:
@@ -118,7 +123,8 @@ class Ingest:
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not _is_regular_of_size(final, self.count):
                 os.replace(self.path, final)
-                fsync_dir(final.parent)
+                if sync_dir:
+                    fsync_dir(final.parent)
             return got, self.count
         finally:
             self.abort()
