@@ -142,4 +142,7 @@ def test_a_run_build_loads_the_layer_writer_but_not_the_extractor(
         "lamina.build.unpack", "lamina.snapshot.apply", "lamina.snapshot.changes",
         "lamina.snapshot.diff", "lamina.snapshot.tarstream",
         "concurrent.futures",  # one stage: no stage pool
+        # no COPY: no copier, source keys or stat cache
+        "lamina.build.steps.files", "lamina.build.copy", "lamina.build.sourcekey",
+        "lamina.build.statcache",
     }  # fmt: skip

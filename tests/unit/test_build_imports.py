@@ -55,4 +55,7 @@ def test_a_run_build_loads_no_archive_commands_blob_staging_or_secrets() -> None
     assert not names & {
         "lamina.cli.archive_cmd", "lamina.transports.files", "lamina.transports.layout",
         "secrets", "hmac", "concurrent.futures", "logging",
+        # COPY/ADD/WORKDIR steps, the copier, source keys and the stat cache load when used
+        "lamina.build.steps.files", "lamina.build.copy", "lamina.build.sourcekey",
+        "lamina.build.statcache",
     }  # fmt: skip

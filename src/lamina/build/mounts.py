@@ -34,7 +34,6 @@ from pathlib import Path
 from lamina._internal.lazydataclass import lazy_dataclass
 from lamina._internal.lock import flocked
 from lamina._internal.rootpath import resolve_in_root
-from lamina.build.sourcekey import hash_sources
 from lamina.build.ssh import forward_agent
 from lamina.build.steps.base import BuildEnv
 from lamina.build.workspace import open_overlay, open_view
@@ -94,6 +93,8 @@ def mount_key(env: BuildEnv, mounts: tuple[Mount, ...], workdir: str) -> list[ob
             chain = env.find_source(m.from_).chain
             key.append(["bind", target, m.from_, str(chain), m.source, m.read_only])
         elif m.type == "bind":
+            from lamina.build.sourcekey import hash_sources  # loads the stat cache
+
             ctx = env.require_context("RUN --mount=type=bind")
             digest = hash_sources(None, ctx.resolve([m.source or "."]), cache=env.stat_cache())
             key.append(["bind", target, "context", m.source, str(digest), m.read_only])

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 
 from lamina.build.progress import Vertex
 from lamina.build.steps.base import BuildEnv, StageState
-from lamina.build.steps.files import copy_step, workdir_step
 from lamina.build.steps.meta import apply_meta
 from lamina.dockerfile import instructions as ins
 from lamina.errors import BuildError, DockerfileError, LaminaError, StorageError, UnionFSError
@@ -47,8 +46,13 @@ def execute_step(
             run_step(env, state, instr, visible, vertex)
         elif isinstance(instr, ins.Copy | ins.Add):
             assert vertex is not None
+            # imported here: a RUN-only build never loads the copier, source keys, stat cache
+            from lamina.build.steps.files import copy_step
+
             copy_step(env, state, instr, visible, vertex)
         elif isinstance(instr, ins.Workdir):
+            from lamina.build.steps.files import workdir_step
+
             workdir_step(env, state, instr, vertex)
         else:
             apply_meta(env, state, instr, global_args)

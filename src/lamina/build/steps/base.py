@@ -34,7 +34,6 @@ from lamina.build.context import BuildContext
 from lamina.build.progress import Reporter, Vertex
 from lamina.build.secrets import SecretStore
 from lamina.build.ssh import SshAgents
-from lamina.build.statcache import StatCache
 from lamina.build.workspace import Committed, register_blob
 from lamina.errors import BuildError, NotFound
 from lamina.oci import mediatype
@@ -45,6 +44,7 @@ from lamina.store import Store, chain_id
 
 if TYPE_CHECKING:  # the registry client (httpx, ssl) is imported only by builds that use it
     from lamina.build.regcache import RegistryCache
+    from lamina.build.statcache import StatCache
 
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
 
@@ -190,6 +190,8 @@ class BuildEnv:
         it with :meth:`close_thread` when it is done."""
         cache: StatCache | None = getattr(self._local, "stat_cache", None)
         if cache is None:
+            from lamina.build.statcache import StatCache  # COPY/ADD and bind mounts only
+
             self.cache.directory.mkdir(parents=True, exist_ok=True)
             cache = StatCache(self.cache.directory / "statcache.db")
             self._local.stat_cache = cache

@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lamina.build.copy import ensure_dir
 from lamina.build.imageconfig import DEFAULT_SHELL
 from lamina.build.mounts import RunMounts, mount_key, prepare_mounts
 from lamina.build.progress import Vertex
@@ -157,6 +156,8 @@ def _execute(
     except ContainerError as exc:
         raise BuildError(exc.message) from exc
     if not _check_cwd(fs.rootfs, cwd):
+        from lamina.build.copy import ensure_dir  # a missing WORKDIR is made as COPY makes it
+
         ensure_dir(fs.rootfs, cwd)
     with contextlib.ExitStack() as stack:
         mounts = prepare_mounts(env, instr.mounts, cwd, scratch, stack)
