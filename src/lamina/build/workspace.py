@@ -42,11 +42,11 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.oci.digest import Digest
 from lamina.store import Store
 from lamina.store.layers import copy_tree, remove_tree
@@ -60,7 +60,7 @@ EMPTY_TAR_SIZE = 1024
 _GATHER = 1 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@lazy_dataclass(frozen=True, kw_only=True)
 class Committed:
     """A step's new layer: its diff_id (== blob digest, uncompressed), size, chain id."""
 
