@@ -12,8 +12,19 @@ over as ``oci:`` layouts). Each command runs under GNU time (wall seconds, peak 
 of ``--repeat`` rounds is reported; in each round the tools run one after the other
 (interleaved), so on a shared machine they see the same load. The table gives lamina's time,
 each peer's, the ratio lamina/buildah (lower is better), BuildKit's reference time from the
-issue, the target and lamina's peak RSS (target <= 80 MB). Usage:
-``python bench/bench_build.py [--files N] [--big-mib M] [--repeat R] [--workdir DIR]``.
+issue, the target and lamina's peak RSS (target <= 80 MB).
+
+Settling. On ext4 *without a journal* (this VM's root filesystem), allocating an inode skips
+every free inode of its group deleted within the last ``dirty_expire_centisecs`` (30 s): the
+kernel's ``recently_deleted`` check, one buffer lookup per skipped inode, repeated for every
+new file. A tool that deletes a big tree (podman's ``--layers`` build removes its
+intermediate container, 20,000 files) thus slows down whichever tool runs next: measured
+here, lamina's cold W2 took 5.5-5.8 s after a quiet half minute and 8.9-9.1 s right after
+podman's W2. So before every timed W2/W5 command the bench calls ``sync`` and waits
+``--settle`` seconds (default: that window + 2 s on such a filesystem, else 0), for every
+tool alike. Usage:
+``python bench/bench_build.py [--files N] [--big-mib M] [--repeat R] [--workdir DIR]
+[--settle S]``.
 """
 
 from __future__ import annotations
@@ -125,12 +136,27 @@ Result = tuple[float, int] | None
 Run = Callable[["Tool"], tuple[float, int]]
 
 
+def settle_default(work: Path) -> float:
+    """Seconds to wait before a file-creating run: the kernel's "recently deleted" window + 2
+    when ``work`` is on ext4 without a journal (see the module docstring), else 0."""
+    st = os.stat(work)
+    try:
+        dev = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}").resolve().name
+        expire = int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100
+    except (OSError, ValueError):
+        return 0.0
+    ext4 = Path(f"/sys/fs/ext4/{dev}").is_dir()
+    journal = Path(f"/proc/fs/jbd2/{dev}-8").exists()
+    return expire + 2 if ext4 and not journal else 0.0
+
+
 def round_robin(
-    tools: list[Tool], repeat: int, before: Callable[[int], None], run: Run
+    tools: list[Tool], repeat: int, before: Callable[[int], None], run: Run, settle: float = 0.0
 ) -> list[Result]:
     """Best wall time (and max RSS) of ``repeat`` rounds per tool; in each round every tool
     runs once, one after the other, so they share the machine's load. ``before(i)`` prepares
-    round ``i`` (e.g. edits the context). A tool whose run fails gets None (printed to stderr)."""
+    round ``i`` (e.g. edits the context). ``settle``: seconds to wait (after a ``sync``)
+    before each run. A tool whose run fails gets None (printed to stderr)."""
     seen: list[list[tuple[float, int]] | None] = [[] for _ in tools]
     for i in range(repeat):
         before(i)
@@ -138,6 +164,9 @@ def round_robin(
             got = seen[t]
             if got is None:
                 continue
+            if settle:
+                os.sync()
+                time.sleep(settle)
             try:
                 got.append(run(tool))
             except RuntimeError as exc:
@@ -146,8 +175,11 @@ def round_robin(
     return [None if r is None else (min(x[0] for x in r), max(x[1] for x in r)) for r in seen]
 
 
-def bench_all(tools: list[Tool], work: Path, repeat: int, w6: bool) -> dict[str, dict[str, Result]]:
-    """Every workload, tools interleaved (W5 cases run right after W2, on each tool's cache)."""
+def bench_all(
+    tools: list[Tool], work: Path, repeat: int, w6: bool, settle: float
+) -> dict[str, dict[str, Result]]:
+    """Every workload, tools interleaved (W5 cases run right after W2, on each tool's cache);
+    W2 and W5 runs wait ``settle`` seconds first (:func:`settle_default`)."""
     w2, edited = work / "w2", work / "w2" / "d0" / "e0" / "f0.txt"
     nothing: Callable[[int], None] = lambda i: None  # noqa: E731
 
@@ -175,7 +207,9 @@ def bench_all(tools: list[Tool], work: Path, repeat: int, w6: bool) -> dict[str,
         if name == "W5 unchanged":
             warm(0)
         print(f"bench: {name}", file=sys.stderr)
-        for tool, result in zip(tools, round_robin(tools, repeat, before, run), strict=True):
+        wait = settle if name.startswith(("W2", "W5")) else 0.0
+        results = round_robin(tools, repeat, before, run, wait)
+        for tool, result in zip(tools, results, strict=True):
             out[tool.name][name] = result
         print(f"bench: {name}: {[out[t.name][name] for t in tools]}", file=sys.stderr)
     return out
@@ -241,6 +275,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--no-debian", action="store_true", help="skip W6 (needs mmdebstrap)")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="seconds to wait (after sync) before each W2/W5 run; default: "
+                    "32 on ext4 without a journal, else 0 (see the module docstring)")  # fmt: skip
     args = ap.parse_args()
     w6 = not args.no_debian
     if w6 and (reason := debian.missing()) is not None:
@@ -251,7 +288,12 @@ def main() -> int:
     tools = make_tools(work)
     try:
         prepare(work, tools, args.files, args.big_mib, w6)
-        report(bench_all(tools, work, args.repeat, w6))
+        settle = settle_default(work) if args.settle is None else args.settle
+        if settle:
+            print(
+                f"bench: waiting {settle:.0f} s (after sync) before each W2/W5 run", file=sys.stderr
+            )
+        report(bench_all(tools, work, args.repeat, w6, settle))
     finally:
         for tool in tools:
             tool.close()
