@@ -55,7 +55,7 @@ W6 = "FROM debian:bookworm\nRUN touch /x\n"
 #: workload -> (BuildKit seconds measured here, target factor of BuildKit)
 REFERENCE = {
     "W1 seed": (0.42, 1.0),
-    "W2 20k files + 200 MiB": (14.1, 0.5),
+    "W2 cold": (14.1, 0.5),
     "W5 unchanged": (1.02, 0.5),
     "W5 one file edited": (5.95, 0.5),
     "W5 one file touched": (1.12, 0.5),
@@ -195,7 +195,7 @@ def bench_all(
 
     plan: list[tuple[str, Callable[[int], None], Run]] = [
         ("W1 seed", nothing, lambda t: t.build(work / "w1", "w1", cold=True)),
-        ("W2 20k files + 200 MiB", nothing, lambda t: t.build(w2, "w2", cold=True)),
+        ("W2 cold", nothing, lambda t: t.build(w2, "w2", cold=True)),
         ("W5 unchanged", nothing, lambda t: t.build(w2, "w2", cold=False)),
         ("W5 one file edited", edit, lambda t: t.build(w2, "w2", cold=False)),
         ("W5 one file touched", touch, lambda t: t.build(w2, "w2", cold=False)),
@@ -247,8 +247,9 @@ def _cell(value: tuple[float, int] | None) -> str:
     return "n/a" if value is None else f"{value[0]:.2f}"
 
 
-def report(results: dict[str, dict[str, tuple[float, int] | None]]) -> None:
-    """Print the side-by-side table (markdown) to stdout."""
+def report(results: dict[str, dict[str, tuple[float, int] | None]], full: bool) -> None:
+    """Print the side-by-side table (markdown) to stdout. BuildKit's W2/W5 times are for the
+    full-size context: with a smaller one (``full`` False) those rows are not judged."""
     peers = [t for t in results if t != "lamina"]
     head = ["workload", "lamina s", *[f"{p} s" for p in peers], *[f"lamina/{p}" for p in peers]]
     head += ["BuildKit s", "target s", "lamina RSS MB", "ok"]
@@ -261,10 +262,13 @@ def report(results: dict[str, dict[str, tuple[float, int] | None]]) -> None:
         wall, rss = ours
         target = bk * factor
         ok = wall <= target and rss <= RSS_TARGET_KB
+        verdict = "yes" if ok else "NO"
+        if not full and name.startswith(("W2", "W5")):
+            verdict = "n/a (small context)"
         theirs = [results[p].get(name) for p in peers]
         cells = [name, f"{wall:.2f}", *[_cell(t) for t in theirs]]
         cells += ["n/a" if t is None else f"{wall / max(t[0], 0.01):.2f}" for t in theirs]
-        cells += [f"{bk:.2f}", f"{target:.2f}", f"{rss / 1000:.0f}", "yes" if ok else "NO"]
+        cells += [f"{bk:.2f}", f"{target:.2f}", f"{rss / 1000:.0f}", verdict]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -293,7 +297,9 @@ def main() -> int:
             print(
                 f"bench: waiting {settle:.0f} s (after sync) before each W2/W5 run", file=sys.stderr
             )
-        report(bench_all(tools, work, args.repeat, w6, settle))
+        print(f"W2 context: {args.files} files of 1 KiB + {args.big_mib} MiB")
+        full = args.files >= 20000 and args.big_mib >= 200
+        report(bench_all(tools, work, args.repeat, w6, settle), full)
     finally:
         for tool in tools:
             tool.close()
