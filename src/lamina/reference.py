@@ -140,6 +140,17 @@ def _parse_digest(text: str, whole: str) -> Digest:
         raise InvalidReference(f"invalid reference {whole!r}: {exc.message}") from None
 
 
+def _lowercase_hint(text: str, name: str) -> str:
+    """Suggest the name in lowercase (the tag and digest kept as they are) when that parses;
+    else the format hint: lowercasing alone would not make ``text`` valid."""
+    suggestion = name.lower() + text[len(name) :]
+    try:
+        parse(suggestion)
+    except InvalidReference:
+        return _HINT
+    return f"try {suggestion!r}"
+
+
 def parse(text: str, *, default_tag: bool = True) -> Reference:
     """Parse and normalise an image reference; raise InvalidReference with a hint otherwise.
 
@@ -165,7 +176,7 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     if path.lower() != path:
         raise InvalidReference(
             f"invalid reference {text!r}: repository name must be lowercase",
-            hint=f"try {text.lower()!r}",
+            hint=_lowercase_hint(text, name),
         )
     if not _DOMAIN_RE.fullmatch(domain) or not _PATH_RE.fullmatch(path):
         raise InvalidReference(f"invalid reference format {text!r}", hint=_HINT)

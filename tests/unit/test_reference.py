@@ -127,5 +127,11 @@ def test_hints_present() -> None:
     # An upper-case first component is a domain by Docker's rule; the path is still checked.
     assert info.value.hint == "try 'foo/bar'"
     with pytest.raises(InvalidReference) as info:
+        reference.parse("MyImg:V1")  # tags may be upper-case: only the name is lowered
+    assert info.value.hint == "try 'myimg:V1'"
+    with pytest.raises(InvalidReference) as info:
+        reference.parse("Bad:Name:x")  # lowering alone would not help: no "try" hint
+    assert info.value.hint and info.value.hint.startswith("use [registry")
+    with pytest.raises(InvalidReference) as info:
         reference.parse("a b")
     assert info.value.hint and "registry" in info.value.hint

@@ -39,7 +39,7 @@ class VerifyingReader:
         self.expected_size = size
         self._hasher = hashlib.new(expected.algorithm if expected else "sha256")
         self.count = 0
-        self._what = what
+        self.what = what
         self._done = False
 
     def read(self, n: int = -1, /) -> bytes:
@@ -49,7 +49,7 @@ class VerifyingReader:
             self.count += len(data)
             if self.expected_size is not None and self.count > self.expected_size:
                 raise DigestMismatch(
-                    f"{self._what}: more than the declared {self.expected_size} bytes"
+                    f"{self.what}: more than the declared {self.expected_size} bytes"
                 )
             self._hasher.update(data)
         elif n != 0:
@@ -72,11 +72,11 @@ class VerifyingReader:
         self._done = True
         if self.expected_size is not None and self.count != self.expected_size:
             raise DigestMismatch(
-                f"{self._what}: size {self.count} does not match the declared {self.expected_size}"
+                f"{self.what}: size {self.count} does not match the declared {self.expected_size}"
             )
         if self.expected is not None and self.digest() != self.expected:
             raise DigestMismatch(
-                f"{self._what}: content has digest {self.digest()}, expected {self.expected}"
+                f"{self.what}: content has digest {self.digest()}, expected {self.expected}"
             )
 
     def drain(self, chunk: int = 1 << 20) -> None:
@@ -131,7 +131,7 @@ class VouchedReader(VerifyingReader):
         elif n != 0 and not self._done:
             self._done = True
             if not _matched(self._voucher) or self._voucher.count != self.count:
-                raise DigestMismatch(f"{self._what}: content was not verified to the end")
+                raise DigestMismatch(f"{self.what}: content was not verified to the end")
         return data
 
     def digest(self) -> Digest:

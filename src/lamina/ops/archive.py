@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from lamina import reference, transports
 from lamina._internal.fileio import fsync_dir
-from lamina.errors import ImageError, UsageError
+from lamina.errors import ImageError, UnsafeArchive, UsageError
 from lamina.image.memory import MemoryImage, file_layer
 from lamina.oci.config import History, ImageConfig
 from lamina.oci.descriptor import Descriptor
@@ -132,6 +132,11 @@ def load(store: Store, path: Path, *, progress: ProgressFn | None = None) -> lis
     from lamina.transports.files import TarFiles
 
     if not path.is_file():
+        if path.exists():
+            raise UsageError(
+                f"{path}: not a regular file",
+                hint="load takes a docker-archive or oci-archive file",
+            )
         raise UsageError(f"{path}: no such archive file")
     _check_tar(path)
     files = TarFiles(path)
@@ -181,7 +186,8 @@ def _spool(source: str, tmpdir: Path) -> Path:
     if source != "-":
         path = Path(source)
         if not path.is_file():
-            raise UsageError(f"{source}: no such file", hint="give a rootfs tarball or - for stdin")
+            what = "not a regular file" if path.exists() else "no such file"
+            raise UsageError(f"{source}: {what}", hint="give a rootfs tarball or - for stdin")
         return path
     spooled = tmpdir / "stdin.tar"
     with spooled.open("wb") as out:
@@ -223,7 +229,13 @@ def import_rootfs(
             history=(History(created=created, created_by="lamina import", comment=message),),
         )
         image = MemoryImage(config, [layer])
-        digest = store.put_image(image, [name] if name else [])
+        try:
+            digest = store.put_image(image, [name] if name else [])
+        except UnsafeArchive as exc:  # the layer is the user's file: name it, not the digest
+            exc.with_context(f"importing {source}")
+            exc.hint = exc.hint or "import takes a rootfs tarball: tar, tar.gz or tar.zst"
+            raise
+
     return str(store.get_image(str(digest)).id())
 
 

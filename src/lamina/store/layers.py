@@ -150,12 +150,14 @@ class LayerStore:
         if parent is not None:
             self.get(parent)
         reader: VerifyingReader
+        # names the layer in errors (never the store's staging path: users cannot act on it)
+        what = f"layer {expected_diff_id}" if expected_diff_id is not None else "layer tar"
         if voucher is not None and expected_diff_id is not None:
             if voucher.expected != expected_diff_id:
                 raise ValueError("the voucher must verify the expected diff_id")
-            reader = VouchedReader(uncompressed, voucher, what="layer tar")
+            reader = VouchedReader(uncompressed, voucher, what=what)
         else:
-            reader = VerifyingReader(uncompressed, expected_diff_id, None, what="layer tar")
+            reader = VerifyingReader(uncompressed, expected_diff_id, None, what=what)
         if expected_diff_id is None:
             return self._create_unlocked(parent, reader, store_lock)
         chain = chain_id(parent, expected_diff_id)
@@ -249,7 +251,9 @@ class LayerStore:
             diff.mkdir(mode=0o755)
         mode: Literal["merged", "overlay"] = "merged" if self.backend.copies else "overlay"
         rootless = in_user_namespace()
-        result = apply_layer(cast(BinaryIO, reader), diff, mode=mode, rootless=rootless)
+        result = apply_layer(
+            cast(BinaryIO, reader), diff, mode=mode, rootless=rootless, what=reader.what
+        )
         reader.drain(CHUNK)
         (tmp / "work").mkdir(mode=0o700)
         return result.size
