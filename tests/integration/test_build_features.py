@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import os
+import socket
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -137,6 +138,21 @@ def test_add_url_with_checksum_is_cached(
     with pytest.raises(BuildError) as info:
         build(store, ctx, epoch=EPOCH)
     assert info.value.line == 2
+
+
+def test_add_url_without_a_server_says_why(store: Store, ctx: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        (ctx / "Dockerfile").write_text(
+            f"FROM busybox\nADD http://user:s3cret@127.0.0.1:{port}/x?token=t0ken /x\n"
+        )
+        with pytest.raises(BuildError) as info:
+            build(store, ctx, epoch=EPOCH)
+    assert info.value.line == 2
+    assert f"connection refused by 127.0.0.1:{port}" in info.value.message
+    assert info.value.hint == "is the server running on that port?"
+    assert "s3cret" not in str(info.value) and "t0ken" not in str(info.value)
 
 
 def test_copy_from_an_image(store: Store, ctx: Path) -> None:

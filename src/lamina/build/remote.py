@@ -102,6 +102,11 @@ def _open_stream(url: str, timeout: float) -> Iterator[tuple[Iterator[bytes], st
                 if resp.status_code >= 400:
                     raise BuildError(f"fetching {_shown(url)}: http status {resp.status_code}")
                 yield resp.iter_raw(_CHUNK), resp.headers.get("last-modified")
+        except httpx.TransportError as exc:  # no answer: say why (refused, DNS, TLS, timeout)
+            from lamina.registry.response import connection_error
+
+            err = connection_error(exc, f"fetching {_shown(url)}", url, peer="server")
+            raise BuildError(err.message, hint=err.hint) from exc
         except httpx.HTTPError as exc:
             raise BuildError(f"fetching {_shown(url)}: {type(exc).__name__}") from exc
         return

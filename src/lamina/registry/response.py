@@ -119,8 +119,11 @@ def _causes(exc: BaseException) -> Iterable[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def connection_error(exc: httpx.TransportError, context: str, url: str) -> RegistryError:
-    """The error for a request that got no answer (DNS, refused, TLS, timeout, dropped)."""
+def connection_error(
+    exc: httpx.TransportError, context: str, url: str, *, peer: str = "registry"
+) -> RegistryError:
+    """The error for a request that got no answer (DNS, refused, TLS, timeout, dropped);
+    ``peer`` names the other side in hints (``ADD URL`` talks to any web server)."""
     host = httpx.URL(url).netloc.decode()
     safe = redact_url(url)
     for cause in _causes(exc):
@@ -128,12 +131,12 @@ def connection_error(exc: httpx.TransportError, context: str, url: str) -> Regis
             retry = cause.errno == socket.EAI_AGAIN
             return RegistryError(
                 f"{context}: unknown host {host}", url=safe, retryable=retry,
-                hint="check the registry name and your DNS",
+                hint=f"check the {peer} name and your DNS",
             )  # fmt: skip
         if isinstance(cause, ConnectionRefusedError):
             return RegistryError(
                 f"{context}: connection refused by {host}", url=safe, retryable=True,
-                hint="is the registry running on that port?",
+                hint=f"is the {peer} running on that port?",
             )  # fmt: skip
         if isinstance(cause, ssl.SSLCertVerificationError):
             return RegistryError(
