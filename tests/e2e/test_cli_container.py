@@ -169,6 +169,7 @@ def test_run_exit_codes_and_bad_input(store: Cli, tmp_path: Path) -> None:
     assert res.code == 125 and "already in use" in res.err
     res = store("rm", "busy", check=False)
     assert res.code != 0 and "container is running" in res.err
+    assert "hint: stop the container before removing or force remove" in res.err
     res = store("exec", "nosuch", "true", check=False)
     assert res.code == 125 and "no such container" in res.err
     store("rm", "-f", "busy")
@@ -184,10 +185,16 @@ def test_logs_wait_kill_rename_export(store: Cli, tmp_path: Path) -> None:
     assert store("wait", "talk").out.strip() == "3"
     res = store("logs", "talk")
     assert res.out == "out\n" and res.err == "err\n"
+    assert store("logs", "--tail", "-1", "talk").out == "out\n"  # negative: all, as Docker
+    res = store("logs", "--tail", "abc", "talk", check=False)
+    assert res.code == 2 and res.err.startswith("lamina: error: invalid --tail value 'abc'")
+    assert "Traceback" not in res.err
     log = Path(json.loads(store("inspect", "talk").out)[0]["LogPath"])
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert {e["stream"] for e in entries} == {"stdout", "stderr"}
     assert all(set(e) == {"log", "stream", "time"} for e in entries)
+    res = store("rename", "talk", "talk", check=False)
+    assert res.code == 125 and "same name as its current name" in res.err
     store("rename", "talk", "quiet")
     assert json.loads(store("inspect", "quiet").out)[0]["Id"] == cid
     assert store("inspect", "talk", check=False).code != 0

@@ -192,6 +192,8 @@ def _each(containers: tuple[str, ...], action: Callable[[str], object]) -> None:
         except LaminaError as exc:
             failed.append(exc)
             click.echo(f"lamina: error: {exc}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
     if failed:
         click.get_current_context().exit(failed[-1].exit_code if len(failed) == 1 else 1)
 

@@ -14,6 +14,7 @@ import click
 from lamina.cli.container_cmd import docker_exit, pass_ctx, rm
 from lamina.cli.main import Context
 from lamina.cli.output import emit, human_ago, render_template, table
+from lamina.errors import UsageError
 
 
 def _ts(text: str) -> float:
@@ -82,6 +83,19 @@ def ps(ctx: Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -
     table(headers, [[str(r[k]) for k in keys] for r in rows])
 
 
+def _tail_lines(tail: str) -> int | None:
+    """``--tail``: a line count, or None for all ("all", or a negative count, as Docker)."""
+    if tail == "all":
+        return None
+    try:
+        n = int(tail)
+    except ValueError:
+        raise UsageError(
+            f"invalid --tail value {tail!r}", hint='give a number of lines or "all"'
+        ) from None
+    return None if n < 0 else n
+
+
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Lines from the end (default all).")
@@ -92,7 +106,7 @@ def logs(ctx: Context, follow: bool, tail: str, timestamps: bool, container: str
     """Show a container's output."""
     from lamina.ops.container_exec import iter_logs
 
-    n = None if tail == "all" else int(tail)
+    n = _tail_lines(tail)
     for entry in iter_logs(ctx.store(), container, follow=follow, tail=n):
         text = str(entry.get("log", ""))
         if timestamps:

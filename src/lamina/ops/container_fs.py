@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from lamina.errors import NotFound, UsageError
+from lamina.errors import ContainerError, NotFound, UsageError
 from lamina.image.memory import MemoryImage, file_layer
 from lamina.oci.config import History
 from lamina.ops import container_state as cs
@@ -78,6 +78,10 @@ def rename(store: Store, ref: str, new_name: str) -> None:
     cid = store.containers.resolve(ref)
     name = new_name.removeprefix("/")
     _check_name(name)
+    if str(store.containers.read(cid).get("Name", "")).removeprefix("/") == name:
+        raise ContainerError(  # as Docker: a no-op rename is a mistake worth saying
+            "renaming a container with the same name as its current name"
+        )
     store.containers.reserve_name(name, cid)
     with store.containers.locked(cid):
         record = store.containers.read(cid)
