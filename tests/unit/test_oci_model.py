@@ -158,6 +158,13 @@ def test_platform_parse_and_match() -> None:
     for bad in ("linux", "linux/", "a/b/c/d", ""):
         with pytest.raises(UsageError):
             Platform.parse(bad)
+    # os and architecture are Go's names: a typo is an error, not a platform nobody has
+    for bad, what in (("bogus/amd64", "unknown os 'bogus'"), ("linux/amd46", "unknown archi")):
+        with pytest.raises(UsageError, match=what):
+            Platform.parse(bad)
+    assert str(Platform.parse("Linux/x86_64")) == "linux/amd64"
+    assert str(Platform.parse("linux/aarch64/v8")) == "linux/arm64/v8"
+    assert str(Platform.parse("linux/armhf")) == "linux/arm/v7"
     assert Platform.host().os == "linux"
 
 

@@ -18,6 +18,21 @@ _ARCH = {
     "riscv64": "riscv64",
 }
 
+#: GOOS and GOARCH values (Go's lists, as containerd's platform parser checks them): a
+#: ``--platform`` naming anything else is a typo, refused rather than silently ignored
+_KNOWN_OS = frozenset({
+    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux",
+    "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
+})  # fmt: skip
+_KNOWN_ARCH = frozenset({
+    "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "loong64", "mips", "mipsle",
+    "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le", "riscv",
+    "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
+})  # fmt: skip
+#: spellings containerd normalises (``uname -m`` names and Debian's)
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386",
+                 "i686": "386", "armhf": "arm", "armel": "arm"}  # fmt: skip
+
 
 @lazy_dataclass(frozen=True, kw_only=True)
 class Platform:
@@ -32,13 +47,20 @@ class Platform:
     def parse(cls, text: str) -> Platform:
         """Parse ``linux/amd64`` or ``linux/arm64/v8``; raise UsageError otherwise."""
         parts = text.strip().lower().split("/")
+        hint = "use os/arch[/variant], e.g. linux/amd64"
         if len(parts) not in (2, 3) or not all(parts):
+            raise UsageError(f"invalid platform {text!r}", hint=hint)
+        arch = _ARCH_ALIASES.get(parts[1], parts[1])
+        if parts[0] not in _KNOWN_OS:
+            raise UsageError(f"invalid platform {text!r}: unknown os {parts[0]!r}", hint=hint)
+        if arch not in _KNOWN_ARCH:
             raise UsageError(
-                f"invalid platform {text!r}", hint="use os/arch[/variant], e.g. linux/amd64"
+                f"invalid platform {text!r}: unknown architecture {parts[1]!r}", hint=hint
             )
-        return cls(
-            os=parts[0], architecture=parts[1], variant=parts[2] if len(parts) == 3 else None
-        )
+        variant = parts[2] if len(parts) == 3 else None
+        if variant is None and parts[1] in ("armhf", "armel"):
+            variant = "v7" if parts[1] == "armhf" else "v6"
+        return cls(os=parts[0], architecture=arch, variant=variant)
 
     @classmethod
     def host(cls) -> Platform:
