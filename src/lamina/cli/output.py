@@ -47,12 +47,21 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _argument(token: str, data: Any) -> Any:
+    """A string or integer constant, else a field path."""
+    if token.startswith('"'):
+        return json.loads(token)
+    if token.lstrip("-").isdigit():
+        return int(token)
+    return _lookup(data, token)
+
+
 def _eval(expr: str, data: Any) -> str:
     tokens = re.findall(_TOKEN, expr)
     if not tokens:
         raise UsageError("template: empty action")
     func, args = (tokens[0], tokens[1:]) if not tokens[0].startswith(".") else ("", tokens)
-    values = [json.loads(a) if a.startswith('"') else _lookup(data, a) for a in args]
+    values = [_argument(a, data) for a in args]
     if func == "" and len(values) == 1:
         return _text(values[0])
     if func == "json" and len(values) == 1:
@@ -73,15 +82,22 @@ def _eval(expr: str, data: Any) -> str:
     )
 
 
+def _literal(text: str) -> str:
+    """Text between actions; a ``{{`` here has no ``}}``: Go's "unclosed action"."""
+    if "{{" in text:
+        raise UsageError("template: unclosed action", hint="close every {{ with }}")
+    return text
+
+
 def render_template(template: str, data: Any) -> str:
     """Render a Go-template subset against ``data`` (a JSON-like dict)."""
     out: list[str] = []
     pos = 0
     for m in re.finditer(_ACTION, template, re.S):
-        out.append(template[pos : m.start()])
+        out.append(_literal(template[pos : m.start()]))
         out.append(_eval(m.group(1), data))
         pos = m.end()
-    out.append(template[pos:])
+    out.append(_literal(template[pos:]))
     return "".join(out).replace("\\n", "\n").replace("\\t", "\t")
 
 
