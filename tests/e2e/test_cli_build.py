@@ -48,6 +48,13 @@ def test_quiet_iidfile_and_json_progress(cli: Cli, seeded: Path, tmp_path: Path)
     iid = tmp_path / "iid"
     res = cli("build", "-q", "--iidfile", str(iid), str(seeded))
     assert res.out.strip() == iid.read_text() and iid.read_text().startswith("sha256:")
+    missing = tmp_path / "no-such-dir" / "iid"
+    res = cli("build", "-q", "--iidfile", str(missing), str(seeded), check=False)
+    assert res.code == 2 and "directory" in res.err and "does not exist" in res.err
+    (seeded / "Dockerfile.bad").write_text("FROM busybox\nRUN exit 3\n")
+    res = cli("build", "-q", "-f", str(seeded / "Dockerfile.bad"), "--iidfile", str(iid),
+              str(seeded), check=False)  # fmt: skip
+    assert res.code == 1 and not iid.exists()  # a failed build leaves no stale id (buildx)
     res = cli("build", "--no-cache", "--progress", "json", str(seeded))
     events = [json.loads(line) for line in res.err.splitlines() if line.startswith("{")]
     kinds = [(e["kind"], e["name"]) for e in events]

@@ -169,6 +169,19 @@ def _renderer(mode: str, quiet: bool) -> Any:
     return PlainRenderer(sys.stderr)
 
 
+def _clear_iidfile(path: Path) -> None:
+    """As buildx: an old id file goes before the build (a failed build leaves none), and a
+    path that cannot be written is refused before any work rather than after it."""
+    if not path.absolute().parent.is_dir():
+        raise UsageError(
+            f"invalid --iidfile {path}: directory {path.absolute().parent} does not exist"
+        )
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise UsageError(f"invalid --iidfile {path}: {exc.strerror}") from None
+
+
 @click.command()
 @click.option("-t", "--tag", "tags", multiple=True, help="Name the image (repeatable).")
 @click.option("-f", "--file", "dockerfile", help="Dockerfile path (default CONTEXT/Dockerfile).")
@@ -244,6 +257,8 @@ def build(ctx: Context, /, **opts: Any) -> None:
 
     # SIGTERM stops the build like Ctrl-C: containers are killed, mounts undone, then exit.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if opts["iidfile"] is not None:
+        _clear_iidfile(opts["iidfile"])
     renderer = _renderer(opts["progress"], opts["quiet"])
     callback: Callable[[Any], None] | None = renderer
     df_name = Path(opts["dockerfile"]).name if opts["dockerfile"] not in (None, "-") else None
@@ -298,7 +313,10 @@ def build(ctx: Context, /, **opts: Any) -> None:
         return
     image_id = str(result.image_id)
     if opts["iidfile"] is not None:
-        opts["iidfile"].write_text(image_id)
+        try:
+            opts["iidfile"].write_text(image_id)
+        except OSError as exc:
+            raise UsageError(f"writing --iidfile {opts['iidfile']}: {exc.strerror}") from None
     if opts["quiet"]:
         click.echo(image_id)
     else:
