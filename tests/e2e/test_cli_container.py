@@ -201,6 +201,9 @@ def test_logs_wait_kill_rename_export(store: Cli, tmp_path: Path) -> None:
     out = tmp_path / "fs.tar"
     store("container", "export", "quiet", "-o", str(out))
     assert out.stat().st_size > 1_000_000
+    top = tmp_path / "fs2.tar"  # `export` as docker export: a container (else an image)
+    store("export", "quiet", "-o", str(top))
+    assert top.read_bytes() == out.read_bytes()
     store("run", "-d", "--name", "victim", "busybox", "sleep", "600")
     store("kill", "victim")
     assert store("wait", "victim").out.strip() == "137"

@@ -108,14 +108,29 @@ def import_(
 @click.argument("ref")
 @pass_ctx
 def export(ctx: Context, output: Path | None, ref: str) -> None:
-    """Export an image's flattened filesystem as a tar archive."""
+    """Export a container's filesystem (as docker export), or else an image's flattened
+    filesystem, as a tar archive. A name that is both means the container."""
     import sys
 
+    from lamina.errors import NotFound
+    from lamina.ops.archive import atomic_output
     from lamina.ops.archive import export as do_export
 
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a tar to a terminal", hint="use -o FILE or a pipe")
-    do_export(ctx.store(), ref, output, epoch=source_date_epoch())
+    store = ctx.store()
+    try:
+        cid = store.containers.resolve(ref)
+    except NotFound:
+        do_export(store, ref, output, epoch=source_date_epoch())
+        return
+    from lamina.ops.container_fs import export as export_container
+
+    if output is None:
+        export_container(store, cid, sys.stdout.buffer, epoch=source_date_epoch())
+        return
+    with atomic_output(output) as tmp, tmp.open("wb") as f:
+        export_container(store, cid, f, epoch=source_date_epoch())
 
 
 @click.command()

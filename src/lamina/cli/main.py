@@ -52,7 +52,12 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "load": ("lamina.cli.archive_cmd", "load", "Load an image archive into the store.", False),
     "save": ("lamina.cli.archive_cmd", "save", "Save images to an archive.", False),
     "import": ("lamina.cli.archive_cmd", "import_", "Import a rootfs tarball as an image.", False),
-    "export": ("lamina.cli.archive_cmd", "export", "Export an image's filesystem as a tar.", False),
+    "export": (
+        "lamina.cli.archive_cmd",
+        "export",
+        "Export a container's (or an image's) filesystem.",
+        False,
+    ),
     "pull": (
         "lamina.cli.archive_cmd",
         "pull",
