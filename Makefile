@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := busybox-static skopeo umoci runc fuse-overlayfs docker-registry attr git openssh-client \
-	ca-certificates tar openssl apache2-utils crun buildah mmdebstrap uidmap util-linux python3.11
+	ca-certificates tar openssl apache2-utils crun buildah mmdebstrap uidmap util-linux python3.11 tini
 PYTEST_WORKERS ?= 2
 
 # The unprivileged user the rootless tests run lamina as (tests/e2e, needs_rootless). They run

@@ -151,6 +151,23 @@ def test_jenkins_inside_sequence(store: Cli, view: HostView, work: Path) -> None
     assert store("ps", "-aq").out == ""
 
 
+@BOTH
+@pytest.mark.needs_tools
+def test_init_is_pid_1_forwards_signals_and_keeps_diff_clean(store: Cli) -> None:
+    """--init: tini runs as PID 1 (``/dev/init -- CMD``), the exit status passes through,
+    SIGTERM reaches a command that would ignore it as PID 1, and nothing lands in the upper."""
+    res = store("run", "--rm", "--init", "busybox", "sh", "-c",
+                "tr '\\0' ' ' < /proc/1/cmdline; exit 7", check=False)  # fmt: skip
+    assert res.code == 7 and res.out.startswith("/dev/init -- sh -c "), (res.out, res.err)
+    store("run", "-d", "--init", "--name", "tini", "busybox", "sleep", "600")
+    store("stop", "-t", "30", "tini")  # sleep as PID 1 ignores SIGTERM: only tini makes it quick
+    [info] = json.loads(store("inspect", "tini").out)
+    assert info["State"]["ExitCode"] == 143 and info["HostConfig"]["Init"] is True
+    assert (info["Path"], info["Args"]) == ("sleep", ["600"])  # as Docker: the command as given
+    assert store("diff", "tini").out == ""
+    store("rm", "tini")
+
+
 def test_run_exit_codes_and_bad_input(store: Cli, tmp_path: Path) -> None:
     """Docker's exit codes and one clear line for each kind of bad input."""
     assert store("run", "--rm", "busybox", "sh", "-c", "exit 7", check=False).code == 7

@@ -71,7 +71,9 @@ def _run_options(f: F) -> F:
         click.option("-h", "--hostname", help="Container host name."),
         click.option("--network", "--net", default="none", help="none or host."),
         click.option("--read-only", is_flag=True, help="Mount the rootfs read-only."),
-        click.option("--init", is_flag=True, help="Record --init (no init binary is bundled)."),
+        click.option(
+            "--init", is_flag=True, help="Run tini as PID 1: it forwards signals and reaps zombies."
+        ),
         click.option("--rm", "auto_remove", is_flag=True, help="Remove the container on exit."),
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
         click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
@@ -115,8 +117,6 @@ def run(ctx: Context, /, detach: bool, **kw: Any) -> None:
     """Create and start a container from IMAGE."""
     from lamina.ops.container import run as run_op
 
-    if kw["init"]:
-        click.echo("lamina: warning: --init: no init binary is bundled; ignoring", err=True)
     opts = _options(kw)
     cid, status = run_op(ctx.store(), opts, detach=detach, attach=_attach(opts.interactive))
     if detach:

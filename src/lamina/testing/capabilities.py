@@ -63,8 +63,8 @@ def missing_registry() -> str | None:
 
 @functools.cache
 def missing_tools() -> str | None:
-    """None if skopeo and umoci are installed."""
-    absent = [t for t in ("skopeo", "umoci") if shutil.which(t) is None]
+    """None if skopeo, umoci and a static tini (``run --init``) are installed."""
+    absent = [t for t in ("skopeo", "umoci", "tini-static") if shutil.which(t) is None]
     return f"needs {', '.join(absent)}" if absent else None
 
 
