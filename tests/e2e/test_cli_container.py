@@ -221,6 +221,12 @@ def test_logs_wait_kill_rename_export(store: Cli, tmp_path: Path) -> None:
     top = tmp_path / "fs2.tar"  # `export` as docker export: a container (else an image)
     store("export", "quiet", "-o", str(top))
     assert top.read_bytes() == out.read_bytes()
+    # Docker's management-command forms
+    assert cid[:12] in store("container", "ls", "-a").out
+    assert json.loads(store("container", "inspect", "quiet").out)[0]["Id"] == cid
+    res = store("image", "inspect", "quiet", check=False)  # a container is not an image
+    assert res.code == 1 and "no such image: quiet" in res.err
+    assert "busybox" in store("image", "ls").out
     store("run", "-d", "--name", "victim", "busybox", "sleep", "600")
     store("kill", "victim")
     assert store("wait", "victim").out.strip() == "137"

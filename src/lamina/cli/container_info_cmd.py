@@ -1,5 +1,6 @@
-"""``ps``, ``logs``, ``top``, ``diff``, ``commit``, ``cp``, ``mount`` and the ``container``
-group (``container export|ls|inspect|rm``), plus :func:`inspect_containers` for ``inspect``."""
+"""``ps``, ``logs``, ``top``, ``diff``, ``commit``, ``cp``, ``mount``, the container-only
+``container export`` and ``container inspect`` (the ``container`` group itself is a lazy table
+in :mod:`lamina.cli.main`), plus :func:`inspect_containers` for ``inspect``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import click
 
-from lamina.cli.container_cmd import docker_exit, pass_ctx, rm
+from lamina.cli.container_cmd import docker_exit, pass_ctx
 from lamina.cli.main import Context
 from lamina.cli.output import emit, human_ago, render_template, table
 from lamina.errors import UsageError
@@ -245,14 +246,3 @@ def container_inspect(ctx: Context, fmt: str | None, containers: tuple[str, ...]
         emit(found, fmt)
     if missing:
         raise NotFound(f"no such container: {', '.join(missing)}")
-
-
-@click.group(name="container")
-def container() -> None:
-    """Manage containers (export, ls, inspect, rm)."""
-
-
-container.add_command(container_export)
-container.add_command(container_inspect)
-container.add_command(rm)
-container.add_command(ps, name="ls")

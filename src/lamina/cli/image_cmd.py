@@ -119,6 +119,19 @@ def rmi(ctx: Context, force: bool, refs: tuple[str, ...]) -> None:
 @pass_ctx
 def inspect(ctx: Context, fmt: str | None, kind: str | None, refs: tuple[str, ...]) -> None:
     """Show low-level information on containers and images, as JSON."""
+    _inspect(ctx, fmt, kind, refs)
+
+
+@click.command(name="inspect")
+@click.option("-f", "--format", "fmt", help="json (default) or a Go template.")
+@click.argument("refs", nargs=-1, required=True)
+@pass_ctx
+def image_inspect(ctx: Context, fmt: str | None, refs: tuple[str, ...]) -> None:
+    """Show low-level information on images, as JSON."""
+    _inspect(ctx, fmt, "image", refs)
+
+
+def _inspect(ctx: Context, fmt: str | None, kind: str | None, refs: tuple[str, ...]) -> None:
     from lamina.ops.image import inspect_image
 
     found, missing = [], []

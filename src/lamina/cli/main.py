@@ -44,10 +44,11 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "commit": ("lamina.cli.container_info_cmd", "commit", "Image from a container.", False),
     "cp": ("lamina.cli.container_info_cmd", "cp", "Copy files to/from a container.", False),
     "mount": ("lamina.cli.container_info_cmd", "mount", "Mount a container's rootfs.", False),
-    "container": ("lamina.cli.container_info_cmd", "container", "Manage containers.", False),
+    "container": ("lamina.cli.main", "container_group", "Manage containers.", False),
+    "image": ("lamina.cli.main", "image_group", "Manage images.", False),
     "tag": ("lamina.cli.image_cmd", "tag", "Add a name to an image.", False),
     "rmi": ("lamina.cli.image_cmd", "rmi", "Remove images.", False),
-    "inspect": ("lamina.cli.image_cmd", "inspect", "Show low-level image information.", False),
+    "inspect": ("lamina.cli.image_cmd", "inspect", "Show containers or images in detail.", False),
     "history": ("lamina.cli.image_cmd", "history", "Show an image's history.", False),
     "load": ("lamina.cli.archive_cmd", "load", "Load an image archive into the store.", False),
     "save": ("lamina.cli.archive_cmd", "save", "Save images to an archive.", False),
@@ -78,6 +79,35 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
         False,
     ),
 }
+
+
+_C, _I = "lamina.cli.container_cmd", "lamina.cli.container_info_cmd"
+#: ``lamina container SUB`` (Docker's management command): the container commands under
+#: Docker's sub-names, (module, attribute, short help, hidden) as in :data:`COMMANDS`
+CONTAINER_COMMANDS: dict[str, tuple[str, str, str, bool]] = {
+    name: COMMANDS[name] for name in (
+        "run", "create", "start", "exec", "stop", "kill", "wait", "rm", "rename", "logs", "top",
+        "diff", "commit", "cp", "mount",
+    )
+} | {
+    "ls": (_I, "ps", "List containers.", False),
+    "list": (_I, "ps", "List containers.", True),
+    "ps": (_I, "ps", "List containers.", True),
+    "inspect": (_I, "container_inspect", "Show low-level information on containers.", False),
+    "export": (_I, "container_export", "Export a container's filesystem as a tar.", False),
+}  # fmt: skip
+#: ``lamina image SUB``: the image commands under Docker's sub-names
+IMAGE_COMMANDS: dict[str, tuple[str, str, str, bool]] = {
+    name: COMMANDS[name] for name in (
+        "tag", "history", "save", "load", "import", "pull", "push", "build",
+    )
+} | {
+    "ls": ("lamina.cli.image_cmd", "images", "List images.", False),
+    "list": ("lamina.cli.image_cmd", "images", "List images.", True),
+    "rm": ("lamina.cli.image_cmd", "rmi", "Remove images.", False),
+    "inspect": ("lamina.cli.image_cmd", "image_inspect", "Show low-level information on images.",
+                False),
+}  # fmt: skip
 
 
 def _configure_logging(debug: bool) -> None:
@@ -119,13 +149,20 @@ class Context:
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use."""
+    """A group whose subcommands (``table``: name -> module, attribute, help, hidden) are
+    imported on first use."""
+
+    def __init__(
+        self, *args: Any, table: dict[str, tuple[str, str, str, bool]] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self.table = COMMANDS if table is None else table
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(n for n, spec in COMMANDS.items() if not spec[3])
+        return sorted(n for n, spec in self.table.items() if not spec[3])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        spec = COMMANDS.get(cmd_name)
+        spec = self.table.get(cmd_name)
         if spec is None:
             return None
         module = importlib.import_module(spec[0])
@@ -138,9 +175,15 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Help from the table, so `lamina --help` imports no command module.
-        rows = [(n, COMMANDS[n][2]) for n in self.list_commands(ctx)]
+        rows = [(n, self.table[n][2]) for n in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+container_group = LazyGroup(
+    name="container", table=CONTAINER_COMMANDS, help="Manage containers (as docker container)."
+)
+image_group = LazyGroup(name="image", table=IMAGE_COMMANDS, help="Manage images (as docker image).")
 
 
 def default_root(euid: int, env: dict[str, str] | os._Environ[str]) -> Path:
