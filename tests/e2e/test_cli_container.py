@@ -168,6 +168,31 @@ def test_init_is_pid_1_forwards_signals_and_keeps_diff_clean(store: Cli) -> None
     store("rm", "tini")
 
 
+def test_prune_containers_and_images(store: Cli) -> None:
+    """container prune removes stopped containers only; image prune keeps images in use;
+    system prune does both, as Docker's."""
+    running = store("run", "-d", "busybox", "sleep", "600").out.strip()
+    stopped = store("run", "-d", "busybox", "sh", "-c", "echo x > /f").out.strip()
+    store("wait", stopped)
+    res = store("container", "prune", "-f")
+    assert res.out.startswith(f"Deleted Containers:\n{stopped}\n") and running not in res.out
+    assert "Total reclaimed space:" in res.out
+    assert store("ps", "-aq").out.split() == [running[:12]]
+    busybox_id = json.loads(store("image", "inspect", "busybox").out)[0]["Id"]
+    store("tag", "busybox", "spare")
+    store("rmi", "busybox")  # `spare` still names it, and a running container uses it
+    res = store("image", "prune", "-a", "-f")
+    assert "Deleted Images" not in res.out  # in use: kept
+    store("rm", "-f", running)
+    stopped = store("run", "-d", "spare", "true").out.strip()
+    store("wait", stopped)
+    res = store("system", "prune", "-f")
+    assert f"Deleted Containers:\n{stopped}" in res.out and "Deleted Images" not in res.out
+    res = store("image", "prune", "-a", "-f")
+    assert f"deleted: {busybox_id}" in res.out
+    assert store("images", "-q").out == "" and store("system", "check").code == 0
+
+
 def test_run_exit_codes_and_bad_input(store: Cli, tmp_path: Path) -> None:
     """Docker's exit codes and one clear line for each kind of bad input."""
     assert store("run", "--rm", "busybox", "sh", "-c", "exit 7", check=False).code == 7

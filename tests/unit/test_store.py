@@ -251,6 +251,20 @@ def test_prune_removes_dangling_images(store: Store, make_image: MakeImage) -> N
     assert store.df()["reclaimable"] == 0 and store.check() == []
 
 
+def test_prune_all_unused_keeps_what_containers_use(store: Store, make_image: MakeImage) -> None:
+    kept = make_image([BASE], tag="k")
+    gone = make_image([BASE, TOP], tag="g")
+    store.put_image(kept, ["kept"])
+    store.put_image(gone, ["gone", "gone:two"])
+    kept_id = str(kept.manifest().config.digest)
+    ids, _ = store.prune(keep=frozenset({kept_id}))
+    assert ids == []  # named images stay without all_unused
+    ids, freed = store.prune(all_unused=True, keep=frozenset({kept_id}))
+    assert ids == [str(gone.manifest().config.digest)] and freed > 0
+    assert [r.names for r in store.list_images()] == [("docker.io/library/kept:latest",)]
+    assert store.check() == []
+
+
 def test_images_json_is_valid_json_with_normalised_names(
     store: Store, make_image: MakeImage
 ) -> None:

@@ -95,6 +95,7 @@ CONTAINER_COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "ps": (_I, "ps", "List containers.", True),
     "inspect": (_I, "container_inspect", "Show low-level information on containers.", False),
     "export": (_I, "container_export", "Export a container's filesystem as a tar.", False),
+    "prune": ("lamina.cli.system_cmd", "container_prune", "Remove stopped containers.", False),
 }  # fmt: skip
 #: ``lamina image SUB``: the image commands under Docker's sub-names
 IMAGE_COMMANDS: dict[str, tuple[str, str, str, bool]] = {
@@ -105,6 +106,7 @@ IMAGE_COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "ls": ("lamina.cli.image_cmd", "images", "List images.", False),
     "list": ("lamina.cli.image_cmd", "images", "List images.", True),
     "rm": ("lamina.cli.image_cmd", "rmi", "Remove images.", False),
+    "prune": ("lamina.cli.system_cmd", "image_prune", "Remove unused images.", False),
     "inspect": ("lamina.cli.image_cmd", "image_inspect", "Show low-level information on images.",
                 False),
 }  # fmt: skip

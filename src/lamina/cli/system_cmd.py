@@ -38,17 +38,58 @@ def df(ctx: Context, fmt: str) -> None:
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
 def prune(ctx: Context, force: bool) -> None:
-    """Remove unnamed images, unused layers and blobs, and leftovers of interrupted commands."""
+    """Remove stopped containers, unnamed images no container uses, unused layers and blobs,
+    and leftovers of interrupted commands."""
     from lamina.ops.system import prune as do_prune
 
-    if not force and not click.confirm(
-        "This removes all images without names and all unused layers. Continue?", default=False
-    ):
+    if not _confirm(force, "all stopped containers", "all dangling images", "unused layers"):
         return
-    ids, freed = do_prune(ctx.store())
-    for image_id in ids:
-        click.echo(f"Deleted: {image_id}")
+    containers, images, freed = do_prune(ctx.store())
+    _report(containers, images, freed)
+
+
+def _confirm(force: bool, *what: str) -> bool:
+    if force:
+        return True
+    items = "".join(f"\n  - {w}" for w in what)
+    return click.confirm(f"WARNING! This will remove:{items}\nAre you sure you want to continue?")
+
+
+def _report(containers: list[str], images: list[str], freed: int) -> None:
+    """Docker's prune output: deleted ids by kind, then the space reclaimed."""
+    if containers:
+        click.echo("Deleted Containers:\n" + "\n".join(containers) + "\n")
+    if images:
+        click.echo("Deleted Images:\n" + "\n".join(f"deleted: {i}" for i in images) + "\n")
     click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+@click.command(name="prune")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def container_prune(ctx: Context, force: bool) -> None:
+    """Remove all stopped containers."""
+    from lamina.ops.system import prune_containers
+
+    if not _confirm(force, "all stopped containers"):
+        return
+    ids, freed = prune_containers(ctx.store())
+    _report(ids, [], freed)
+
+
+@click.command(name="prune")
+@click.option("-a", "--all", "all_unused", is_flag=True, help="Every image no container uses.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def image_prune(ctx: Context, all_unused: bool, force: bool) -> None:
+    """Remove images without names (-a: every image) that no container uses."""
+    from lamina.ops.system import prune_images
+
+    what = "all images without at least one container" if all_unused else "all dangling images"
+    if not _confirm(force, what):
+        return
+    ids, freed = prune_images(ctx.store(), all_unused=all_unused)
+    _report([], ids, freed)
 
 
 @system.command()

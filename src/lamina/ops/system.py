@@ -10,9 +10,55 @@ def disk_usage(store: Store) -> dict[str, int]:
     return store.df()
 
 
-def prune(store: Store) -> tuple[list[str], int]:
-    """Remove images without names, then unreferenced layers, blobs and stale temp files."""
-    return store.prune()
+def prune(store: Store) -> tuple[list[str], list[str], int]:
+    """``system prune``, as Docker's: stopped containers, then images without names that no
+    container uses, then unreferenced layers, blobs and stale temp files.
+    Returns (container ids, image ids, bytes freed)."""
+    containers, freed = prune_containers(store)
+    images, more = prune_images(store)
+    return containers, images, freed + more
+
+
+def prune_containers(store: Store) -> tuple[list[str], int]:
+    """``container prune``: remove every container that is not running (a container removed
+    meanwhile by another process is skipped). Returns (ids, bytes of their upper dirs)."""
+    from lamina.errors import NotFound
+    from lamina.ops import container_state as cs
+    from lamina.ops.container import remove
+    from lamina.store.maintenance import tree_size
+
+    removed: list[str] = []
+    freed = 0
+    for cid in store.containers.ids():
+        try:
+            if cs.refresh(store, cid).get("Status") in ("running", "paused", "restarting"):
+                continue
+            size = tree_size(store.containers.dirs(cid).upper)
+            remove(store, cid)
+        except NotFound:
+            continue
+        removed.append(cid)
+        freed += size
+    return removed, freed
+
+
+def images_in_use(store: Store) -> frozenset[str]:
+    """Image ids (``sha256:...``) that some container was made from."""
+    from lamina.errors import LaminaError
+
+    used: set[str] = set()
+    for cid in store.containers.ids():
+        try:
+            used.add(str(store.containers.read(cid).get("Image", "")))
+        except (LaminaError, OSError):  # removed meanwhile, or unreadable: nothing to keep
+            continue
+    return frozenset(used)
+
+
+def prune_images(store: Store, *, all_unused: bool = False) -> tuple[list[str], int]:
+    """``image prune [-a]``: images without names (``all_unused``: every image) that no
+    container uses, then gc. Returns (image ids, bytes freed)."""
+    return store.prune(all_unused=all_unused, keep=images_in_use(store))
 
 
 def check(store: Store, *, repair: bool = False) -> tuple[list[str], list[str]]:

@@ -315,15 +315,24 @@ class Store:
         with flocked(self.layout.gc_lock):
             return maintenance.collect(self)
 
-    def prune(self) -> tuple[list[str], int]:
-        """``system prune``: delete images without names, then gc. Returns (ids, bytes)."""
+    def prune(
+        self, *, all_unused: bool = False, keep: frozenset[str] = frozenset()
+    ) -> tuple[list[str], int]:
+        """``image prune``: delete images without names (``all_unused``: every image), except
+        those whose id is in ``keep`` (images containers use), then gc. Returns (ids, bytes)."""
         with self.locked():
             table = self.images.load()
-            dangling = [r for r in table.iter_records() if not r.names]
-            for r in dangling:
+            doomed = [
+                r
+                for r in table.iter_records()
+                if (all_unused or not r.names) and str(r.id) not in keep
+            ]
+            for r in doomed:
                 del table.images[r.digest]
+            gone = {r.digest for r in doomed}
+            table.names = {n: d for n, d in table.names.items() if d not in gone}
             self.images.update(lambda t: _replace(t, table))
-        return [str(r.id) for r in dangling], self.gc()
+        return [str(r.id) for r in doomed], self.gc()
 
     def df(self) -> dict[str, int]:
         """Sizes for ``system df``: images, layers, blobs, reclaimable bytes."""
