@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -121,7 +122,10 @@ def test_seed_walkthrough(store: Cli, view: HostView) -> None:
 
 @BOTH
 def test_jenkins_inside_sequence(store: Cli, view: HostView, work: Path) -> None:
-    """docker-workflow's ``.inside``: run -t -d -u ... cat; exec; top; stop --time=1; rm -f."""
+    """docker-workflow's ``.inside``: -v; inspect; run -t -d -u ... cat; exec; top;
+    stop --time=1; rm -f --volumes (DockerClient's exact arguments)."""
+    # DockerClient.version(): `docker -v` parsed with ^(\D+)(\d+)\.(\d+)\.(\d+)(.*)
+    assert re.match(r"^(\D+)(\d+)\.(\d+)\.(\d+)(.*)", store("-v").out.strip())
     ctr = store("create", "busybox", "true").out.strip()
     src = work / "a.txt"
     src.write_text("This is a simple file.")
@@ -138,6 +142,8 @@ def test_jenkins_inside_sequence(store: Cli, view: HostView, work: Path) -> None
         "-v", f"{ws}@tmp:{ws}@tmp:rw,z", "-e", "JENKINS_HOME=/var/jenkins_home",
         "-e", "BUILD_ID=1", "simple-jenkins-image", "cat",
     ).out.strip()  # fmt: skip
+    created = json.loads(store("inspect", "-f", "{{json .Created}}", out).out)
+    assert created[:4].isdigit() and created[10] == "T"  # getCreatedDate's format
     top = store("top", out, "-eo", "pid,comm").out.splitlines()
     assert top[0].split() == ["PID", "COMMAND"]
     assert [line.split()[1] for line in top[1:]] == ["cat"]
@@ -147,7 +153,7 @@ def test_jenkins_inside_sequence(store: Cli, view: HostView, work: Path) -> None
     assert (ws / "out.txt").read_text() == "built\n"
     assert "Up " in store("ps").out
     store("stop", "--time=1", out)
-    assert store("rm", "-f", out).out.strip() == out
+    assert store("rm", "-f", "--volumes", out).out.strip() == out
     assert store("ps", "-aq").out == ""
 
 

@@ -212,7 +212,7 @@ def default_root(euid: int, env: dict[str, str] | os._Environ[str]) -> Path:
     help="Layer storage driver (default: auto).",
 )
 @click.option("--debug", is_flag=True, help="Log debug output and show tracebacks.")
-@click.version_option(version=__version__, prog_name="lamina")
+@click.version_option(__version__, "-v", "--version", prog_name="lamina")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, storage_driver: str | None, debug: bool) -> None:
     """lamina: daemonless, rootless container images and containers."""
