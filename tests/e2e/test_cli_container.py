@@ -142,6 +142,9 @@ def test_jenkins_inside_sequence(store: Cli, view: HostView, work: Path) -> None
         "-v", f"{ws}@tmp:{ws}@tmp:rw,z", "-e", "JENKINS_HOME=/var/jenkins_home",
         "-e", "BUILD_ID=1", "simple-jenkins-image", "cat",
     ).out.strip()  # fmt: skip
+    # DockerClient.getVolumes(): the bind mounts' destinations, one per line
+    volumes = store("inspect", "-f", "{{range.Mounts}}{{.Destination}}\\n{{end}}", out).out
+    assert sorted(volumes.split()) == [str(ws), f"{ws}@tmp"]
     created = json.loads(store("inspect", "-f", "{{json .Created}}", out).out)
     assert created[:4].isdigit() and created[10] == "T"  # getCreatedDate's format
     top = store("top", out, "-eo", "pid,comm").out.splitlines()
