@@ -177,6 +177,33 @@ def test_init_is_pid_1_forwards_signals_and_keeps_diff_clean(store: Cli) -> None
     store("rm", "tini")
 
 
+def test_volumes_from(store: Cli, work: Path) -> None:
+    """--volumes-from CTR[:ro|:rw] copies CTR's mounts (the Jenkins plugin's form when its
+    agent runs in a container); -v wins for the same destination."""
+    ws, other = work / "ws", work / "other"
+    ws.mkdir()
+    other.mkdir()
+    (ws / "f").write_text("from the agent\n")
+    agent = store("run", "-d", "-v", f"{ws}:/ws", "busybox", "sleep", "600").out.strip()
+    res = store("run", "--rm", "--volumes-from", agent, "busybox", "sh", "-c",
+                "cat /ws/f && echo out > /ws/g")  # fmt: skip
+    assert res.out == "from the agent\n" and (ws / "g").read_text() == "out\n"
+    res = store("run", "--rm", "--volumes-from", f"{agent}:ro", "busybox", "touch", "/ws/h",
+                check=False)  # fmt: skip
+    assert res.code != 0 and "Read-only file system" in res.err and not (ws / "h").exists()
+    res = store("run", "--rm", "-v", f"{other}:/ws", "--volumes-from", agent, "busybox",
+                "ls", "/ws")  # fmt: skip
+    assert res.out == ""  # -v's empty dir, not the agent's
+    ctr = store("create", "--volumes-from", agent, "busybox", "true").out.strip()
+    [info] = json.loads(store("inspect", ctr).out)
+    assert info["HostConfig"]["VolumesFrom"] == [agent]
+    assert [m["Destination"] for m in info["Mounts"]] == ["/ws"]
+    res = store("run", "--rm", "--volumes-from", "nosuch", "busybox", "true", check=False)
+    assert res.code == 125 and "no such container: nosuch" in res.err
+    store("rm", ctr)
+    store("rm", "-f", agent)
+
+
 def test_prune_containers_and_images(store: Cli) -> None:
     """container prune removes stopped containers only; image prune keeps images in use;
     system prune does both, as Docker's."""

@@ -64,6 +64,9 @@ def _run_options(f: F) -> F:
         click.option("-e", "--env", "env", multiple=True, help="Set environment variables."),
         click.option("--env-file", multiple=True, help="Read environment variables from a file."),
         click.option("-v", "--volume", "volumes", multiple=True, help="Bind mount SRC:DST[:ro]."),
+        click.option(
+            "--volumes-from", multiple=True, help="Mount the volumes of a container (CTR[:ro|:rw])."
+        ),
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs (PATH[:OPTS])."),
         click.option("-w", "--workdir", help="Working directory inside the container."),
         click.option("-u", "--user", help="USER[:GROUP] to run as."),
@@ -93,7 +96,8 @@ def _options(kw: dict[str, Any]) -> Any:
     labels = dict(item.partition("=")[::2] for item in kw["labels"])
     return RunOptions(
         image=kw["image"], command=tuple(kw["command"]), name=kw["name"],
-        env=_env(kw["env"], kw["env_file"]), volumes=kw["volumes"], tmpfs=kw["tmpfs"],
+        env=_env(kw["env"], kw["env_file"]), volumes=kw["volumes"],
+        volumes_from=kw["volumes_from"], tmpfs=kw["tmpfs"],
         workdir=kw["workdir"], user=kw["user"], entrypoint=kw["entrypoint"],
         hostname=kw["hostname"], network=kw["network"], read_only=kw["read_only"],
         init=kw["init"], auto_remove=kw["auto_remove"], tty=kw["tty"],

@@ -47,6 +47,7 @@ class RunOptions:
     name: str | None = None
     env: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
+    volumes_from: tuple[str, ...] = ()
     tmpfs: tuple[str, ...] = ()
     workdir: str | None = None
     user: str | None = None

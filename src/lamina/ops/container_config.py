@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import posixpath
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,12 +118,39 @@ def _command(img: dict[str, Any], opts: RunOptions) -> tuple[list[str], list[str
     return entrypoint, cmd
 
 
+def volumes_from(store: Store, specs: Sequence[str], taken: set[str]) -> list[dict[str, Any]]:
+    """``--volumes-from CTR[:ro|:rw]``: the mounts of each container, as Docker copies them
+    (the Jenkins plugin passes its agent's container when the agent runs in one). A suffix
+    sets every copied mount's mode; without one each keeps its own. Destinations already
+    mounted (``-v``, an earlier ``--volumes-from``) win, as in Docker."""
+    out: list[dict[str, Any]] = []
+    for spec in specs:
+        ref, _, mode = spec.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise UsageError(f"invalid --volumes-from {spec!r}: mode must be ro or rw")
+        record = store.containers.read(store.containers.resolve(ref))
+        for mount in record.get("Mounts") or []:
+            if mount.get("Destination") in taken:
+                continue
+            copied = dict(mount)
+            if mode:
+                copied["RW"] = mode == "rw"
+                opts = [
+                    o for o in str(copied.get("Mode", "")).split(",") if o not in ("", "ro", "rw")
+                ]
+                copied["Mode"] = ",".join([*opts, mode])
+            taken.add(copied["Destination"])
+            out.append(copied)
+    return out
+
+
 def build_config(store: Store, cid: str, image: StoreImage, opts: RunOptions) -> dict[str, Any]:
     """The ``config.v2.json`` record for a new container (see the module docstring)."""
     img = dict(image.config().config or {})
     entrypoint, cmd = _command(img, opts)
     argv = entrypoint + cmd
     mounts = [parse_volume(v) for v in opts.volumes]
+    mounts += volumes_from(store, opts.volumes_from, {m["Destination"] for m in mounts})
     tmpfs = dict(parse_tmpfs(t) for t in opts.tmpfs)
     network = _NETWORKS.get(opts.network)
     if network is None:
@@ -166,6 +194,7 @@ def build_config(store: Store, cid: str, image: StoreImage, opts: RunOptions) ->
         "Config": config,
         "HostConfig": {
             "Binds": list(opts.volumes) or None,
+            "VolumesFrom": list(opts.volumes_from) or None,
             "NetworkMode": network if opts.network in ("none", "host") else opts.network,
             "ReadonlyRootfs": opts.read_only,
             "Tmpfs": tmpfs or None,
