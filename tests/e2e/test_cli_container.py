@@ -210,6 +210,13 @@ def test_prune_containers_and_images(store: Cli) -> None:
     running = store("run", "-d", "busybox", "sleep", "600").out.strip()
     stopped = store("run", "-d", "busybox", "sh", "-c", "echo x > /f").out.strip()
     store("wait", stopped)
+    # Docker's filters: a status filter lists stopped containers without -a
+    assert store("ps", "-q", "--filter", "status=exited").out.split() == [stopped[:12]]
+    assert store("ps", "-q", "-f", "status=running").out.split() == [running[:12]]
+    assert store("ps", "-aq", "-f", "ancestor=busybox", "-f", "exited=0").out.split() == [
+        stopped[:12]
+    ]
+    assert store("ps", "-q", "-l").out.split() == [stopped[:12]]
     res = store("container", "prune", "-f")
     assert res.out.startswith(f"Deleted Containers:\n{stopped}\n") and running not in res.out
     assert "Total reclaimed space:" in res.out

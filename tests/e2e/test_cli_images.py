@@ -53,6 +53,14 @@ def test_history_tag_rmi(cli: Cli, busybox_tar: Path) -> None:
     cli("tag", "busybox", "example.com/team/bb:v1")
     names = {tuple(line.split()[:2]) for line in cli("images").out.splitlines()[1:]}
     assert names == {("busybox", "latest"), ("example.com/team/bb", "v1")}
+    # docker images REPOSITORY[:TAG] and --filter
+    assert cli("images", "--format", "{{.Repository}}", "example.com/team/bb").out == (
+        "example.com/team/bb\n"
+    )
+    assert cli("images", "-q", "docker.io/library/busybox:latest").out.strip() == image_id[7:19]
+    assert cli("images", "-q", "busybox:nosuchtag").out == ""
+    assert cli("images", "--format", "{{.Tag}}", "-f", "reference=*/team/*").out == "v1\n"
+    assert cli("images", "-q", "-f", "dangling=true").out == ""
     assert cli("rmi", "example.com/team/bb:v1").out.strip() == "Untagged: example.com/team/bb:v1"
     out = cli("rmi", "busybox").out.splitlines()
     assert out == ["Untagged: busybox:latest", f"Deleted: {image_id}"]

@@ -51,12 +51,26 @@ def _command_text(config: dict[str, Any], trunc: bool) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Only show ids.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
 @click.option("--format", "fmt", help="table, json, or a Go template.")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="KEY=VALUE: id, name, label, status, exited, ancestor.")  # fmt: skip
+@click.option("-n", "--last", type=int, default=None, help="The last N containers (any state).")
+@click.option("-l", "--latest", is_flag=True, help="The latest container (any state).")
 @pass_ctx
-def ps(ctx: Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
+def ps(
+    ctx: Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None,
+    filters: tuple[str, ...], last: int | None, latest: bool,
+) -> None:  # fmt: skip
     """List containers."""
+    from lamina.cli import filters as flt
     from lamina.ops.container import list_ids
 
-    items = list_ids(ctx.store(), all_=all_)
+    wanted = flt.parse(filters, flt.PS_KEYS)
+    if latest:
+        last = 1
+    every = all_ or flt.lists_stopped(wanted) or last is not None
+    items = [i for i in list_ids(ctx.store(), all_=every) if flt.container_matches(wanted, *i)]
+    if last is not None and last >= 0:  # newest first already; Docker: -n -1 means all
+        items = items[:last]
 
     def short(cid: str) -> str:
         return cid if no_trunc else cid[:12]

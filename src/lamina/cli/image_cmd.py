@@ -29,12 +29,28 @@ def _created_ts(created: str | None) -> float | None:
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs.")
 @click.option("--digests", is_flag=True, help="Show manifest digests.")
 @click.option("--format", "fmt", help="json, table, or a Go template.")
+@click.option("-f", "--filter", "filters", multiple=True, help="KEY=VALUE: dangling, reference.")
+@click.argument("repository", required=False)
 @pass_ctx
-def images(ctx: Context, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None) -> None:
-    """List images in the store."""
+def images(
+    ctx: Context, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None,
+    filters: tuple[str, ...], repository: str | None,
+) -> None:  # fmt: skip
+    """List images in the store (only REPOSITORY[:TAG] when given)."""
     from lamina.ops.image import list_images
 
     rows = list_images(ctx.catalog())
+    if filters:
+        from lamina.cli import filters as flt
+
+        wanted = flt.parse(filters, flt.IMAGE_KEYS)
+        rows = [r for r in rows if flt.image_matches(wanted, r.repository, r.tag)]
+    if repository:  # as Docker: every tag of the repository, or just the tag given
+        from lamina import reference
+
+        ref = reference.parse(repository, default_tag=False)
+        repo, tag = ref.familiar_name(), ref.tag
+        rows = [r for r in rows if r.repository == repo and tag in (None, r.tag)]
 
     def short(digest: str) -> str:
         return digest if no_trunc else digest.removeprefix("sha256:")[:12]
