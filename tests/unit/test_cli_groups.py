@@ -4,6 +4,8 @@ names an importable click command, and the management groups use Docker's sub-na
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 import click
 import pytest
@@ -33,3 +35,18 @@ def test_docker_management_sub_names() -> None:
     # `container inspect` and `image inspect` see one kind only, as in Docker
     assert cli_main.CONTAINER_COMMANDS["inspect"][1] == "container_inspect"
     assert cli_main.IMAGE_COMMANDS["inspect"][1] == "image_inspect"
+
+
+def test_version_has_docker_shape(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lamina import __version__
+
+    runner = CliRunner()
+    res = runner.invoke(cli_main.cli, ["--root", str(tmp_path / "r"), "version", "-f", "json"])
+    info = json.loads(res.output)
+    assert info["Client"]["Version"] == info["Server"]["Version"] == __version__
+    assert info["Server"]["Root"] == str(tmp_path / "r")
+    res = runner.invoke(cli_main.cli, ["version", "--format", "{{.Server.Version}}"])
+    assert res.output == f"{__version__}\n"
+    assert not (tmp_path / "r").exists()  # no store is made or opened

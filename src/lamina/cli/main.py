@@ -70,6 +70,7 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
     "logout": ("lamina.cli.registry_cmd", "logout", "Log out of a registry.", False),
     "copy": ("lamina.cli.archive_cmd", "copy", "Copy an image between transports.", False),
     "system": ("lamina.cli.system_cmd", "system", "Manage the store (df, prune, check).", False),
+    "version": ("lamina.cli.system_cmd", "version", "Show version information.", False),
     "dockerfile": ("lamina.cli.dockerfile_cmd", "group", "Dockerfile debugging tools.", True),
     "build": ("lamina.cli.build_cmd", "build", "Build an image from a Dockerfile.", False),
     "executor": (

@@ -1,4 +1,5 @@
-"""``system df``, ``system prune``, ``system check``."""
+"""``system df``, ``system prune``, ``system check``, the ``prune`` verbs of ``container`` and
+``image``, and ``version``."""
 
 from __future__ import annotations
 
@@ -110,3 +111,37 @@ def check(ctx: Context, repair: bool) -> None:
     if problems:
         raise SystemExit(1)
     click.echo("store ok")
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", help="json or a Go template ({{.Client.Version}}, ...).")
+@pass_ctx
+def version(ctx: Context, fmt: str | None) -> None:
+    """Show version information, in ``docker version``'s shape.
+
+    There is no daemon: ``Server`` describes the store this command would use, so scripts that
+    check ``{{.Server.Version}}`` to see whether the engine is reachable get an answer."""
+    import platform
+
+    from lamina import __version__
+    from lamina.oci.platform import Platform
+
+    arch = Platform.host().architecture
+    client = {"Platform": {"Name": "lamina"}, "Version": __version__, "Os": "linux",
+              "Arch": arch, "PythonVersion": platform.python_version()}  # fmt: skip
+    server = {"Platform": {"Name": "lamina (daemonless)"}, "Version": __version__,
+              "Os": "linux", "Arch": arch, "KernelVersion": platform.release(),
+              "Root": str(ctx.root)}  # fmt: skip
+    info = {"Client": client, "Server": server}
+    if fmt == "json":
+        click.echo(json.dumps(info))
+        return
+    if fmt:
+        from lamina.cli.output import render_template
+
+        click.echo(render_template(fmt, info))
+        return
+    click.echo(f"Client:\n Version:        {__version__}\n Python version: "
+               f"{client['PythonVersion']}\n OS/Arch:        linux/{arch}\n")  # fmt: skip
+    click.echo(f"Server: lamina (daemonless)\n Version:        {__version__}\n Kernel:         "
+               f"{server['KernelVersion']}\n Root:           {ctx.root}")  # fmt: skip
