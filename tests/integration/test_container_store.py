@@ -131,3 +131,31 @@ def test_cp_never_leaves_the_rootfs(store: Store, tmp_path: Path) -> None:
         store.backend.unmount(store.containers.dirs(cid).merged)
         ops.remove(store, cid)
     assert mount_points_under(tmp_path) == []
+
+
+def test_prune_skips_a_container_started_meanwhile(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container that starts between prune's listing and its ``rm`` is left alone; any
+    other removal failure is reported, not swallowed."""
+    from lamina.ops import system
+
+    old = ops.create(store, ops.RunOptions(image="base", command=("/bin/sh",), name="old"))
+    racer = ops.create(store, ops.RunOptions(image="base", command=("/bin/sh",), name="racer"))
+    real_remove = ops.remove
+
+    def remove(s: Store, ref: str, *, force: bool = False) -> str:
+        if ref == racer:  # as if its `run` started it just now: rm (no force) refuses
+            raise ContainerError(f"cannot remove container {ref}: container is running")
+        return real_remove(s, ref, force=force)
+
+    monkeypatch.setattr(ops, "remove", remove)
+    monkeypatch.setattr(system, "_running", lambda s, cid: cid == racer)
+    ids, _ = system.prune_containers(store)
+    assert ids == [old] and store.containers.ids() == [racer]
+    monkeypatch.setattr(system, "_running", lambda s, cid: False)
+    with pytest.raises(ContainerError, match="container is running"):
+        system.prune_containers(store)
+    monkeypatch.setattr(ops, "remove", real_remove)
+    assert system.prune_containers(store)[0] == [racer]
+    assert store.check() == []

@@ -20,9 +20,11 @@ def prune(store: Store) -> tuple[list[str], list[str], int]:
 
 
 def prune_containers(store: Store) -> tuple[list[str], int]:
-    """``container prune``: remove every container that is not running (a container removed
-    meanwhile by another process is skipped). Returns (ids, bytes of their upper dirs)."""
-    from lamina.errors import NotFound
+    """``container prune``: remove every container that is not running. One removed meanwhile
+    by another process, or started since it was listed (``rm`` without force refuses it), is
+    skipped. As with Docker, a ``run`` between its create and its start can lose its container
+    to a concurrent prune. Returns (ids, bytes of their upper dirs)."""
+    from lamina.errors import ContainerError, NotFound
     from lamina.ops import container_state as cs
     from lamina.ops.container import remove
     from lamina.store.maintenance import tree_size
@@ -37,9 +39,23 @@ def prune_containers(store: Store) -> tuple[list[str], int]:
             remove(store, cid)
         except NotFound:
             continue
+        except ContainerError:
+            if _running(store, cid):  # started since it was listed: not ours to remove
+                continue
+            raise
         removed.append(cid)
         freed += size
     return removed, freed
+
+
+def _running(store: Store, cid: str) -> bool:
+    from lamina.errors import NotFound
+    from lamina.ops import container_state as cs
+
+    try:
+        return cs.refresh(store, cid).get("Status") == "running"
+    except NotFound:
+        return False
 
 
 def images_in_use(store: Store) -> frozenset[str]:
