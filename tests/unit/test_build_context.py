@@ -245,11 +245,29 @@ def test_tar_contexts_every_compression(tmp_path: Path, compression: str) -> Non
     assert not root.exists()
 
 
-def test_stdin_context(tmp_path: Path) -> None:
-    data = _context_tar({"f": b"from stdin"}, "gzip")
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_stdin_context(tmp_path: Path, compression: str) -> None:
+    data = _context_tar({"f": b"from stdin"}, compression)
     with BuildContext.open("-", stdin=io.BytesIO(data), tmp_dir=tmp_path) as context:
         (src,) = context.resolve(["f"])
         assert src.full_path.read_bytes() == b"from stdin"
+
+
+@pytest.mark.parametrize(
+    "text", [b"FROM busybox\nRUN true\n", b"", b"# syntax=docker/dockerfile:1\n" + b"#" * 2000]
+)
+def test_stdin_that_is_not_an_archive_is_the_dockerfile(tmp_path: Path, text: bytes) -> None:
+    """`docker build - < Dockerfile`: stdin is the Dockerfile and the context is empty."""
+    with BuildContext.open("-", stdin=io.BytesIO(text), tmp_dir=tmp_path) as context:
+        root = context.root
+        assert sorted(os.listdir(root)) == ["Dockerfile"]
+        assert (root / "Dockerfile").read_bytes() == text
+        with pytest.raises(BuildError, match="not found"):
+            context.resolve(["Dockerfile.other"])
+    assert not root.exists()
+    big = io.BytesIO(b"#" * (8 << 20) + b"\n")
+    with pytest.raises(BuildError, match="over"):
+        BuildContext.open("-", stdin=big, tmp_dir=tmp_path)
 
 
 def test_hostile_tar_context_writes_nothing_outside(tmp_path: Path) -> None:

@@ -298,7 +298,8 @@ class BuildContext:
         stdin: BinaryIO | None = None,
         tmp_dir: Path | None = None,
     ) -> BuildContext:
-        """Open a directory, a tar file or ``-`` (a tar read from ``stdin``, default sys.stdin).
+        """Open a directory, a tar file or ``-`` (``stdin``, default sys.stdin: a tar, or else the
+        Dockerfile with an empty context, :mod:`lamina.build.stdinctx`).
 
         ``dockerfile`` (relative to the context unless absolute; for archives, a path inside
         the archive) selects ``<Dockerfile>.dockerignore``. Raises BuildError when the context
@@ -306,7 +307,14 @@ class BuildContext:
         """
         if str(spec) == "-":
             stream = stdin if stdin is not None else cast(BinaryIO, sys.stdin.buffer)
-            return cls._from_archive(stream, "stdin", dockerfile, tmp_dir)
+            from lamina.build import stdinctx
+
+            head = stdinctx.read_head(stream, 1024)
+            if not stdinctx.is_archive_head(head):  # `docker build - < Dockerfile`: no context
+                data = head + stream.read(stdinctx.MAX_DOCKERFILE + 1 - len(head))
+                return cls._dockerfile_only(data, tmp_dir)
+            prefixed = cast(BinaryIO, stdinctx.Prefixed(head, stream))
+            return cls._from_archive(prefixed, "stdin", dockerfile, tmp_dir)
         path = Path(spec)
         if path.is_dir():
             return cls._with_ignore(path, dockerfile, temporary=False)
@@ -314,6 +322,18 @@ class BuildContext:
             raise BuildError(f"unable to prepare context: path {str(spec)!r} not found")
         with path.open("rb") as f:
             return cls._from_archive(cast(BinaryIO, f), str(path), dockerfile, tmp_dir)
+
+    @classmethod
+    def _dockerfile_only(cls, data: bytes, tmp_dir: Path | None) -> BuildContext:
+        """As the docker CLI: stdin that is not an archive is the Dockerfile, and the context
+        is empty (COPY then finds nothing)."""
+        from lamina.build.stdinctx import MAX_DOCKERFILE
+
+        if len(data) > MAX_DOCKERFILE:
+            raise BuildError(f"the Dockerfile on stdin is over {MAX_DOCKERFILE} bytes")
+        root = Path(tempfile.mkdtemp(prefix="lamina-context-", dir=tmp_dir))
+        (root / "Dockerfile").write_bytes(data)
+        return cls(root, excludes=[], ignore_file=None, temporary=True)
 
     @classmethod
     def _with_ignore(cls, root: Path, dockerfile: str | Path, *, temporary: bool) -> BuildContext:
