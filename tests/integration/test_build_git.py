@@ -262,3 +262,25 @@ def test_cli_missing_ref_is_one_line(tmp_path: Path, store: Store, repo: tuple[R
     assert len(errors) == 1, res.err
     assert "Dockerfile:2: git repository" in errors[0] and "ref nope not found" in errors[0]
     assert "Traceback" not in res.err
+
+
+@pytest.mark.needs_root
+@pytest.mark.needs_overlay
+def test_git_url_as_the_build_context(
+    tmp_path: Path, store: Store, repo: tuple[Repo, Path]
+) -> None:
+    """`docker build https://host/repo.git#REF:DIR`: the checkout's DIR is the context."""
+    r, srv = repo
+    r.write("site/Dockerfile", "FROM busybox\nCOPY . /site/\n")
+    r.write("site/index.html", "<p>hi</p>\n")
+    r.commit("site")
+    r.publish(srv / "app.git")
+    with serve_git(srv) as url:
+        build(store, f"{url}/app.git#main:site", tags=["site"], epoch=EPOCH)
+        assert _file(store, "site", "site/index.html") == b"<p>hi</p>\n"
+        assert _file(store, "site", "site/README") is None  # only DIR is the context
+        res = run_cli(store.root, "build", "-q", f"{url}/app.git#nope", check=False)
+        assert res.code != 0 and "ref nope not found" in res.err and "Traceback" not in res.err
+    res = run_cli(store.root, "build", "-q", "https://127.0.0.1:9/ctx.tar.gz", check=False)
+    assert res.code != 0 and "only git repositories are fetched" in res.err
+    assert not list((store.root / "tmp").glob("git-context-*"))  # checkouts are removed

@@ -247,7 +247,8 @@ def _clear_iidfile(path: Path) -> None:
 @click.argument("context")
 @pass_ctx
 def build(ctx: Context, /, **opts: Any) -> None:
-    """Build an image from a Dockerfile and a CONTEXT: a directory, a tar file, or - (stdin:
+    """Build an image from a Dockerfile and a CONTEXT: a directory, a tar file, a git URL
+    (https://host/repo.git#REF:DIR, git@host:repo.git, github.com/owner/repo), or - (stdin:
     a tar, possibly compressed, or else the Dockerfile itself with an empty context)."""
     from lamina.build.cachespec import parse_cache_spec
     from lamina.build.outputs import parse_output

@@ -1,14 +1,15 @@
 """``lamina build``: a Dockerfile and a context in, an image (and optional exports) out.
 
 :func:`build` is the verb the CLI (and later the Engine API) calls. It opens the context
-(directory, tar file or ``-``), reads the Dockerfile (``-f``: a path, ``-`` for stdin; by
-default ``Dockerfile`` in the context), lints it (warnings go to the progress callback; with
-``check=True`` only the lint runs), runs :class:`lamina.build.executor.Executor`, and then
-stores the target image under ``tags`` and writes each ``--output``. Then it pushes: every
-``tags`` name with ``push=True``, and the names of ``type=registry`` outputs (through
-:func:`lamina.ops.registry.push`, with the caller's ``registries``); the names are checked
-before anything is built. ``single_snapshot`` squashes the layers added on the base into one
-(Kaniko's ``--single-snapshot``, :mod:`lamina.build.squash`).
+(directory, tar file, ``-``, or a git URL as the docker CLI takes it), reads the Dockerfile
+(``-f``: a path, ``-`` for stdin; by default ``Dockerfile`` in the context), lints it (warnings
+go to the progress callback; with ``check=True`` only the lint runs), runs
+:class:`lamina.build.executor.Executor`, and then stores the target image under ``tags`` and
+writes each ``--output``. Then it pushes: every ``tags`` name with ``push=True``, and the names
+of ``type=registry`` outputs (through :func:`lamina.ops.registry.push`, with the caller's
+``registries``); the names are checked before anything is built. ``single_snapshot`` squashes
+the layers added on the base into one (Kaniko's ``--single-snapshot``,
+:mod:`lamina.build.squash`).
 
 Reproducibility: ``epoch`` (``SOURCE_DATE_EPOCH``, or 0 for ``--reproducible``) fixes every
 ``created`` time and clamps every file time in new layers, so the same context built in two
@@ -21,8 +22,9 @@ extraction is removed whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
@@ -64,6 +66,32 @@ class BuildResult:
     digest: Digest | None
     warnings: tuple[LintWarning, ...] = ()
     pushed: tuple[tuple[str, Digest], ...] = ()
+
+
+@contextlib.contextmanager
+def _open_context(
+    store: Store, context: str | Path, df_name: str, stdin: BinaryIO | None, tmp: Path
+) -> Iterator[BuildContext]:
+    """The build context: a local directory or tar file, ``-``, or (as the docker CLI, when
+    no local directory has that name) a git URL, checked out for the build."""
+    spec = str(context)
+    if spec != "-" and not Path(spec).exists():
+        from lamina.ops.gitcontext import git_url_context, is_git_url
+
+        if is_git_url(spec):
+            with (
+                git_url_context(store, spec) as root,
+                BuildContext.open(root, dockerfile=df_name, tmp_dir=tmp) as ctx,
+            ):
+                yield ctx
+            return
+        if spec.startswith(("http://", "https://")):
+            raise BuildError(
+                f"unable to prepare context: {spec}: only git repositories are fetched",
+                hint="give a git URL (…/repo.git#ref:dir), or download the tarball and pass it",
+            )
+    with BuildContext.open(context, dockerfile=df_name, stdin=stdin, tmp_dir=tmp) as ctx:
+        yield ctx
 
 
 def _read_dockerfile(
@@ -143,7 +171,7 @@ def build(
     tmp = store.root / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     df_name = Path(dockerfile).name if dockerfile and dockerfile != "-" else "Dockerfile"
-    with BuildContext.open(context, dockerfile=df_name, stdin=stdin, tmp_dir=tmp) as ctx:
+    with _open_context(store, context, df_name, stdin, tmp) as ctx:
         name, data = _read_dockerfile(ctx, dockerfile, stdin)
         document = _parse(data, name)
         warnings = tuple(lint(document, build_args=build_args, target=target))

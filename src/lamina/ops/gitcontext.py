@@ -88,4 +88,36 @@ def open_git_context(store: Store, spec: GitSpec, sub_path: str = "") -> Iterato
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-__all__ = ["GIT_OPTIONS", "git_spec", "open_git_context", "parse_git_options"]
+_GIT_SUFFIX = r"\.git(?:#.+)?$"
+
+
+def is_git_url(context: str) -> bool:
+    """The docker CLI's rule for a ``build`` context that is a repository: ``git://``,
+    ``git@``, ``github.com/`` prefixes, or an ``http(s)://`` URL ending in ``.git[#…]`` (a local
+    directory of that name wins, as in Docker: the caller checks that first)."""
+    import re
+
+    if context.startswith(("http://", "https://")):
+        return re.search(_GIT_SUFFIX, context) is not None
+    return context.startswith(("git://", "git@", "github.com/"))
+
+
+@contextlib.contextmanager
+def git_url_context(store: Store, url: str) -> Iterator[Path]:
+    """``lamina build https://host/repo.git#REF:SUBDIR``: BuildKit's git context syntax (the
+    one ``ADD`` takes, :mod:`lamina.build.gitref`); the checkout's SUBDIR, removed on exit."""
+    from lamina.build.gitref import parse_git_url
+
+    spec = parse_git_url(url)
+    with open_git_context(store, spec, spec.subdir) as root:
+        yield root
+
+
+__all__ = [
+    "GIT_OPTIONS",
+    "git_spec",
+    "git_url_context",
+    "is_git_url",
+    "open_git_context",
+    "parse_git_options",
+]
