@@ -212,6 +212,35 @@ def test_tar_into_a_non_directory_is_one_line(store: StoreCli) -> None:
     assert "exactly one of SRC and DEST" in one_line_error(store("cp", "-", "-", check=False))
 
 
+def test_destination_rules_of_docker_cp(store: StoreCli, tmp_path: Path) -> None:
+    """A DEST ending in ``/`` must be an existing directory for a file; a directory never
+    replaces a file; a missing DEST without ``/`` is the new name (both directions)."""
+    store("run", "--name", "c", "busybox", "sh", "-c", "mkdir -p /d && echo 1 > /d/a")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "file").write_text("keep\n")
+    assert "destination directory" in one_line_error(
+        store("cp", "c:/d/a", f"{out}/newdir/", check=False)
+    )
+    assert not (out / "newdir").exists()
+    assert "is not a directory" in one_line_error(
+        store("cp", "c:/d/a", f"{out}/file/", check=False)
+    )
+    for src in ("c:/d", "c:/d/."):
+        assert "cannot overwrite non-directory" in one_line_error(
+            store("cp", src, f"{out}/file", check=False)
+        )
+    assert (out / "file").read_text() == "keep\n"
+    store("cp", "c:/d/a", f"{out}/renamed")
+    assert (out / "renamed").read_text() == "1\n"
+    assert "does not exist in the container" in one_line_error(
+        store("cp", str(out / "file"), "c:/nowhere/", check=False)
+    )
+    store("cp", str(out / "file"), "c:/d/new")
+    store("cp", "c:/d/new", f"{out}/back")
+    assert (out / "back").read_text() == "keep\n"
+
+
 def test_follow_link_out_resolves_inside_the_container(store: StoreCli, tmp_path: Path) -> None:
     """``cp -L CTR:LINK`` copies what LINK points to *in the container* (absolute, relative and
     climbing targets alike) under LINK's name, to a directory and as a tar; links below it stay

@@ -97,7 +97,8 @@ def cp(
                 assert stdout is not None
                 copy_out_tar(rootfs, spath, stdout, follow_link=follow_link)
             elif sctr is not None:
-                copy_out(rootfs, spath, Path(dpath), follow_link=follow_link)
+                copy_out(rootfs, spath, Path(dpath), follow_link=follow_link,
+                         into_dir=dpath.endswith("/"))  # fmt: skip
             elif src == "-":
                 assert stdin is not None
                 copy_in_tar(stdin, rootfs, dpath, label=dst)
@@ -130,8 +131,12 @@ def _follow(rootfs: Path, path: str) -> str:
     return "/" if real == "." else "/" + real
 
 
-def copy_out(rootfs: Path, src: str, dest: Path, *, follow_link: bool = False) -> None:
-    """Container ``src`` -> host ``dest`` (``follow_link``: a symlink ``src`` is followed)."""
+def copy_out(
+    rootfs: Path, src: str, dest: Path, *, follow_link: bool = False, into_dir: bool = False
+) -> None:
+    """Container ``src`` -> host ``dest`` (``follow_link``: a symlink ``src`` is followed).
+    ``into_dir``: DEST was written with a trailing ``/``, so (as ``docker cp``) a file is
+    copied only into an existing directory, never to a new file of that name."""
     contents = src.endswith("/.")
     where = src.removesuffix("/.")
     pfd, name = _open_parent(rootfs, _follow(rootfs, where) if follow_link else where)
@@ -144,6 +149,12 @@ def copy_out(rootfs: Path, src: str, dest: Path, *, follow_link: bool = False) -
             st = os.stat(name, dir_fd=sfd_parent, follow_symlinks=False)
         except FileNotFoundError:
             raise NotFound(f"cp: no such file or directory in the container: {src}") from None
+        if stat.S_ISDIR(st.st_mode) and dest.exists() and not dest.is_dir():
+            raise ContainerError(f"cp: cannot overwrite non-directory {dest} with directory {src}")
+        if into_dir and not dest.is_dir() and not stat.S_ISDIR(st.st_mode):
+            if dest.exists() or dest.is_symlink():
+                raise ContainerError(f"cp: destination {dest} is not a directory")
+            raise NotFound(f"cp: destination directory {dest} does not exist")
         if dest.is_dir() and not contents:
             target = dest / (posixpath.basename(src.rstrip("/")) or "root")
         else:
@@ -210,6 +221,8 @@ def copy_in(src: Path | str, rootfs: Path, dest: str, *, follow_link: bool = Fal
         dfd, name = open_in_root(rootfs, clean, os.O_RDONLY | os.O_DIRECTORY), src.name
         if contents:
             name = "."
+    elif dest.endswith("/") and not stat.S_ISDIR(st.st_mode):  # as docker cp: must exist
+        raise NotFound(f"cp: destination directory {dest} does not exist in the container")
     else:
         dfd, name = _open_parent(rootfs, clean)
     try:
