@@ -153,6 +153,8 @@ def test_import_from_stdin_and_compressed(cli: Cli, busybox_tar: Path, tmp_path:
         (["inspect", "nosuchimage"], "no such object", 1),
         (["rmi", "nosuchimage"], "nosuchimage", 1),
         (["save", "-o", "{tmp}/x.tar", "nosuchimage"], "nosuchimage", 1),
+        (["save", "-o", "{tmp}/no/dir/x.tar", "busybox"], "directory '{tmp}/no/dir' does not", 2),
+        (["export", "busybox", "-o", "{tmp}/no/x.tar"], "invalid output path", 2),
         (["load", "-i", "{tmp}/missing.tar"], "no such archive", 2),
         (["load", "-i", "{tmp}/garbage.tar"], "not a readable tar", 1),
         (["import", "{tmp}/missing.tar"], "no such file", 2),

@@ -61,7 +61,18 @@ def save(ctx: Context, output: Path, fmt: str, refs: tuple[str, ...]) -> None:
     """Save an image of the store to an archive."""
     from lamina.ops.archive import save as do_save
 
+    check_output_path(output)
     do_save(ctx.store(), list(refs), output, fmt=fmt)
+
+
+def check_output_path(output: Path) -> None:
+    """As the docker CLI (``save -o``, ``export -o``): the file's directory must exist; it is
+    never created (a typo must not make a directory tree somewhere)."""
+    parent = output.absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"invalid output path: directory {str(parent)!r} does not exist")
+    if output.is_dir():
+        raise UsageError(f"invalid output path: {str(output)!r} is a directory")
 
 
 @click.command(name="import")
@@ -118,6 +129,8 @@ def export(ctx: Context, output: Path | None, ref: str) -> None:
 
     if output is None and sys.stdout.isatty():
         raise UsageError("refusing to write a tar to a terminal", hint="use -o FILE or a pipe")
+    if output is not None:
+        check_output_path(output)
     store = ctx.store()
     try:
         cid = store.containers.resolve(ref)

@@ -221,9 +221,12 @@ def container_export(ctx: Context, output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive."""
     from pathlib import Path
 
+    from lamina.cli.archive_cmd import check_output_path
     from lamina.ops.archive import atomic_output
     from lamina.ops.container_fs import export
 
+    if output is not None:
+        check_output_path(Path(output))
     if output is None:
         export(ctx.store(), container, sys.stdout.buffer, epoch=_epoch())
         return
