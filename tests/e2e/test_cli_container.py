@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -175,6 +176,42 @@ def test_init_is_pid_1_forwards_signals_and_keeps_diff_clean(store: Cli) -> None
     assert (info["Path"], info["Args"]) == ("sleep", ["600"])  # as Docker: the command as given
     assert store("diff", "tini").out == ""
     store("rm", "tini")
+
+
+def test_pass_through_run_flags(store: Cli, work: Path) -> None:
+    """The flags CI jobs hand to `.inside(...)`: hosts, DNS, /dev/shm size, capabilities
+    (also in exec), groups, stop signal/timeout and --cidfile, as Docker applies them."""
+    cidfile = work / "cid"
+    res = store(
+        "run", "--rm", "--cidfile", str(cidfile), "--add-host", "db:10.0.0.5", "--dns",
+        "9.9.9.9", "--dns-search", "example.com", "--shm-size", "256m", "--cap-add",
+        "sys_ptrace", "--cap-drop", "NET_RAW", "--group-add", "123", "busybox", "sh", "-c",
+        "grep db /etc/hosts; grep -E 'nameserver|search' /etc/resolv.conf;"
+        " df -k /dev/shm | tail -1; grep CapEff /proc/self/status; id -G",
+    ).out.split("\n")  # fmt: skip
+    assert res[0].split() == ["10.0.0.5", "db"]
+    assert res[1:3] == ["nameserver 9.9.9.9", "search example.com"]
+    assert res[3].split()[1] == str(256 * 1024)
+    # Docker's default set 0xa80425fb, + SYS_PTRACE (bit 19), - NET_RAW (bit 13)
+    assert res[4].split() == ["CapEff:", f"{0xA80425FB + (1 << 19) - (1 << 13):016x}"]
+    assert res[5].split() == ["0", "123"]
+    assert len(cidfile.read_text()) == 64
+    res = store("run", "--rm", "--cidfile", str(cidfile), "busybox", "true", check=False)
+    assert res.code == 125 and "container ID file found" in res.err
+    ctr = store("run", "-d", "--stop-timeout", "1", "--cap-add", "NET_ADMIN", "busybox",
+                "sleep", "600").out.strip()  # fmt: skip
+    assert f"{0xa80425FB + (1 << 12):016x}" in store("exec", ctr, "grep", "CapEff",
+                                                       "/proc/self/status").out  # fmt: skip
+    started = time.monotonic()
+    store("stop", ctr)  # sleep ignores SIGTERM as PID 1: the 1 s timeout, then SIGKILL
+    assert time.monotonic() - started < 8
+    assert json.loads(store("inspect", ctr).out)[0]["State"]["ExitCode"] == 137
+    store("rm", ctr)
+    for flags, message in ((["--cap-add", "BOGUS"], "unknown capability"),
+                           (["--shm-size", "lots"], "invalid --shm-size"),
+                           (["--add-host", "db"], "invalid --add-host")):  # fmt: skip
+        res = store("run", "--rm", *flags, "busybox", "true", check=False)
+        assert res.code == 125 and message in res.err
 
 
 def test_volumes_from(store: Cli, work: Path) -> None:

@@ -82,6 +82,21 @@ def _run_options(f: F) -> F:
         click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
         click.option("-l", "--label", "labels", multiple=True, help="Set metadata (K=V)."),
         click.option("--runtime", help="crun, runc or native (default: the first that works)."),
+        click.option("--add-host", "add_hosts", multiple=True, help="Add NAME:IP to /etc/hosts."),
+        click.option("--dns", multiple=True, help="DNS server for resolv.conf."),
+        click.option("--dns-search", multiple=True, help="DNS search domain."),
+        click.option("--dns-option", "dns_options", multiple=True, help="resolv.conf option."),
+        click.option("--shm-size", help="Size of /dev/shm (e.g. 2g; default 64m)."),
+        click.option("--cap-add", multiple=True, help="Add a capability (or ALL)."),
+        click.option("--cap-drop", multiple=True, help="Drop a capability (or ALL)."),
+        click.option("--group-add", multiple=True, help="Add a supplementary group."),
+        click.option("--stop-signal", help="Signal that stop sends (default SIGTERM)."),
+        click.option("--stop-timeout", type=int, help="Seconds stop waits (default 10)."),
+        click.option(
+            "--cidfile",
+            type=click.Path(dir_okay=False),
+            help="Write the container id to this file.",
+        ),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -102,6 +117,10 @@ def _options(kw: dict[str, Any]) -> Any:
         hostname=kw["hostname"], network=kw["network"], read_only=kw["read_only"],
         init=kw["init"], auto_remove=kw["auto_remove"], tty=kw["tty"],
         interactive=kw["interactive"], runtime=kw["runtime"], labels=labels,
+        add_hosts=kw["add_hosts"], dns=kw["dns"], dns_search=kw["dns_search"],
+        dns_options=kw["dns_options"], shm_size=kw["shm_size"], cap_add=kw["cap_add"],
+        cap_drop=kw["cap_drop"], group_add=kw["group_add"], stop_signal=kw["stop_signal"],
+        stop_timeout=kw["stop_timeout"], cidfile=kw["cidfile"],
     )  # fmt: skip
 
 

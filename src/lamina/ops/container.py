@@ -61,12 +61,30 @@ class RunOptions:
     interactive: bool = False
     runtime: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: the pass-through flags of :mod:`lamina.ops.runflags`, unparsed
+    add_hosts: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    shm_size: str | None = None
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    group_add: tuple[str, ...] = ()
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    #: ``--cidfile``: must not exist; receives the id once the container is created
+    cidfile: str | None = None
 
 
 def create(store: Store, opts: RunOptions) -> str:
     """``docker create``: the container's layers and record; returns its id."""
     from lamina.ops.container_config import build_config, random_name
 
+    if opts.cidfile is not None and os.path.lexists(opts.cidfile):
+        raise ContainerError(
+            f"container ID file found, make sure the other container isn't running or delete "
+            f"{opts.cidfile}"
+        )
     image = store.get_image(opts.image)
     cid = new_container_id()
     config = build_config(store, cid, image, opts)
@@ -78,6 +96,13 @@ def create(store: Store, opts: RunOptions) -> str:
         _check_name(opts.name)
     config["Name"] = f"/{name}"
     store.containers.create(cid, image.record.top_layer, config, cs.new_state())
+    if opts.cidfile is not None:
+        try:
+            with open(opts.cidfile, "x") as f:  # exclusive: a racing run must not share it
+                f.write(cid)
+        except OSError as exc:
+            remove(store, cid, force=True)
+            raise ContainerError(f"writing --cidfile {opts.cidfile}: {exc.strerror}") from None
     return cid
 
 

@@ -156,6 +156,13 @@ def build_config(store: Store, cid: str, image: StoreImage, opts: RunOptions) ->
     if network is None:
         raise UsageError(f"network {opts.network!r} is not supported", hint="use none or host")
     labels = {**(img.get("Labels") or {}), **opts.labels}
+    from lamina.ops import runflags
+
+    runflags.capabilities(opts.cap_add, opts.cap_drop)  # names checked at create, as Docker
+    if opts.stop_signal:
+        from lamina.ops.container_exec import parse_signal
+
+        parse_signal(opts.stop_signal)
     config = {
         "Hostname": opts.hostname or cid[:12],
         "Domainname": "",
@@ -175,8 +182,10 @@ def build_config(store: Store, cid: str, image: StoreImage, opts: RunOptions) ->
         "OnBuild": None,
         "Labels": labels,
     }
-    if img.get("StopSignal"):
-        config["StopSignal"] = img["StopSignal"]
+    if opts.stop_signal or img.get("StopSignal"):
+        config["StopSignal"] = opts.stop_signal or img["StopSignal"]
+    if opts.stop_timeout is not None:
+        config["StopTimeout"] = opts.stop_timeout
     return {
         "Id": cid,
         "Created": now_rfc3339(),
@@ -201,6 +210,14 @@ def build_config(store: Store, cid: str, image: StoreImage, opts: RunOptions) ->
             "AutoRemove": opts.auto_remove,
             "Init": opts.init,
             "Runtime": opts.runtime or "",
+            "ExtraHosts": [runflags.parse_add_host(h) for h in opts.add_hosts] or None,
+            "Dns": runflags.parse_dns(opts.dns),
+            "DnsSearch": list(opts.dns_search),
+            "DnsOptions": list(opts.dns_options),
+            "ShmSize": runflags.parse_size(opts.shm_size) if opts.shm_size else 64 << 20,
+            "CapAdd": list(opts.cap_add) or None,
+            "CapDrop": list(opts.cap_drop) or None,
+            "GroupAdd": list(opts.group_add) or None,
         },
         "LayerChain": [str(c) for c in image.record.layers],
         "StoreDriver": store.driver,

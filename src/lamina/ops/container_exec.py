@@ -53,8 +53,9 @@ def exec_(
     config = store.containers.read(cid)
     rootfs = cs.rootfs_of(store, cid)
     proc = process_spec(
-        rootfs, config["Config"], argv, user=user, workdir=workdir, env=env, tty=tty
-    )
+        rootfs, config["Config"], argv, user=user, workdir=workdir, env=env, tty=tty,
+        host=config["HostConfig"],
+    )  # fmt: skip
     runtime = cs.container_runtime(store, config)
     if detach:
         from lamina.runtime.monitor import daemonize
@@ -97,7 +98,12 @@ def stop(store: Store, ref: str, timeout: int | None = None) -> str:
         return cid
     config = store.containers.read(cid)
     sig = parse_signal(config["Config"].get("StopSignal") or "SIGTERM")
+    if timeout is None:  # `run --stop-timeout`, else Docker's 10 s
+        timeout = config["Config"].get("StopTimeout")
     wait = STOP_TIMEOUT if timeout is None else timeout
+    if wait < 0:  # as Docker: a negative timeout waits for the container however long
+        cs.wait_stopped(store, cid, None)
+        return cid
     with contextlib.suppress(ContainerError):
         kill(store, cid, sig)
     if cs.wait_stopped(store, cid, float(wait)) is not None:

@@ -59,9 +59,20 @@ def _env(config: dict[str, Any], home: str, hostname: str) -> tuple[str, ...]:
 def process_spec(
     rootfs: Path, config: dict[str, Any], args: tuple[str, ...], *, user: str | None = None,
     workdir: str | None = None, env: tuple[str, ...] = (), tty: bool | None = None,
+    host: dict[str, Any] | None = None,
 ) -> ProcessSpec:  # fmt: skip
-    """A process for the container ``config`` (``Config``): the main one or an exec'd one."""
+    """A process for the container ``config`` (``Config``): the main one or an exec'd one.
+    ``host`` (``HostConfig``) gives both the same capabilities and added groups, as Docker."""
+    from lamina.ops.runflags import capabilities
+
+    host = host or {}
     who = resolve_user(rootfs, user if user is not None else config.get("User") or "")
+    groups = who.additional_gids
+    if host.get("GroupAdd"):
+        from lamina.runtime.user import resolve_groups
+
+        added = resolve_groups(rootfs, tuple(map(str, host["GroupAdd"])))
+        groups += tuple(g for g in added if g not in groups)
     if is_rootless():
         check_mapped(who.uid, who.gid)
     base = _env(config, who.home, str(config.get("Hostname", "")))
@@ -73,8 +84,9 @@ def process_spec(
         cwd=workdir or config.get("WorkingDir") or "/",
         uid=who.uid,
         gid=who.gid,
-        additional_gids=who.additional_gids,
+        additional_gids=groups,
         terminal=bool(config.get("Tty")) if tty is None else tty,
+        capabilities=capabilities(host.get("CapAdd") or (), host.get("CapDrop") or ()),
     )
 
 
@@ -105,10 +117,16 @@ def container_spec(store: Store, cid: str, record: dict[str, Any], rootfs: Path)
     init = init_binary() if host.get("Init") else None
     if init is not None:
         args = (INIT_PATH, "--", *args)
-    process = process_spec(rootfs, config, args)
+    process = process_spec(rootfs, config, args, host=host)
     network: NetworkMode = "host" if host.get("NetworkMode") == "host" else "none"
     hostname = str(config.get("Hostname") or cid[:12])
-    etc = write_etc_files(store.containers.dir(cid), hostname=hostname, network=network)
+    from lamina.ops.runflags import extra_hosts
+
+    etc = write_etc_files(
+        store.containers.dir(cid), hostname=hostname, network=network,
+        extra_hosts=extra_hosts(host.get("ExtraHosts") or ()), dns=host.get("Dns") or (),
+        dns_search=host.get("DnsSearch") or (), dns_options=host.get("DnsOptions") or (),
+    )  # fmt: skip
     binds = []
     for m in record.get("Mounts") or []:
         if not os.path.exists(m["Source"]):
@@ -140,4 +158,5 @@ def container_spec(store: Store, cid: str, record: dict[str, Any], rootfs: Path)
         etc_files=etc,
         uid_mappings=uid_maps,
         gid_mappings=gid_maps,
+        shm_size=host.get("ShmSize"),
     )

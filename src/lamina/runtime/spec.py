@@ -120,6 +120,8 @@ class ContainerSpec:
     gid_mappings: tuple[IDMapping, ...] = ()
     cgroups_path: str | None = None
     annotations: tuple[tuple[str, str], ...] = ()
+    #: bytes of the ``/dev/shm`` tmpfs (None: Docker's 64 MiB)
+    shm_size: int | None = None
 
     def __post_init__(self) -> None:
         if not self.rootfs.is_absolute():
@@ -186,6 +188,11 @@ def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
     mounts = [
         {k: list(v) if isinstance(v, tuple) else v for k, v in m.items()} for m in defaults.MOUNTS
     ]
+    if spec.shm_size is not None:
+        for m in mounts:
+            if m["destination"] == "/dev/shm":
+                opts = [o for o in m["options"] if not o.startswith("size=")]
+                m["options"] = [*opts, f"size={spec.shm_size}"]
     if spec.user_namespace and all(m.to_host(5) is None for m in spec.gid_mappings):
         # devpts refuses gid=5 (tty) when that gid is not mapped in the user namespace.
         for m in mounts:
