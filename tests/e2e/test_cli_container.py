@@ -209,7 +209,9 @@ def test_pass_through_run_flags(store: Cli, work: Path) -> None:
     store("rm", ctr)
     for flags, message in ((["--cap-add", "BOGUS"], "unknown capability"),
                            (["--shm-size", "lots"], "invalid --shm-size"),
-                           (["--add-host", "db"], "invalid --add-host")):  # fmt: skip
+                           (["--add-host", "db"], "invalid --add-host"),
+                           (["-p", "8080:80"], "ports are not mapped"),
+                           (["--privileged"], "--privileged is not supported")):  # fmt: skip
         res = store("run", "--rm", *flags, "busybox", "true", check=False)
         assert res.code == 125 and message in res.err
 

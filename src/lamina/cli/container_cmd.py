@@ -97,6 +97,8 @@ def _run_options(f: F) -> F:
             type=click.Path(dir_okay=False),
             help="Write the container id to this file.",
         ),
+        click.option("-p", "--publish", "publish", multiple=True, hidden=True),
+        click.option("--privileged", is_flag=True, hidden=True),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -107,6 +109,17 @@ def _run_options(f: F) -> F:
 
 def _options(kw: dict[str, Any]) -> Any:
     from lamina.ops.container import RunOptions
+
+    if kw["publish"]:  # explicit, not click's "no such option": say what works instead
+        raise UsageError(
+            "-p/--publish: lamina makes no bridge network, so ports are not mapped",
+            hint="use --network host: the container's ports are then the host's",
+        )
+    if kw["privileged"]:
+        raise UsageError(
+            "--privileged is not supported (every host device and capability, nothing masked)",
+            hint="grant what the job needs with --cap-add and -v",
+        )
 
     labels = dict(item.partition("=")[::2] for item in kw["labels"])
     return RunOptions(
