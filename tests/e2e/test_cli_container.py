@@ -282,7 +282,7 @@ def test_run_exit_codes_and_bad_input(store: Cli, tmp_path: Path) -> None:
     assert res.code == 127 and "nosuchcmd" in res.err
     res = store("run", "--rm", "busybox", "/etc/passwd", check=False)
     assert res.code == 126 and "permission denied" in res.err
-    res = store("run", "--rm", "nosuchimage", "true", check=False)
+    res = store("run", "--rm", "--pull=never", "nosuchimage", "true", check=False)
     assert res.code == 125 and "nosuchimage" in res.err
     res = store("run", "--rm", "-v", f"{tmp_path}/missing:/x", "busybox", "true", check=False)
     assert res.code == 125 and "bind source path does not exist" in res.err

@@ -76,6 +76,29 @@ def test_push_pull_round_trip_with_skopeo(
     assert copied == digest
 
 
+def test_run_pulls_a_missing_image(
+    cli: Cli, busybox_tar: Path, plain: testreg.RegistryServer, tmp_path: Path
+) -> None:
+    """As `docker run`: a missing image is pulled from its registry first (--pull=missing);
+    --pull=never refuses, --pull=always fetches again."""
+    _import(cli, busybox_tar)
+    dest = f"{plain.host}/e2e/runme:v1"
+    cli("push", "busybox", dest)
+    other = tmp_path / "fresh"
+    res = run_cli(other, "run", "--rm", "--pull=never", dest, "true", check=False)
+    assert res.code == 125 and f"no such image: {dest}" in res.err
+    res = run_cli(other, "run", "--rm", "--tls-verify=false", dest, "echo", "pulled")
+    assert res.out == "pulled\n"
+    assert f"Unable to find image '{dest}' locally" in res.err
+    assert f"Status: Downloaded newer image for {dest}" in res.err
+    res = run_cli(other, "run", "--rm", dest, "echo", "again")  # present now: no pull
+    assert res.out == "again\n" and "Unable to find" not in res.err
+    res = run_cli(other, "create", "--pull=always", "--tls-verify=false", dest, "true")
+    assert "Downloaded newer image" in res.err and "Unable to find" not in res.err
+    run_cli(other, "rm", res.out.strip())
+    assert run_cli(other, "system", "check").out.strip() == "store ok"
+
+
 def test_missing_tag_and_local_prefix_are_one_line(cli: Cli, plain: testreg.RegistryServer) -> None:
     res = cli("pull", f"{plain.host}/e2e/absent:nope", check=False)
     assert res.code == 1 and "Traceback" not in res.err

@@ -97,6 +97,13 @@ def _run_options(f: F) -> F:
             type=click.Path(dir_okay=False),
             help="Write the container id to this file.",
         ),
+        click.option(
+            "--pull",
+            "pull_policy",
+            default="missing",
+            type=click.Choice(["missing", "always", "never"]),
+            help="Pull the image from its registry: when missing (default), always, or never.",
+        ),
         click.option("-p", "--publish", "publish", multiple=True, hidden=True),
         click.option("--privileged", is_flag=True, hidden=True),
         click.argument("image"),
@@ -104,7 +111,38 @@ def _run_options(f: F) -> F:
     ]
     for opt in reversed(opts):
         f = opt(f)
-    return f
+    from lamina.cli.registry_cmd import registry_options
+
+    return registry_options(f)
+
+
+def _ensure_image(ctx: Context, kw: dict[str, Any]) -> bool:
+    """``--pull``, as Docker's run/create: fetch a missing (or, ``always``, every) image from
+    its registry first — or any transport (``oci:DIR:REF``...) — and say so on stderr. The
+    registry flags (``--authfile``, ``--creds``, ``--tls-verify``...) are popped from ``kw``.
+    True when it pulled (``kw["image"]`` is then the stored name)."""
+    from lamina.cli.registry_cmd import open_registries
+
+    policy, image = kw.pop("pull_policy"), kw["image"]
+    reg_opts = {k: kw.pop(k) for k in ("authfile", "tls_verify", "creds", "mirrors")}
+    if policy == "never":
+        return False
+    if policy == "missing":
+        from lamina.errors import NotFound
+
+        try:
+            ctx.store().get_image(image)
+            return False
+        except NotFound:
+            click.echo(f"Unable to find image '{image}' locally", err=True)
+    from lamina.ops.archive import pull as do_pull
+    from lamina.ops.registry import registry_name
+
+    with open_registries(reg_opts, [registry_name(image)]) as registries:
+        got = do_pull(ctx.store(), image, registries=registries)
+    click.echo(f"Status: Downloaded newer image for {got}", err=True)
+    kw["image"] = got
+    return True
 
 
 def _options(kw: dict[str, Any]) -> Any:
@@ -153,7 +191,9 @@ def run(ctx: Context, /, detach: bool, **kw: Any) -> None:
     """Create and start a container from IMAGE."""
     from lamina.ops.container import run as run_op
 
-    opts = _options(kw)
+    opts = _options(kw)  # flags are checked before anything is pulled
+    if _ensure_image(ctx, kw):
+        opts = _options(kw)
     cid, status = run_op(ctx.store(), opts, detach=detach, attach=_attach(opts.interactive))
     if detach:
         click.echo(cid)
@@ -169,7 +209,10 @@ def create(ctx: Context, /, **kw: Any) -> None:
     """Create a container from IMAGE without starting it; print its id."""
     from lamina.ops.container import create as create_op
 
-    click.echo(create_op(ctx.store(), _options(kw)))
+    opts = _options(kw)
+    if _ensure_image(ctx, kw):
+        opts = _options(kw)
+    click.echo(create_op(ctx.store(), opts))
 
 
 @click.command()
