@@ -178,10 +178,14 @@ def test_init_is_pid_1_forwards_signals_and_keeps_diff_clean(store: Cli) -> None
     store("rm", "tini")
 
 
+@BOTH
 def test_pass_through_run_flags(store: Cli, work: Path) -> None:
     """The flags CI jobs hand to `.inside(...)`: hosts, DNS, /dev/shm size, capabilities
     (also in exec), groups, stop signal/timeout and --cidfile, as Docker applies them."""
-    cidfile = work / "cid"
+    writable = work / "cids"  # the store's user (rootless: the CI user) writes it
+    writable.mkdir(mode=0o777)
+    writable.chmod(0o777)
+    cidfile = writable / "cid"
     res = store(
         "run", "--rm", "--cidfile", str(cidfile), "--add-host", "db:10.0.0.5", "--dns",
         "9.9.9.9", "--dns-search", "example.com", "--shm-size", "256m", "--cap-add",
