@@ -3,6 +3,8 @@ expected outputs are what Go's text/template prints for the same template and da
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lamina.cli.output import render_template
@@ -62,3 +64,26 @@ def test_renders_like_go_templates(template: str, out: str) -> None:
 def test_bad_templates_are_usage_errors(template: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         render_template(template, DATA)
+
+
+def test_table_format_has_titles_and_tabwriter_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    from lamina.cli.output import render_rows
+
+    rows = [
+        {"ID": "48d5bd619b4e", "Names": "tabby", "Status": "Up 2 seconds"},
+        {"ID": "0123456789ab", "Names": "a-much-longer-name", "Status": "Exited (0)"},
+    ]
+    render_rows("table {{.ID}}\\t{{.Names}}\\t{{.Status}}", rows, id_title="CONTAINER ID")
+    assert capsys.readouterr().out.splitlines() == [
+        "CONTAINER ID   NAMES                STATUS",
+        "48d5bd619b4e   tabby                Up 2 seconds",
+        "0123456789ab   a-much-longer-name   Exited (0)",
+    ]
+    render_rows("table {{.Names}}", rows[:1])
+    assert capsys.readouterr().out == "NAMES\ntabby\n"
+    render_rows("json", rows[:1])
+    assert json.loads(capsys.readouterr().out) == rows[0]
+    render_rows("{{.Names}}!", rows)
+    assert capsys.readouterr().out == "tabby!\na-much-longer-name!\n"
+    render_rows("table{{.Names}}", rows[:1])  # no space: a template that starts with "table"
+    assert capsys.readouterr().out == "tabletabby\n"

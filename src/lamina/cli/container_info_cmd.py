@@ -14,7 +14,7 @@ import click
 
 from lamina.cli.container_cmd import docker_exit, pass_ctx
 from lamina.cli.main import Context
-from lamina.cli.output import emit, human_ago, render_template, table
+from lamina.cli.output import emit, human_ago, render_rows, table
 from lamina.errors import UsageError
 
 
@@ -90,8 +90,7 @@ def ps(
             "Names": str(config.get("Name", "")).removeprefix("/"),
         })  # fmt: skip
     if fmt and fmt != "table":
-        for row in rows:
-            click.echo(json.dumps(row) if fmt == "json" else render_template(fmt, row))
+        render_rows(fmt, rows, id_title="CONTAINER ID")
         return
     keys = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
     headers = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")

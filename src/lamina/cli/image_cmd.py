@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from lamina.cli.main import Context
-from lamina.cli.output import emit, human_ago, human_size, render_template, table
+from lamina.cli.output import emit, human_ago, human_size, render_rows, table
 from lamina.errors import LaminaError, NotFound
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -63,16 +61,16 @@ def images(
         click.echo("\n".join(seen)) if seen else None
         return
     if fmt and fmt != "table":
+        items = []
         for r in rows:
-            item = {
-                "Repository": r.repository,
-                "Tag": r.tag,
-                "ID": short(r.id),
-                "Digest": r.digest,
+            ts = _created_ts(r.created)
+            items.append({
+                "Repository": r.repository, "Tag": r.tag, "ID": short(r.id), "Digest": r.digest,
                 "CreatedAt": r.created or "",
+                "CreatedSince": human_ago(ts) if ts is not None else "N/A",
                 "Size": human_size(r.size),
-            }
-            click.echo(json.dumps(item) if fmt == "json" else render_template(fmt, item))
+            })  # fmt: skip
+        render_rows(fmt, items, id_title="IMAGE ID")
         return
     headers = ["REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED", "SIZE"]
     out = []
@@ -184,9 +182,19 @@ def history(ctx: Context, human: bool, no_trunc: bool, fmt: str | None, ref: str
     from lamina.ops.image import history as get_history
 
     rows = get_history(ctx.store(), ref)
-    if fmt:
+    if fmt:  # Docker's history fields, plus the raw Created/Id this command always gave
+        items = []
         for r in rows:
-            click.echo(json.dumps(r) if fmt == "json" else render_template(fmt, r))
+            ts = _created_ts(r["Created"])
+            image_id = r.get("Id", "<missing>")
+            items.append({
+                **r, "ID": image_id if no_trunc or image_id == "<missing>"
+                else image_id.removeprefix("sha256:")[:12],
+                "CreatedAt": r["Created"],
+                "CreatedSince": human_ago(ts) if ts is not None else "N/A",
+                "Size": human_size(r["Size"]) if human else r["Size"],
+            })  # fmt: skip
+        render_rows(fmt, items, id_title="IMAGE")
         return
     out = []
     for r in rows:

@@ -7,6 +7,7 @@ what scripts use in practice (:mod:`lamina.cli.gotemplate`, imported when a temp
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,48 @@ def render_template(template: str, data: Any) -> str:
     from lamina.cli.gotemplate import render
 
     return render(template, data)
+
+
+#: column titles the docker CLI prints for ``--format 'table {{.Field}}...'``
+HEADERS = {
+    "ID": "ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Ports": "PORTS",
+    "Names": "NAMES", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+    "CreatedSince": "CREATED", "Size": "SIZE", "CreatedBy": "CREATED BY", "Comment": "COMMENT",
+}  # fmt: skip
+
+
+def render_rows(fmt: str, rows: Sequence[dict[str, Any]], *, id_title: str = "ID") -> None:
+    """``--format`` for listings (``ps``, ``images``, ``history``): ``json`` (one object per
+    line), ``table TEMPLATE`` (a header of column titles, then columns aligned as the docker
+    CLI's tabwriter does: at least 10 wide, 3 spaces between), or a template per row.
+    ``id_title`` names the ``{{.ID}}`` column (``CONTAINER ID``, ``IMAGE ID``)."""
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    if not fmt.startswith("table") or fmt[5:6] not in (" ", "\t"):
+        for row in rows:
+            click.echo(render_template(fmt, row))
+        return
+    template = fmt[6:]
+    titles = {k: (id_title if k == "ID" else v) for k, v in HEADERS.items()}
+    header = re.sub(
+        r"\{\{-?\s*(?:json\s+)?\.(\w+)\s*-?\}\}",
+        lambda m: titles.get(m.group(1), m.group(1).upper()),
+        template,
+    )
+    lines = [render_template(header, {}), *(render_template(template, row) for row in rows)]
+    cells = [line.split("\t") for line in lines]
+    widths: list[int] = []
+    for row_cells in cells:
+        for i, cell in enumerate(row_cells[:-1]):  # the last cell of a line is not padded
+            if i >= len(widths):
+                widths.append(0)
+            widths[i] = max(widths[i], len(cell) + 3, 10)
+    for row_cells in cells:
+        padded = [c.ljust(widths[i]) for i, c in enumerate(row_cells[:-1])] + row_cells[-1:]
+        click.echo("".join(padded).rstrip())
 
 
 def emit(items: Sequence[dict[str, Any]], fmt: str | None, *, as_list: bool = True) -> None:
