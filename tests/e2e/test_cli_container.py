@@ -247,6 +247,25 @@ def test_volumes_from(store: Cli, work: Path) -> None:
     store("rm", "-f", agent)
 
 
+def test_rmi_of_an_image_a_container_uses(store: Cli) -> None:
+    """As Docker: untagging one of several names is fine; deleting the image a container was
+    made from needs -f, and is refused even with -f while that container runs."""
+    store("tag", "busybox", "second")
+    ctr = store("create", "second", "true").out.strip()
+    assert store("rmi", "second").out.strip() == "Untagged: second:latest"  # busybox remains
+    res = store("rmi", "busybox", check=False)
+    assert res.code == 1 and "(must force)" in res.err and ctr[:12] in res.err
+    assert "hint: remove the container first" in res.err
+    running = store("run", "-d", "busybox", "sleep", "600").out.strip()
+    res = store("rmi", "-f", "busybox", check=False)
+    assert res.code == 1 and "(cannot be forced)" in res.err and running[:12] in res.err
+    store("rm", "-f", running)
+    assert "Deleted: sha256:" in store("rmi", "-f", "busybox").out
+    assert store("start", "-a", ctr).code == 0  # its layers are held by the container
+    store("rm", ctr)
+    assert store("system", "check").code == 0
+
+
 def test_prune_containers_and_images(store: Cli) -> None:
     """container prune removes stopped containers only; image prune keeps images in use;
     system prune does both, as Docker's."""

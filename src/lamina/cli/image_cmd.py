@@ -115,6 +115,8 @@ def rmi(ctx: Context, force: bool, refs: tuple[str, ...]) -> None:
                 click.echo(f"{kind}: {familiar(what) if kind == 'Untagged' else what}")
         except LaminaError as exc:
             click.echo(f"lamina: error: {exc}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
             failed = exc
     if failed is not None:
         raise SystemExit(1)

@@ -144,8 +144,44 @@ def tag(store: Store, source: str, name: str) -> None:
 
 
 def remove(store: Store, refs: list[str], *, force: bool = False) -> list[tuple[str, str]]:
-    """``docker rmi``: events ``("Untagged", name)`` / ``("Deleted", id)`` for every ref."""
+    """``docker rmi``: events ``("Untagged", name)`` / ``("Deleted", id)`` for every ref.
+
+    As Docker: an image that a container was made from is not deleted (untagging one of
+    several names is fine) unless ``force``, and never while such a container runs."""
     events: list[tuple[str, str]] = []
     for ref in refs:
+        _check_unused(store, ref, force)
         events += store.remove_image(ref, force=force)
     return events
+
+
+def _check_unused(store: Store, ref: str, force: bool) -> None:
+    import copy
+
+    from lamina.errors import ContainerError, NotFound
+    from lamina.ops import container_state as cs
+    from lamina.store.naming import plan_removal
+
+    _events, gone = plan_removal(copy.deepcopy(store.images.load()), ref, force=force)
+    if gone is None:  # only a name goes
+        return
+    for cid in store.containers.ids():
+        try:
+            if str(store.containers.read(cid).get("Image", "")) != str(gone.id):
+                continue
+            running = cs.refresh(store, cid).get("Status") == "running"
+        except NotFound:
+            continue
+        short = gone.id.short()
+        if running:
+            raise ContainerError(
+                f"conflict: unable to delete {short} (cannot be forced) - image is being used "
+                f"by running container {cid[:12]}",
+                hint="stop and remove the container first",
+            )
+        if not force:
+            raise ContainerError(
+                f"conflict: unable to remove repository reference {ref!r} (must force) - "
+                f"container {cid[:12]} is using its referenced image {short}",
+                hint="remove the container first, or use rmi -f",
+            )
