@@ -333,6 +333,12 @@ def test_logs_wait_kill_rename_export(store: Cli, tmp_path: Path) -> None:
     res = store("logs", "talk")
     assert res.out == "out\n" and res.err == "err\n"
     assert store("logs", "--tail", "-1", "talk").out == "out\n"  # negative: all, as Docker
+    assert store("logs", "--since", "0", "talk").out == "out\n"  # Unix seconds
+    assert store("logs", "--until", "2000-01-01T00:00:00Z", "talk").out == ""
+    assert store("logs", "--since", "2999-01-01", "talk").out == ""
+    assert store("logs", "--since", "1h", "--tail", "1", "talk").out == ""  # stdout's last is err
+    res = store("logs", "--since", "yesterday", "talk", check=False)
+    assert res.code != 0 and "invalid time 'yesterday'" in res.err
     res = store("logs", "--tail", "abc", "talk", check=False)
     assert res.code == 2 and res.err.startswith("lamina: error: invalid --tail value 'abc'")
     assert "Traceback" not in res.err

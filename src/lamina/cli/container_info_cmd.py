@@ -114,14 +114,23 @@ def _tail_lines(tail: str) -> int | None:
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Lines from the end (default all).")
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--since", help="Only entries since this time (RFC 3339, Unix time or 10m).")
+@click.option("--until", help="Only entries before this time (RFC 3339, Unix time or 10m).")
 @click.argument("container")
 @pass_ctx
-def logs(ctx: Context, follow: bool, tail: str, timestamps: bool, container: str) -> None:
+def logs(
+    ctx: Context, follow: bool, tail: str, timestamps: bool, since: str | None,
+    until: str | None, container: str,
+) -> None:  # fmt: skip
     """Show a container's output."""
-    from lamina.ops.container_exec import iter_logs
+    from lamina.ops.container_exec import iter_logs, log_time
 
     n = _tail_lines(tail)
-    for entry in iter_logs(ctx.store(), container, follow=follow, tail=n):
+    window = {
+        "since": log_time(since) if since else None,
+        "until": log_time(until) if until else None,
+    }
+    for entry in iter_logs(ctx.store(), container, follow=follow, tail=n, **window):
         text = str(entry.get("log", ""))
         if timestamps:
             text = f"{entry.get('time', '')} {text}"

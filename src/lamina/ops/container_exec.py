@@ -16,7 +16,7 @@ import os
 import signal as _signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lamina.errors import ContainerError, LaminaError, UsageError
@@ -162,18 +162,29 @@ def top(store: Store, ref: str, ps_args: tuple[str, ...] = ()) -> tuple[list[str
 
 
 def iter_logs(store: Store, ref: str, *, follow: bool = False, tail: int | None = None,
+              since: str | None = None, until: str | None = None,
               ) -> Iterator[dict[str, Any]]:  # fmt: skip
     """The container's log entries (``log``, ``stream``, ``time``) in order; with ``follow``,
-    new ones as they come until the container stops."""
+    new ones as they come until the container stops. ``since``/``until`` (RFC 3339 UTC, as
+    :func:`log_time` makes them) keep entries at or after / before those times; ``tail``
+    counts what is left. The file is read line by line (only ``tail`` lines are held)."""
+    import collections
+
     cid = store.containers.resolve(ref)
     path = store.containers.log_path(cid)
-    pending: list[bytes] = []
     offset = 0
     with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
-        lines = f.readlines()
+        kept: collections.deque[dict[str, Any]] = collections.deque(maxlen=tail)
+        for entry in _decode(f):
+            if _in_window(entry, since, until):
+                if tail is None:
+                    yield entry
+                else:
+                    kept.append(entry)
         offset = f.tell()
-        pending = lines if tail is None else (lines[-tail:] if tail > 0 else [])
-    yield from _decode(pending)
+        yield from kept
+    if until is not None:
+        return
     while follow:
         stopped = cs.refresh(store, cid).get("Status") != "running"
         with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
@@ -181,13 +192,56 @@ def iter_logs(store: Store, ref: str, *, follow: bool = False, tail: int | None 
             chunk = f.read()
             complete = chunk[: chunk.rfind(b"\n") + 1]
             offset += len(complete)
-            yield from _decode(complete.splitlines(keepends=True))
+            new = _decode(complete.splitlines(keepends=True))
+            yield from (e for e in new if _in_window(e, since, None))
         if stopped:
             return
         time.sleep(0.1)
 
 
-def _decode(lines: list[bytes]) -> Iterator[dict[str, Any]]:
+def log_time(text: str, now: float | None = None) -> str:
+    """``--since``/``--until`` as Docker takes them — RFC 3339 (``2026-11-29T03:00:00Z``, a
+    date, or with an offset), Unix seconds (``1764385200.5``), or a duration before now
+    (``10m``, ``1h30m``, ``42s``) — as a UTC time comparable with log entry times."""
+    import datetime
+    import re
+
+    now = time.time() if now is None else now
+    value = text.strip()
+    stamp: float | None = None
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", value)
+    if value and m is not None and any(m.groups()):
+        h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+        stamp = now - (h * 3600 + mi * 60 + sec)
+    elif re.fullmatch(r"\d+(?:\.\d+)?", value):
+        stamp = float(value)
+    else:
+        try:
+            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(
+                f"invalid time {text!r}", hint="use RFC 3339, Unix seconds or a duration (10m)"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        stamp = parsed.timestamp()
+    whole = int(stamp // 1)
+    base = datetime.datetime.fromtimestamp(whole, datetime.UTC)
+    return base.strftime("%Y-%m-%dT%H:%M:%S.") + f"{round((stamp - whole) * 1e9):09d}Z"
+
+
+def _in_window(entry: dict[str, Any], since: str | None, until: str | None) -> bool:
+    when = _fixed_width(str(entry.get("time", "")))
+    return (since is None or when >= since) and (until is None or when < until)
+
+
+def _fixed_width(stamp: str) -> str:
+    """Entry times with nine fractional digits compare as strings (lamina writes nine)."""
+    head, dot, frac = stamp.rstrip("Z").partition(".")
+    return f"{head}.{(frac if dot else '').ljust(9, '0')[:9]}Z"
+
+
+def _decode(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     for line in lines:
         with contextlib.suppress(ValueError):
             doc = json.loads(line)
