@@ -184,7 +184,7 @@ def history(ctx: Context, human: bool, no_trunc: bool, fmt: str | None, ref: str
     from lamina.ops.image import history as get_history
 
     rows = get_history(ctx.store(), ref)
-    if fmt:  # Docker's history fields, plus the raw Created/Id this command always gave
+    if fmt and fmt != "table":  # Docker's history fields, plus the raw Created/Id it gave
         items = []
         for r in rows:
             ts = _created_ts(r["Created"])
