@@ -55,6 +55,11 @@ def test_quiet_iidfile_and_json_progress(cli: Cli, seeded: Path, tmp_path: Path)
     res = cli("build", "-q", "-f", str(seeded / "Dockerfile.bad"), "--iidfile", str(iid),
               str(seeded), check=False)  # fmt: skip
     assert res.code == 1 and not iid.exists()  # a failed build leaves no stale id (buildx)
+    # buildx's flags CI scripts pass: --load is the default, attestations only when off
+    res = cli("build", "-q", "--load", "--provenance=false", "--sbom=false", str(seeded))
+    assert res.out.startswith("sha256:")
+    res = cli("build", "-q", "--provenance=mode=max", str(seeded), check=False)
+    assert res.code == 2 and "does not make attestation manifests" in res.err
     res = cli("build", "--no-cache", "--progress", "json", str(seeded))
     events = [json.loads(line) for line in res.err.splitlines() if line.startswith("{")]
     kinds = [(e["kind"], e["name"]) for e in events]

@@ -169,6 +169,18 @@ def _renderer(mode: str, quiet: bool) -> Any:
     return PlainRenderer(sys.stderr)
 
 
+def _no_attestations(provenance: str | None, sbom: str | None) -> None:
+    """CI scripts pass buildx's ``--provenance=false``/``--sbom=false`` to get a plain image
+    manifest, which is what lamina always makes; asking for attestations is an error, not a
+    silently different result."""
+    for flag, value in (("--provenance", provenance), ("--sbom", sbom)):
+        if value is not None and value.strip().lower() not in ("false", "0"):
+            raise UsageError(
+                f"{flag}={value}: lamina does not make attestation manifests",
+                hint=f"drop {flag}, or pass {flag}=false",
+            )
+
+
 def _clear_iidfile(path: Path) -> None:
     """As buildx: an old id file goes before the build (a failed build leaves none), and a
     path that cannot be written is refused before any work rather than after it."""
@@ -228,6 +240,9 @@ def _clear_iidfile(path: Path) -> None:
 @click.option("--reproducible", is_flag=True, help="Use SOURCE_DATE_EPOCH or 0 for all times.")
 @click.option("--check", is_flag=True, help="Only lint the Dockerfile.")
 @click.option("--push", is_flag=True, help="Push every -t name after the build.")
+@click.option("--load", is_flag=True, help="Store the image locally (buildx's flag; the default).")
+@click.option("--provenance", help="buildx's attestation flag: only false is accepted.")
+@click.option("--sbom", help="buildx's attestation flag: only false is accepted.")
 @click.option("--creds", help="USER[:PASSWORD] for the registries pushed to.")
 @click.option(
     "--cache-from",
@@ -259,6 +274,8 @@ def build(ctx: Context, /, **opts: Any) -> None:
 
     # SIGTERM stops the build like Ctrl-C: containers are killed, mounts undone, then exit.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _no_attestations(opts.pop("provenance"), opts.pop("sbom"))
+    opts.pop("load")  # the local store is always written (unless --output says otherwise)
     if opts["iidfile"] is not None:
         _clear_iidfile(opts["iidfile"])
     renderer = _renderer(opts["progress"], opts["quiet"])
