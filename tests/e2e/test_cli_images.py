@@ -61,6 +61,7 @@ def test_history_tag_rmi(cli: Cli, busybox_tar: Path) -> None:
     assert cli("images", "-q", "busybox:nosuchtag").out == ""
     assert cli("images", "--format", "{{.Tag}}", "-f", "reference=*/team/*").out == "v1\n"
     assert cli("images", "-q", "-f", "dangling=true").out == ""
+    assert cli("images", "-aq").out == cli("images", "-q").out  # no intermediate images
     assert cli("rmi", "example.com/team/bb:v1").out.strip() == "Untagged: example.com/team/bb:v1"
     out = cli("rmi", "busybox").out.splitlines()
     assert out == ["Untagged: busybox:latest", f"Deleted: {image_id}"]

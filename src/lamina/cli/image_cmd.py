@@ -24,6 +24,8 @@ def _created_ts(created: str | None) -> float | None:
 
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Every image (builds keep no intermediate images: the same list).")  # fmt: skip
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs.")
 @click.option("--digests", is_flag=True, help="Show manifest digests.")
 @click.option("--format", "fmt", help="json, table, or a Go template.")
@@ -31,7 +33,7 @@ def _created_ts(created: str | None) -> float | None:
 @click.argument("repository", required=False)
 @pass_ctx
 def images(
-    ctx: Context, quiet: bool, no_trunc: bool, digests: bool, fmt: str | None,
+    ctx: Context, quiet: bool, all_: bool, no_trunc: bool, digests: bool, fmt: str | None,
     filters: tuple[str, ...], repository: str | None,
 ) -> None:  # fmt: skip
     """List images in the store (only REPOSITORY[:TAG] when given)."""
