@@ -293,7 +293,7 @@ def test_prune_containers_and_images(store: Cli) -> None:
     store("wait", stopped)
     res = store("system", "prune", "-f")
     assert f"Deleted Containers:\n{stopped}" in res.out and "Deleted Images" not in res.out
-    res = store("image", "prune", "-a", "-f")
+    res = store("system", "prune", "-a", "-f", "--volumes")  # docker system prune -af --volumes
     assert f"deleted: {busybox_id}" in res.out
     assert store("images", "-q").out == "" and store("system", "check").code == 0
 

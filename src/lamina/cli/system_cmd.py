@@ -36,16 +36,21 @@ def df(ctx: Context, fmt: str) -> None:
 
 
 @system.command()
+@click.option("-a", "--all", "all_unused", is_flag=True, help="Every image no container uses.")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--volumes", is_flag=True, help="Accepted: lamina makes no volumes.")
 @pass_ctx
-def prune(ctx: Context, force: bool) -> None:
-    """Remove stopped containers, unnamed images no container uses, unused layers and blobs,
-    and leftovers of interrupted commands."""
+def prune(ctx: Context, all_unused: bool, force: bool, volumes: bool) -> None:
+    """Remove stopped containers, unnamed images (-a: every image) no container uses, unused
+    layers and blobs, and leftovers of interrupted commands."""
     from lamina.ops.system import prune as do_prune
 
-    if not _confirm(force, "all stopped containers", "all dangling images", "unused layers"):
+    images_what = (
+        "all images without at least one container" if all_unused else "all dangling images"
+    )
+    if not _confirm(force, "all stopped containers", images_what, "unused layers"):
         return
-    containers, images, freed = do_prune(ctx.store())
+    containers, images, freed = do_prune(ctx.store(), all_unused=all_unused)
     _report(containers, images, freed)
 
 

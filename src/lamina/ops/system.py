@@ -10,12 +10,12 @@ def disk_usage(store: Store) -> dict[str, int]:
     return store.df()
 
 
-def prune(store: Store) -> tuple[list[str], list[str], int]:
-    """``system prune``, as Docker's: stopped containers, then images without names that no
-    container uses, then unreferenced layers, blobs and stale temp files.
-    Returns (container ids, image ids, bytes freed)."""
+def prune(store: Store, *, all_unused: bool = False) -> tuple[list[str], list[str], int]:
+    """``system prune [-a]``, as Docker's: stopped containers, then images without names
+    (``all_unused``: every image) that no container uses, then unreferenced layers, blobs
+    and stale temp files. Returns (container ids, image ids, bytes freed)."""
     containers, freed = prune_containers(store)
-    images, more = prune_images(store)
+    images, more = prune_images(store, all_unused=all_unused)
     return containers, images, freed + more
 
 
