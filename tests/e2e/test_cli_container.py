@@ -211,6 +211,13 @@ def test_pass_through_run_flags(store: Cli, work: Path) -> None:
     assert time.monotonic() - started < 8
     assert json.loads(store("inspect", ctr).out)[0]["State"]["ExitCode"] == 137
     store("rm", ctr)
+    ctr = store("run", "-d", "busybox", "sleep", "600").out.strip()
+    (writable / "x.env").write_text("FROM_FILE=yes\n")
+    assert store("exec", "--env-file", str(writable / "x.env"), ctr, "sh", "-c",
+                 "echo $FROM_FILE").out == "yes\n"  # fmt: skip
+    store("stop", "--signal", "KILL", "--timeout", "30", ctr)  # docker stop -s / --timeout
+    assert json.loads(store("inspect", ctr).out)[0]["State"]["ExitCode"] == 137
+    store("rm", ctr)
     for flags, message in ((["--cap-add", "BOGUS"], "unknown capability"),
                            (["--shm-size", "lots"], "invalid --shm-size"),
                            (["--add-host", "db"], "invalid --add-host"),

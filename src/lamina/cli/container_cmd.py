@@ -243,6 +243,7 @@ def start(ctx: Context, attach: bool, interactive: bool, containers: tuple[str, 
 @click.option("-e", "--env", "env", multiple=True, help="Set environment variables.")
 @click.option("-w", "--workdir", help="Working directory inside the container.")
 @click.option("-u", "--user", help="USER[:GROUP] to run as.")
+@click.option("--env-file", multiple=True, help="Read environment variables from a file.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_ctx
@@ -254,7 +255,7 @@ def exec_(ctx: Context, /, container: str, command: tuple[str, ...], **kw: Any) 
     sys.stdout.flush()
     status = exec_op(
         ctx.store(), container, command, user=kw["user"], workdir=kw["workdir"],
-        env=_env(kw["env"], ()), tty=kw["tty"], interactive=kw["interactive"],
+        env=_env(kw["env"], kw["env_file"]), tty=kw["tty"], interactive=kw["interactive"],
         detach=kw["detach"],
     )  # fmt: skip
     if status:
@@ -278,14 +279,18 @@ def _each(containers: tuple[str, ...], action: Callable[[str], object]) -> None:
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing.")
+@click.option("-t", "--time", "--timeout", "timeout", type=int,
+              help="Seconds to wait before killing.")  # fmt: skip
+@click.option("-s", "--signal", "sig", help="Signal to send (default: the container's).")
 @click.argument("containers", nargs=-1, required=True)
 @pass_ctx
-def stop(ctx: Context, timeout: int | None, containers: tuple[str, ...]) -> None:
+def stop(ctx: Context, timeout: int | None, sig: str | None, containers: tuple[str, ...]) -> None:
     """Stop running containers (stop signal, then SIGKILL)."""
+    from lamina.ops.container_exec import parse_signal
     from lamina.ops.container_exec import stop as stop_op
 
-    _each(containers, lambda ref: stop_op(ctx.store(), ref, timeout))
+    number = parse_signal(sig) if sig else None
+    _each(containers, lambda ref: stop_op(ctx.store(), ref, timeout, signal=number))
 
 
 @click.command()

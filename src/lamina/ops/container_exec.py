@@ -90,14 +90,19 @@ def kill(store: Store, ref: str, sig: int = _signal.SIGKILL) -> str:
     return cid
 
 
-def stop(store: Store, ref: str, timeout: int | None = None) -> str:
-    """``docker stop``: the stop signal, then SIGKILL after ``timeout`` seconds. Idempotent."""
+def stop(store: Store, ref: str, timeout: int | None = None, *, signal: int | None = None) -> str:
+    """``docker stop``: the stop signal (``signal``, else the container's ``StopSignal``, else
+    SIGTERM), then SIGKILL after ``timeout`` seconds. Idempotent."""
     cid = store.containers.resolve(ref)
     state = cs.refresh(store, cid)
     if state.get("Status") != "running":
         return cid
     config = store.containers.read(cid)
-    sig = parse_signal(config["Config"].get("StopSignal") or "SIGTERM")
+    sig = (
+        signal
+        if signal is not None
+        else parse_signal(config["Config"].get("StopSignal") or "SIGTERM")
+    )
     if timeout is None:  # `run --stop-timeout`, else Docker's 10 s
         timeout = config["Config"].get("StopTimeout")
     wait = STOP_TIMEOUT if timeout is None else timeout
