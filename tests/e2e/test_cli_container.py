@@ -190,7 +190,7 @@ def test_pass_through_run_flags(store: Cli, work: Path) -> None:
         "run", "--rm", "--cidfile", str(cidfile), "--add-host", "db:10.0.0.5", "--dns",
         "9.9.9.9", "--dns-search", "example.com", "--shm-size", "256m", "--cap-add",
         "sys_ptrace", "--cap-drop", "NET_RAW", "--group-add", "123", "busybox", "sh", "-c",
-        "grep db /etc/hosts; grep -E 'nameserver|search' /etc/resolv.conf;"
+        "awk '$2 == \"db\"' /etc/hosts; grep -E 'nameserver|search' /etc/resolv.conf;"
         " df -k /dev/shm | tail -1; grep CapEff /proc/self/status; id -G",
     ).out.split("\n")  # fmt: skip
     assert res[0].split() == ["10.0.0.5", "db"]
