@@ -112,6 +112,11 @@ def test_save_load_round_trip_with_skopeo(
     if fmt == "docker-archive":
         assert "Loaded image: busybox:latest" in loaded
     run_cli(fresh, "system", "check")
+    # `docker save IMAGE | docker load`: stdout without -o, stdin without -i
+    piped = cli("save", "--format", fmt, "busybox").raw
+    assert piped == archive.read_bytes()  # SOURCE_DATE_EPOCH: the same bytes either way
+    again = run_cli(tmp_path / "piped", "load", stdin=piped).out
+    assert again == loaded and not list((tmp_path / "piped" / "tmp").glob("load-*"))
 
 
 def test_export_matches_rootfs_and_umoci(cli: Cli, busybox_tar: Path, tmp_path: Path) -> None:

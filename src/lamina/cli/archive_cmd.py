@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +31,49 @@ def _platform(text: str | None) -> object:
     "--input",
     "input_",
     type=click.Path(path_type=Path),
-    required=True,
-    help="Archive to read (docker-archive or oci-archive, detected).",
+    help="Archive to read (docker-archive or oci-archive, detected; default: stdin).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
 @pass_ctx
-def load(ctx: Context, input_: Path, quiet: bool) -> None:
-    """Load images from an archive into the store."""
+def load(ctx: Context, input_: Path | None, quiet: bool) -> None:
+    """Load images from an archive into the store (from stdin without -i, as docker load)."""
     from lamina.ops.archive import load as do_load
 
-    for name in do_load(ctx.store(), input_):
-        if not quiet:
-            label = "Loaded image ID" if name.startswith("sha256:") else "Loaded image"
-            click.echo(f"{label}: {name}")
+    store = ctx.store()
+    with contextlib.ExitStack() as stack:
+        if input_ is None or str(input_) == "-":
+            input_ = stack.enter_context(_spooled_stdin(store.root / "tmp"))
+        for name in do_load(store, input_):
+            if not quiet:
+                label = "Loaded image ID" if name.startswith("sha256:") else "Loaded image"
+                click.echo(f"{label}: {name}")
+
+
+@contextlib.contextmanager
+def _spooled_stdin(tmp_root: Path) -> Iterator[Path]:
+    """stdin copied (1 MiB at a time) to a private file in the store's tmp: loading indexes
+    the archive, so it needs a file it can seek in. Removed afterwards."""
+    import shutil
+    import sys
+    import tempfile
+
+    if sys.stdin.isatty():
+        raise UsageError(
+            "requested load from stdin, but stdin is a terminal", hint="use -i FILE or a pipe"
+        )
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tmp_root, prefix="load-") as tmp:
+        path = Path(tmp) / "stdin.tar"
+        with path.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        if path.stat().st_size == 0:
+            raise UsageError("requested load from stdin, but stdin is empty")
+        yield path
 
 
 @click.command()
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Archive file to write."
+    "-o", "--output", type=click.Path(path_type=Path), help="Archive file (default: stdout)."
 )
 @click.option(
     "--format",
@@ -57,12 +84,31 @@ def load(ctx: Context, input_: Path, quiet: bool) -> None:
 )
 @click.argument("refs", nargs=-1, required=True)
 @pass_ctx
-def save(ctx: Context, output: Path, fmt: str, refs: tuple[str, ...]) -> None:
-    """Save an image of the store to an archive."""
+def save(ctx: Context, output: Path | None, fmt: str, refs: tuple[str, ...]) -> None:
+    """Save an image of the store to an archive (to stdout without -o, as docker save)."""
+    import sys
+
     from lamina.ops.archive import save as do_save
 
-    check_output_path(output)
-    do_save(ctx.store(), list(refs), output, fmt=fmt)
+    if output is not None:
+        check_output_path(output)
+        do_save(ctx.store(), list(refs), output, fmt=fmt)
+        return
+    if sys.stdout.isatty():
+        raise UsageError("refusing to write an archive to a terminal", hint="use -o FILE or a pipe")
+    import shutil
+    import tempfile
+
+    store = ctx.store()
+    (store.root / "tmp").mkdir(parents=True, exist_ok=True)
+    # the archive writers need a path (they seek back to finish headers): stage it in the
+    # store's tmp, then stream it out in 1 MiB pieces
+    with tempfile.TemporaryDirectory(dir=store.root / "tmp", prefix="save-") as tmp:
+        staged = Path(tmp) / "archive.tar"
+        do_save(store, list(refs), staged, fmt=fmt)
+        with staged.open("rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
 
 
 def check_output_path(output: Path) -> None:
