@@ -93,6 +93,8 @@ def test_run_pulls_a_missing_image(
     assert f"Status: Downloaded newer image for {dest}" in res.err
     res = run_cli(other, "run", "--rm", dest, "echo", "again")  # present now: no pull
     assert res.out == "again\n" and "Unable to find" not in res.err
+    res = run_cli(other, "run", "--rm", "--pull=always", f"local:{dest}", "echo", "local")
+    assert res.out == "local\n" and "Downloaded" not in res.err  # local: is never pulled
     res = run_cli(other, "create", "--pull=always", "--tls-verify=false", dest, "true")
     assert "Downloaded newer image" in res.err and "Unable to find" not in res.err
     run_cli(other, "rm", res.out.strip())

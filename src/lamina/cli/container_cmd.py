@@ -125,6 +125,9 @@ def _ensure_image(ctx: Context, kw: dict[str, Any]) -> bool:
 
     policy, image = kw.pop("pull_policy"), kw["image"]
     reg_opts = {k: kw.pop(k) for k in ("authfile", "tls_verify", "creds", "mirrors")}
+    if image.startswith("local:"):  # the store's transport name: never pulled
+        kw["image"] = image.removeprefix("local:")
+        return True
     if policy == "never":
         return False
     if policy == "missing":
