@@ -69,6 +69,8 @@ def test_run_flags_and_mounts() -> None:
     assert "unsupported network mode" in _err("RUN --network=bridge x")
     assert "unexpected key 'tpye'" in _err("RUN --mount=tpye=cache,target=/x x")
     assert parse_mount("type=tmpfs,target=/t,size=1m").size_limit == 1 << 20
+    # go-units' regex admits "1.2.3"; its float parse refuses it: an error line, no traceback
+    assert "invalid size: '1.2.3'" in _err("RUN --mount=type=tmpfs,target=/t,size=1.2.3 x")
     assert parse_mount("type=cache,target=/c,mode=0700,uid=1").mode == 0o700
     with pytest.raises(MountError):
         parse_mount("type=bind,target=/x,mode=0700")

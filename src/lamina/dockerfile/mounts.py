@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lamina._internal.lazydataclass import lazy_dataclass
-from lamina._internal.regex import LazyPattern
+from lamina._internal.sizes import ram_in_bytes
 from lamina.dockerfile.flags import with_suggestion
 
 MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
@@ -20,7 +20,6 @@ _ALL_KEYS = (
     "type", "from", "source", "target", "readonly", "id", "sharing", "required", "size",
     "mode", "uid", "gid", "src", "dst", "destination", "ro", "rw", "readwrite", "env",
 )  # fmt: skip
-_SIZE_RE = LazyPattern(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
@@ -57,11 +56,10 @@ def _parse_bool(key: str, value: str) -> bool:
 
 
 def _parse_size(value: str) -> int:
-    m = _SIZE_RE.match(value)
-    if m is None:
+    size = ram_in_bytes(value)
+    if size is None:
         raise MountError(f"invalid size: '{value}'")
-    mult = 1024 ** ("kmgtp".index(m.group(2).lower()) + 1) if m.group(2) else 1
-    return int(float(m.group(1)) * mult)
+    return size
 
 
 def _parse_uint(value: str, base: int, what: str) -> int:

@@ -24,10 +24,10 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
+from lamina._internal.sizes import ram_in_bytes
 from lamina.errors import UsageError
 from lamina.runtime import defaults
 
-_SIZE = r"^(\d+(?:\.\d+)?) ?([bkmgtp])?(?:i?b)?$"
 _HOSTNAME = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"
 
 
@@ -63,12 +63,10 @@ def parse_dns(values: Sequence[str]) -> list[str]:
 
 
 def parse_size(text: str, what: str = "--shm-size") -> int:
-    """Docker's ``RAMInBytes``: a number with an optional binary unit -> bytes (>= 1)."""
-    m = re.match(_SIZE, text.strip().lower())
-    if m is None:
+    """Docker's ``RAMInBytes`` (:mod:`lamina._internal.sizes`) -> bytes (>= 1)."""
+    size = ram_in_bytes(text.strip())
+    if size is None:
         raise UsageError(f"invalid {what} {text!r}", hint="use a size like 64m, 2g or 1048576")
-    unit = m.group(2) or "b"
-    size = int(float(m.group(1)) * 1024 ** "bkmgtp".index(unit))
     if size < 1:
         raise UsageError(f"invalid {what} {text!r}: must be greater than 0")
     return size
