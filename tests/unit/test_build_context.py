@@ -14,6 +14,7 @@ from lamina._internal.compression import open_compressor
 from lamina.build.chown import Owner, parse_chmod, resolve_chown
 from lamina.build.context import BuildContext, glob_match, has_wildcard, resolve_sources
 from lamina.build.copy import target_path
+from lamina.dockerfile.parser import MAX_DOCKERFILE
 from lamina.errors import BuildError, UnsafeArchive
 
 
@@ -265,7 +266,7 @@ def test_stdin_that_is_not_an_archive_is_the_dockerfile(tmp_path: Path, text: by
         with pytest.raises(BuildError, match="not found"):
             context.resolve(["Dockerfile.other"])
     assert not root.exists()
-    big = io.BytesIO(b"#" * (8 << 20) + b"\n")
+    big = io.BytesIO(b"#" * MAX_DOCKERFILE + b"\n")
     with pytest.raises(BuildError, match="over"):
         BuildContext.open("-", stdin=big, tmp_dir=tmp_path)
 

@@ -308,10 +308,11 @@ class BuildContext:
         if str(spec) == "-":
             stream = stdin if stdin is not None else cast(BinaryIO, sys.stdin.buffer)
             from lamina.build import stdinctx
+            from lamina.dockerfile.parser import MAX_DOCKERFILE
 
             head = stdinctx.read_head(stream, 1024)
             if not stdinctx.is_archive_head(head):  # `docker build - < Dockerfile`: no context
-                data = head + stream.read(stdinctx.MAX_DOCKERFILE + 1 - len(head))
+                data = head + stream.read(MAX_DOCKERFILE + 1 - len(head))
                 return cls._dockerfile_only(data, tmp_dir)
             prefixed = cast(BinaryIO, stdinctx.Prefixed(head, stream))
             return cls._from_archive(prefixed, "stdin", dockerfile, tmp_dir)
@@ -327,7 +328,7 @@ class BuildContext:
     def _dockerfile_only(cls, data: bytes, tmp_dir: Path | None) -> BuildContext:
         """As the docker CLI: stdin that is not an archive is the Dockerfile, and the context
         is empty (COPY then finds nothing)."""
-        from lamina.build.stdinctx import MAX_DOCKERFILE
+        from lamina.dockerfile.parser import MAX_DOCKERFILE
 
         if len(data) > MAX_DOCKERFILE:
             raise BuildError(f"the Dockerfile on stdin is over {MAX_DOCKERFILE} bytes")

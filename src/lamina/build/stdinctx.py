@@ -1,6 +1,6 @@
 """``lamina build -``: telling a tar context on stdin from a bare Dockerfile, as the docker CLI
 does (``DetectArchiveReader``): stdin is an archive when it starts with a compression magic
-(gzip, bzip2, xz, zstd) or with a 512-byte block whose tar header checksum holds; otherwise it
+(gzip, bzip2, xz, zstd) or with a valid 512-byte tar header block; otherwise it
 is the Dockerfile and the context is empty. The sniffed bytes are handed on (:class:`Prefixed`),
 so nothing is read twice and stdin need not be seekable.
 """
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import io
 from typing import Any, BinaryIO
-
-#: a Dockerfile given as the whole of stdin (``build -``) larger than this is refused
-MAX_DOCKERFILE = 8 << 20
 
 
 def read_head(stream: BinaryIO, size: int) -> bytes:
@@ -26,20 +23,18 @@ def read_head(stream: BinaryIO, size: int) -> bytes:
 
 def is_archive_head(head: bytes) -> bool:
     """The docker CLI's test for ``build -``: compressed (any codec ADD knows), or a first
-    512-byte block that is a tar header (its checksum holds)."""
+    512-byte block that is a tar header (tarfile's header parser checks its checksum)."""
+    import tarfile
+
     from lamina._internal.compression import sniff
 
     if sniff(head, extended=True) != "none":
         return True
-    if len(head) < 512:
-        return False
-    block = head[:512]
-    field = block[148:156].split(b"\0", 1)[0].strip()
     try:
-        recorded = int(field or b"x", 8)
-    except ValueError:
+        tarfile.TarInfo.frombuf(head[: tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
         return False
-    return recorded == sum(block[:148]) + 32 * 8 + sum(block[156:])
+    return True
 
 
 class Prefixed(io.RawIOBase):

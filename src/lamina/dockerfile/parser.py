@@ -31,6 +31,8 @@ from lamina.dockerfile.words import (
 from lamina.errors import DockerfileError
 
 MAX_LINE_BYTES = 65535
+#: a Dockerfile larger than this is refused (a file, ``-f -`` or ``build -`` alike)
+MAX_DOCKERFILE = 16 << 20
 _BOM = "\ufeff"
 _EMPTY_CONTINUATION_URL = "https://docs.docker.com/go/dockerfile/rule/no-empty-continuation/"
 

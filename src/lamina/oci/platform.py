@@ -8,14 +8,16 @@ from typing import Any
 from lamina._internal.lazydataclass import lazy_dataclass
 from lamina.errors import InvalidManifest, UsageError
 
+#: architecture spellings (``uname -m``'s, Debian's) -> GOARCH, as containerd normalises them
 _ARCH = {
     "x86_64": "amd64",
+    "x86-64": "amd64",
     "aarch64": "arm64",
     "armv7l": "arm",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
     "i686": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
 }
 
 #: GOOS and GOARCH values (Go's lists, as containerd's platform parser checks them): a
@@ -29,9 +31,6 @@ _KNOWN_ARCH = frozenset({
     "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le", "riscv",
     "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
 })  # fmt: skip
-#: spellings containerd normalises (``uname -m`` names and Debian's)
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386",
-                 "i686": "386", "armhf": "arm", "armel": "arm"}  # fmt: skip
 
 
 @lazy_dataclass(frozen=True, kw_only=True)
@@ -50,7 +49,7 @@ class Platform:
         hint = "use os/arch[/variant], e.g. linux/amd64"
         if len(parts) not in (2, 3) or not all(parts):
             raise UsageError(f"invalid platform {text!r}", hint=hint)
-        arch = _ARCH_ALIASES.get(parts[1], parts[1])
+        arch = _ARCH.get(parts[1], parts[1])
         if parts[0] not in _KNOWN_OS:
             raise UsageError(f"invalid platform {text!r}: unknown os {parts[0]!r}", hint=hint)
         if arch not in _KNOWN_ARCH:

@@ -41,6 +41,7 @@ from lamina.build.secrets import SecretSource, SecretStore
 from lamina.build.ssh import SshAgents, SshSource
 from lamina.build.steps.base import BuildEnv, timestamp
 from lamina.dockerfile import Document, LintWarning, lint, parse
+from lamina.dockerfile.parser import MAX_DOCKERFILE
 from lamina.errors import BuildError, DockerfileError, UsageError
 from lamina.oci.digest import Digest
 from lamina.oci.platform import Platform
@@ -50,8 +51,6 @@ if TYPE_CHECKING:  # the registry client (httpx, ssl) is imported only when a bu
     from lamina.build.regcache import RegistryCache
     from lamina.transports.copy import ProgressFn as PushProgressFn
     from lamina.transports.docker import Registries
-
-MAX_DOCKERFILE = 16 << 20
 
 
 @lazy_dataclass(frozen=True, kw_only=True)
