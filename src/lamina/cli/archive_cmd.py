@@ -11,6 +11,7 @@ import click
 
 from lamina.cli.epoch import source_date_epoch
 from lamina.cli.main import Context
+from lamina.cli.output import check_output_path
 from lamina.cli.registry_cmd import open_registries, registry_options
 from lamina.errors import UsageError
 
@@ -53,9 +54,10 @@ def load(ctx: Context, input_: Path | None, quiet: bool) -> None:
 def _spooled_stdin(tmp_root: Path) -> Iterator[Path]:
     """stdin copied (1 MiB at a time) to a private file in the store's tmp: loading indexes
     the archive, so it needs a file it can seek in. Removed afterwards."""
-    import shutil
     import sys
     import tempfile
+
+    from lamina.ops.archive import spool_stdin
 
     if sys.stdin.isatty():
         raise UsageError(
@@ -63,9 +65,7 @@ def _spooled_stdin(tmp_root: Path) -> Iterator[Path]:
         )
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root, prefix="load-") as tmp:
-        path = Path(tmp) / "stdin.tar"
-        with path.open("wb") as out:
-            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        path = spool_stdin(Path(tmp))
         if path.stat().st_size == 0:
             raise UsageError("requested load from stdin, but stdin is empty")
         yield path
@@ -109,16 +109,6 @@ def save(ctx: Context, output: Path | None, fmt: str, refs: tuple[str, ...]) -> 
         with staged.open("rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
         sys.stdout.buffer.flush()
-
-
-def check_output_path(output: Path) -> None:
-    """As the docker CLI (``save -o``, ``export -o``): the file's directory must exist; it is
-    never created (a typo must not make a directory tree somewhere)."""
-    parent = output.absolute().parent
-    if not parent.is_dir():
-        raise UsageError(f"invalid output path: directory {str(parent)!r} does not exist")
-    if output.is_dir():
-        raise UsageError(f"invalid output path: {str(output)!r} is a directory")
 
 
 @click.command(name="import")
@@ -170,7 +160,6 @@ def export(ctx: Context, output: Path | None, ref: str) -> None:
     import sys
 
     from lamina.errors import NotFound
-    from lamina.ops.archive import atomic_output
     from lamina.ops.archive import export as do_export
 
     if output is None and sys.stdout.isatty():
@@ -183,13 +172,9 @@ def export(ctx: Context, output: Path | None, ref: str) -> None:
     except NotFound:
         do_export(store, ref, output, epoch=source_date_epoch())
         return
-    from lamina.ops.container_fs import export as export_container
+    from lamina.ops.container_fs import export_to
 
-    if output is None:
-        export_container(store, cid, sys.stdout.buffer, epoch=source_date_epoch())
-        return
-    with atomic_output(output) as tmp, tmp.open("wb") as f:
-        export_container(store, cid, f, epoch=source_date_epoch())
+    export_to(store, cid, output, epoch=source_date_epoch())
 
 
 @click.command()

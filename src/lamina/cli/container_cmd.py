@@ -116,41 +116,21 @@ def _run_options(f: F) -> F:
     return registry_options(f)
 
 
-def _ensure_image(ctx: Context, kw: dict[str, Any]) -> bool:
-    """``--pull``, as Docker's run/create: fetch a missing (or, ``always``, every) image from
-    its registry first — or any transport (``oci:DIR:REF``...) — and say so on stderr. The
-    registry flags (``--authfile``, ``--creds``, ``--tls-verify``...) are popped from ``kw``.
-    True when it pulled (``kw["image"]`` is then the stored name)."""
-    from lamina.cli.registry_cmd import open_registries
+def _prepared(ctx: Context, kw: dict[str, Any]) -> Any:
+    """run/create's :class:`RunOptions`: built (every flag checked, env files read) before the
+    image is pulled if needed, so a bad flag never costs a pull; then named after the image
+    as stored."""
+    _refuse_unsupported(kw)
+    opts = _options(kw)
+    _ensure_image(ctx, kw)
+    if kw["image"] == opts.image:
+        return opts
+    import dataclasses
 
-    policy, image = kw.pop("pull_policy"), kw["image"]
-    reg_opts = {k: kw.pop(k) for k in ("authfile", "tls_verify", "creds", "mirrors")}
-    if image.startswith("local:"):  # the store's transport name: never pulled
-        kw["image"] = image.removeprefix("local:")
-        return True
-    if policy == "never":
-        return False
-    if policy == "missing":
-        from lamina.errors import NotFound
-
-        try:
-            ctx.store().get_image(image)
-            return False
-        except NotFound:
-            click.echo(f"Unable to find image '{image}' locally", err=True)
-    from lamina.ops.archive import pull as do_pull
-    from lamina.ops.registry import registry_name
-
-    with open_registries(reg_opts, [registry_name(image)]) as registries:
-        got = do_pull(ctx.store(), image, registries=registries)
-    click.echo(f"Status: Downloaded newer image for {got}", err=True)
-    kw["image"] = got
-    return True
+    return dataclasses.replace(opts, image=kw["image"])
 
 
-def _options(kw: dict[str, Any]) -> Any:
-    from lamina.ops.container import RunOptions
-
+def _refuse_unsupported(kw: dict[str, Any]) -> None:
     if kw["publish"]:  # explicit, not click's "no such option": say what works instead
         raise UsageError(
             "-p/--publish: lamina makes no bridge network, so ports are not mapped",
@@ -161,6 +141,41 @@ def _options(kw: dict[str, Any]) -> Any:
             "--privileged is not supported (every host device and capability, nothing masked)",
             hint="grant what the job needs with --cap-add and -v",
         )
+
+
+def _ensure_image(ctx: Context, kw: dict[str, Any]) -> None:
+    """``--pull``, as Docker's run/create: fetch a missing (or, ``always``, every) image from
+    its registry first — or any transport (``oci:DIR:REF``...) — and say so on stderr. The
+    registry flags (``--authfile``, ``--creds``, ``--tls-verify``...) are popped from ``kw``;
+    ``kw["image"]`` becomes the stored name."""
+    from lamina.cli.registry_cmd import open_registries
+
+    policy, image = kw.pop("pull_policy"), kw["image"]
+    reg_opts = {k: kw.pop(k) for k in ("authfile", "tls_verify", "creds", "mirrors")}
+    if image.startswith("local:"):  # the store's transport name: never pulled
+        kw["image"] = image.removeprefix("local:")
+        return
+    if policy == "never":
+        return
+    if policy == "missing":
+        from lamina.errors import NotFound
+
+        try:
+            ctx.store().get_image(image)
+            return
+        except NotFound:
+            click.echo(f"Unable to find image '{image}' locally", err=True)
+    from lamina.ops.archive import pull as do_pull
+    from lamina.ops.registry import registry_name
+
+    with open_registries(reg_opts, [registry_name(image)]) as registries:
+        got = do_pull(ctx.store(), image, registries=registries)
+    click.echo(f"Status: Downloaded newer image for {got}", err=True)
+    kw["image"] = got
+
+
+def _options(kw: dict[str, Any]) -> Any:
+    from lamina.ops.container import RunOptions
 
     labels = dict(item.partition("=")[::2] for item in kw["labels"])
     return RunOptions(
@@ -194,9 +209,7 @@ def run(ctx: Context, /, detach: bool, **kw: Any) -> None:
     """Create and start a container from IMAGE."""
     from lamina.ops.container import run as run_op
 
-    opts = _options(kw)  # flags are checked before anything is pulled
-    if _ensure_image(ctx, kw):
-        opts = _options(kw)
+    opts = _prepared(ctx, kw)
     cid, status = run_op(ctx.store(), opts, detach=detach, attach=_attach(opts.interactive))
     if detach:
         click.echo(cid)
@@ -212,10 +225,7 @@ def create(ctx: Context, /, **kw: Any) -> None:
     """Create a container from IMAGE without starting it; print its id."""
     from lamina.ops.container import create as create_op
 
-    opts = _options(kw)
-    if _ensure_image(ctx, kw):
-        opts = _options(kw)
-    click.echo(create_op(ctx.store(), opts))
+    click.echo(create_op(ctx.store(), _prepared(ctx, kw)))
 
 
 @click.command()

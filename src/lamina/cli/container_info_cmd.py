@@ -126,11 +126,10 @@ def logs(
     from lamina.ops.container_exec import iter_logs, log_time
 
     n = _tail_lines(tail)
-    window = {
-        "since": log_time(since) if since else None,
-        "until": log_time(until) if until else None,
-    }
-    for entry in iter_logs(ctx.store(), container, follow=follow, tail=n, **window):
+    after = log_time(since) if since else None
+    before = log_time(until) if until else None
+    entries = iter_logs(ctx.store(), container, follow=follow, tail=n, since=after, until=before)
+    for entry in entries:
         text = str(entry.get("log", ""))
         if timestamps:
             text = f"{entry.get('time', '')} {text}"
@@ -229,17 +228,12 @@ def container_export(ctx: Context, output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive."""
     from pathlib import Path
 
-    from lamina.cli.archive_cmd import check_output_path
-    from lamina.ops.archive import atomic_output
-    from lamina.ops.container_fs import export
+    from lamina.cli.output import check_output_path
+    from lamina.ops.container_fs import export_to
 
     if output is not None:
         check_output_path(Path(output))
-    if output is None:
-        export(ctx.store(), container, sys.stdout.buffer, epoch=_epoch())
-        return
-    with atomic_output(Path(output)) as tmp, tmp.open("wb") as f:
-        export(ctx.store(), container, f, epoch=_epoch())
+    export_to(ctx.store(), container, Path(output) if output else None, epoch=_epoch())
 
 
 def inspect_containers(ctx: Context, refs: tuple[str, ...]) -> tuple[list[dict[str, Any]],

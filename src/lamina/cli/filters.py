@@ -99,8 +99,8 @@ def _container_one(
     if key == "exited":
         return state.get("Status") == "exited" and state.get("ExitCode") == int(value)
     # ancestor: the name given at create (normalised both ways) or the image id
-    image_id = str(record.get("Image", "")).removeprefix("sha256:")
-    if value.removeprefix("sha256:") and image_id.startswith(value.removeprefix("sha256:")):
+    prefix = value.removeprefix("sha256:")
+    if prefix and str(record.get("Image", "")).removeprefix("sha256:").startswith(prefix):
         return True
     given = str((record.get("Config") or {}).get("Image", ""))
     return _same_name(given, value)

@@ -36,8 +36,7 @@ Node = str | tuple[Any, ...]
 def render(template: str, data: Any) -> str:
     """``template`` applied to ``data`` (a JSON-like value); ``\\n``/``\\t`` become control
     characters, as the docker CLI does for ``--format``."""
-    nodes, stop = _parse(_lex(template), 0, top=True)
-    del stop
+    nodes, _end = _parse(_lex(template), 0, top=True)
     return "".join(_run(nodes, data)).replace("\\n", "\n").replace("\\t", "\t")
 
 
@@ -110,7 +109,8 @@ def _run(nodes: list[Node], dot: Any) -> list[str]:
         elif node[0] == "expr":
             out.append(_action(node[1], dot))
         elif node[0] == "if":
-            out.extend(_run(node[2] if _truth(_value(node[1], dot)) else node[3], dot))
+            # Go's truth is Python's: false, 0, nil and empty strings, lists and maps are false
+            out.extend(_run(node[2] if _value(node[1], dot) else node[3], dot))
         else:  # range
             items = _items(_value(node[1], dot))
             if not items:
@@ -128,11 +128,6 @@ def _items(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     raise UsageError(f"template: range can't iterate over {_text(value)}")
-
-
-def _truth(value: Any) -> bool:
-    """Go's truth: false, 0, nil and empty strings, lists and maps are false."""
-    return bool(value)
 
 
 def _lookup(value: Any, path: str) -> Any:

@@ -185,31 +185,25 @@ def history(ctx: Context, human: bool, no_trunc: bool, fmt: str | None, ref: str
     """Show the history of an image, newest first."""
     from lamina.ops.image import history as get_history
 
-    rows = get_history(ctx.store(), ref)
-    if fmt and fmt != "table":  # Docker's history fields, plus the raw Created/Id it gave
-        items = []
-        for r in rows:
-            ts = _created_ts(r["Created"])
-            image_id = r.get("Id", "<missing>")
-            items.append({
-                **r, "ID": image_id if no_trunc or image_id == "<missing>"
-                else image_id.removeprefix("sha256:")[:12],
-                "CreatedAt": r["Created"],
-                "CreatedSince": human_ago(ts) if ts is not None else "N/A",
-                "Size": human_size(r["Size"]) if human else r["Size"],
-            })  # fmt: skip
-        render_rows(fmt, items, id_title="IMAGE")
-        return
-    out = []
-    for r in rows:
-        created_by = r["CreatedBy"]
-        if not no_trunc and len(created_by) > 45:
-            created_by = created_by[:44] + "…"
+    items = []  # Docker's history fields, plus the raw Created/Id this command always gave
+    for r in get_history(ctx.store(), ref):
         ts = _created_ts(r["Created"])
-        when = (human_ago(ts) if human else r["Created"]) if ts is not None else "N/A"
         image_id = r.get("Id", "<missing>")
         if image_id != "<missing>" and not no_trunc:
             image_id = image_id.removeprefix("sha256:")[:12]
-        size = human_size(r["Size"]) if human else str(r["Size"])
-        out.append([image_id, when, created_by, size, r["Comment"]])
+        items.append({
+            **r, "ID": image_id, "CreatedAt": r["Created"],
+            "CreatedSince": human_ago(ts) if ts is not None else "N/A",
+            "Size": human_size(r["Size"]) if human else r["Size"],
+        })  # fmt: skip
+    if fmt and fmt != "table":
+        render_rows(fmt, items, id_title="IMAGE")
+        return
+    out = []
+    for i in items:
+        created_by = i["CreatedBy"]
+        if not no_trunc and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        when = i["CreatedSince"] if human or i["CreatedSince"] == "N/A" else i["CreatedAt"]
+        out.append([i["ID"], when, created_by, str(i["Size"]), i["Comment"]])
     table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], out)

@@ -82,7 +82,7 @@ COMMANDS: dict[str, tuple[str, str, str, bool]] = {
 }
 
 
-_C, _I = "lamina.cli.container_cmd", "lamina.cli.container_info_cmd"
+_I = "lamina.cli.container_info_cmd"
 #: ``lamina container SUB`` (Docker's management command): the container commands under
 #: Docker's sub-names, (module, attribute, short help, hidden) as in :data:`COMMANDS`
 CONTAINER_COMMANDS: dict[str, tuple[str, str, str, bool]] = {

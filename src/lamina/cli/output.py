@@ -10,9 +10,14 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from lamina.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def render_template(template: str, data: Any) -> str:
@@ -108,3 +113,13 @@ def human_ago(ts: float, now: float | None = None) -> str:
             n = int(delta // secs)
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "Less than a second ago" if delta < 1 else f"{int(delta)} seconds ago"
+
+
+def check_output_path(output: Path) -> None:
+    """As the docker CLI (``save -o``, ``export -o``): the file's directory must exist; it is
+    never created (a typo must not make a directory tree somewhere)."""
+    parent = output.absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"invalid output path: directory {str(parent)!r} does not exist")
+    if output.is_dir():
+        raise UsageError(f"invalid output path: {str(output)!r} is a directory")

@@ -45,13 +45,14 @@ def prune(ctx: Context, all_unused: bool, force: bool, volumes: bool) -> None:
     layers and blobs, and leftovers of interrupted commands."""
     from lamina.ops.system import prune as do_prune
 
-    images_what = (
-        "all images without at least one container" if all_unused else "all dangling images"
-    )
-    if not _confirm(force, "all stopped containers", images_what, "unused layers"):
+    if not _confirm(force, "all stopped containers", _images_what(all_unused), "unused layers"):
         return
     containers, images, freed = do_prune(ctx.store(), all_unused=all_unused)
     _report(containers, images, freed)
+
+
+def _images_what(all_unused: bool) -> str:
+    return "all images without at least one container" if all_unused else "all dangling images"
 
 
 def _confirm(force: bool, *what: str) -> bool:
@@ -91,8 +92,7 @@ def image_prune(ctx: Context, all_unused: bool, force: bool) -> None:
     """Remove images without names (-a: every image) that no container uses."""
     from lamina.ops.system import prune_images
 
-    what = "all images without at least one container" if all_unused else "all dangling images"
-    if not _confirm(force, what):
+    if not _confirm(force, _images_what(all_unused)):
         return
     ids, freed = prune_images(ctx.store(), all_unused=all_unused)
     _report([], ids, freed)

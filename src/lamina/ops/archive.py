@@ -189,6 +189,11 @@ def _spool(source: str, tmpdir: Path) -> Path:
             what = "not a regular file" if path.exists() else "no such file"
             raise UsageError(f"{source}: {what}", hint="give a rootfs tarball or - for stdin")
         return path
+    return spool_stdin(tmpdir)
+
+
+def spool_stdin(tmpdir: Path) -> Path:
+    """stdin copied, 1 MiB at a time, to ``tmpdir/stdin.tar`` (readers that seek need a file)."""
     spooled = tmpdir / "stdin.tar"
     with spooled.open("wb") as out:
         shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
@@ -359,4 +364,5 @@ __all__ = [
     "merged_view",
     "pull",
     "save",
+    "spool_stdin",
 ]

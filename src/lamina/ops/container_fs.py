@@ -110,6 +110,19 @@ def export(store: Store, ref: str, out: IO[bytes], *, epoch: int | None = None) 
             cs.unmount_unless_running(store, cid)
 
 
+def export_to(store: Store, ref: str, output: Path | None, *, epoch: int | None = None) -> None:
+    """``docker export [-o FILE]``: to ``output`` (appearing whole or not at all) or stdout."""
+    import sys
+
+    if output is None:
+        export(store, ref, sys.stdout.buffer, epoch=epoch)
+        return
+    from lamina._internal.fileio import atomic_output
+
+    with atomic_output(output) as tmp, tmp.open("wb") as f:
+        export(store, ref, f, epoch=epoch)
+
+
 def commit(
     store: Store, ref: str, name: str | None, *, changes: Sequence[str] = (),
     message: str | None = None, author: str | None = None, epoch: int | None = None,
