@@ -218,6 +218,13 @@ def test_pass_through_run_flags(store: Cli, work: Path) -> None:
     store("stop", "--signal", "KILL", "--timeout", "30", ctr)  # docker stop -s / --timeout
     assert json.loads(store("inspect", ctr).out)[0]["State"]["ExitCode"] == 137
     store("rm", ctr)
+    # a negative timeout never SIGKILLs, but the stop signal is still sent (here it ends sh)
+    ctr = store("run", "-d", "--stop-timeout", "-1", "busybox", "sh", "-c",
+                "trap 'exit 7' TERM; while :; do sleep 0.1; done").out.strip()  # fmt: skip
+    time.sleep(0.5)  # the trap is set
+    store("stop", ctr)
+    assert json.loads(store("inspect", ctr).out)[0]["State"]["ExitCode"] == 7
+    store("rm", ctr)
     for flags, message in ((["--cap-add", "BOGUS"], "unknown capability"),
                            (["--shm-size", "lots"], "invalid --shm-size"),
                            (["--add-host", "db"], "invalid --add-host"),

@@ -106,12 +106,10 @@ def stop(store: Store, ref: str, timeout: int | None = None, *, signal: int | No
     if timeout is None:  # `run --stop-timeout`, else Docker's 10 s
         timeout = config["Config"].get("StopTimeout")
     wait = STOP_TIMEOUT if timeout is None else timeout
-    if wait < 0:  # as Docker: a negative timeout waits for the container however long
-        cs.wait_stopped(store, cid, None)
-        return cid
     with contextlib.suppress(ContainerError):
         kill(store, cid, sig)
-    if cs.wait_stopped(store, cid, float(wait)) is not None:
+    # as Docker, a negative timeout waits for the container however long, never SIGKILLs
+    if cs.wait_stopped(store, cid, None if wait < 0 else float(wait)) is not None:
         return cid
     with contextlib.suppress(ContainerError):
         kill(store, cid, _signal.SIGKILL)
@@ -211,6 +209,8 @@ def log_time(text: str, now: float | None = None) -> str:
     import datetime
     import re
 
+    from lamina.runtime.monitor import rfc3339_ns
+
     now = time.time() if now is None else now
     value = text.strip()
     stamp: float | None = None
@@ -231,8 +231,7 @@ def log_time(text: str, now: float | None = None) -> str:
             parsed = parsed.replace(tzinfo=datetime.UTC)
         stamp = parsed.timestamp()
     whole = int(stamp // 1)
-    base = datetime.datetime.fromtimestamp(whole, datetime.UTC)
-    return base.strftime("%Y-%m-%dT%H:%M:%S.") + f"{round((stamp - whole) * 1e9):09d}Z"
+    return rfc3339_ns(whole * 1_000_000_000 + round((stamp - whole) * 1e9))
 
 
 def _in_window(entry: dict[str, Any], since: str | None, until: str | None) -> bool:

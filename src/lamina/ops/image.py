@@ -160,15 +160,20 @@ def _check_unused(store: Store, ref: str, force: bool) -> None:
 
     from lamina.errors import ContainerError, NotFound
     from lamina.ops import container_state as cs
+    from lamina.ops.system import container_images
     from lamina.store.naming import plan_removal
 
+    # a dry run of the store's own rule on a copy: checking inside remove_image would hold
+    # the store lock (which every load and build takes) while container states are refreshed.
+    # A container made from the image between this check and the removal is not caught; its
+    # layers stay held by the container either way.
     _events, gone = plan_removal(copy.deepcopy(store.images.load()), ref, force=force)
     if gone is None:  # only a name goes
         return
-    for cid in store.containers.ids():
+    for cid, image in container_images(store).items():
+        if image != str(gone.id):
+            continue
         try:
-            if str(store.containers.read(cid).get("Image", "")) != str(gone.id):
-                continue
             running = cs.refresh(store, cid).get("Status") == "running"
         except NotFound:
             continue

@@ -58,17 +58,22 @@ def _running(store: Store, cid: str) -> bool:
         return False
 
 
-def images_in_use(store: Store) -> frozenset[str]:
-    """Image ids (``sha256:...``) that some container was made from."""
+def container_images(store: Store) -> dict[str, str]:
+    """Container id -> the image id (``sha256:...``) it was made from."""
     from lamina.errors import LaminaError
 
-    used: set[str] = set()
+    images: dict[str, str] = {}
     for cid in store.containers.ids():
         try:
-            used.add(str(store.containers.read(cid).get("Image", "")))
+            images[cid] = str(store.containers.read(cid).get("Image", ""))
         except (LaminaError, OSError):  # removed meanwhile, or unreadable: nothing to keep
             continue
-    return frozenset(used)
+    return images
+
+
+def images_in_use(store: Store) -> frozenset[str]:
+    """Image ids (``sha256:...``) that some container was made from."""
+    return frozenset(container_images(store).values())
 
 
 def prune_images(store: Store, *, all_unused: bool = False) -> tuple[list[str], int]:

@@ -48,7 +48,12 @@ DRAIN_TIMEOUT = 5.0
 
 def now_rfc3339() -> str:
     """The current UTC time with nanoseconds, as Docker writes it (``...T...123456789Z``)."""
-    ns = time.time_ns()
+    return rfc3339_ns(time.time_ns())
+
+
+def rfc3339_ns(ns: int) -> str:
+    """``ns`` (nanoseconds since the epoch) as UTC with nine fractional digits: the one format
+    of lamina's record and log times, so they compare as strings."""
     base = datetime.datetime.fromtimestamp(ns // 1_000_000_000, datetime.UTC)
     return base.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ns % 1_000_000_000:09d}Z"
 
